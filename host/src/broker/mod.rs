@@ -1,0 +1,11 @@
+//! Everything between the host and NATS: the client connection, the nats-server
+//! the host starts when no URL is configured, and the JetStream streams that
+//! runtime.toml declares.
+
+mod connect;
+mod embedded;
+mod streams;
+
+pub use connect::connect;
+pub use embedded::EmbeddedServer;
+pub use streams::{ensure_dead_letter_stream, ensure_streams};

@@ -1,0 +1,116 @@
+//! The command line: `switchyard run|check|invoke|pub|req|sub`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about = "Run sandboxed WebAssembly handlers on NATS messages")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the routes of a runtime.toml until SIGINT/SIGTERM.
+    Run {
+        #[arg(default_value = "runtime.toml", env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a runtime.toml and the plugins it names; list every problem.
+    Check {
+        #[arg(default_value = "runtime.toml", env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run a plugin on one message, without NATS, and print what it decided.
+    Invoke(InvokeArgs),
+    /// Publish a message.
+    Pub {
+        subject: String,
+        data: String,
+        #[command(flatten)]
+        msg: MessageArgs,
+        /// Publish this many copies.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Send a request and print the reply.
+    Req {
+        subject: String,
+        data: String,
+        #[command(flatten)]
+        msg: MessageArgs,
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Print the messages published on a subject.
+    Sub {
+        subject: String,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// The plugin's .wasm file.
+    pub plugin: PathBuf,
+    #[arg(long, default_value = "invoke.test")]
+    pub subject: String,
+    /// The payload (text). Use --data-file for binary.
+    #[arg(long, conflicts_with = "data_file")]
+    pub data: Option<String>,
+    #[arg(long)]
+    pub data_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub msg: MessageArgs,
+    /// Pretend the message has this reply subject (a request).
+    #[arg(long)]
+    pub reply: Option<String>,
+    /// The attempt number the plugin sees.
+    #[arg(long, default_value_t = 1)]
+    pub attempt: u64,
+    /// Plugin config for `init`, as a TOML table: --config 'target = "out"'.
+    #[arg(long, default_value = "")]
+    pub config: String,
+    /// Subjects the plugin may publish to (default: any).
+    #[arg(long = "allow", default_value = ">")]
+    pub allow: Vec<String>,
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    #[arg(long, default_value = "64MiB")]
+    pub memory: bytesize::ByteSize,
+    #[arg(long)]
+    pub fuel: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct MessageArgs {
+    /// A header, `name=value`; repeatable.
+    #[arg(long = "header", short = 'H', value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+}
+
+/// Where the client commands find NATS: `--url`, else the runtime.toml's
+/// `nats.url`, else its embedded server's port on 127.0.0.1.
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    #[arg(long, env = "SWITCHYARD_NATS_URL")]
+    pub url: Option<String>,
+    #[arg(long = "config", default_value = "runtime.toml", env = "SWITCHYARD_CONFIG")]
+    pub config: PathBuf,
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("expected name=value, got `{text}`"))?;
+    Ok((name.trim().to_owned(), value.to_owned()))
+}

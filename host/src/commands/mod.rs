@@ -1,0 +1,6 @@
+//! The subcommands other than `run`: tools for operators and plugin authors.
+
+pub mod check;
+pub mod client;
+pub mod invoke;
+mod show;

@@ -1,0 +1,389 @@
+//! The typed schema of `runtime.toml`.
+//!
+//! Every struct denies unknown keys so a typo is an error, not a silently ignored
+//! setting. Durations are humantime strings ("30s"), sizes are byte-size strings
+//! ("64MiB"), both parsed by the helpers in `units.rs`. Names that other sections
+//! refer to (plugins, streams) are kept with their source span so validation can
+//! point at the exact line and column.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub nats: NatsConfig,
+    #[serde(default)]
+    pub host: HostConfig,
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    #[serde(default)]
+    pub streams: Vec<StreamConfig>,
+    /// Plugins by name; routes refer to them by that name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// How to reach NATS. Without `url` the host starts its own nats-server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// One or more server URLs, comma separated ("nats://a:4222,nats://b:4222").
+    pub url: Option<String>,
+    #[serde(default = "defaults::client_name")]
+    pub name: String,
+    pub token: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Path to a `.creds` file (JWT + nkey seed).
+    pub credentials: Option<PathBuf>,
+    /// An nkey seed ("SU…").
+    pub nkey: Option<String>,
+    pub tls: Option<TlsConfig>,
+    /// Reconnect attempts before giving up; absent = forever.
+    pub max_reconnects: Option<usize>,
+    #[serde(
+        default = "defaults::connect_timeout",
+        deserialize_with = "super::units::duration"
+    )]
+    pub connect_timeout: Duration,
+    /// Capacity of each subscription's buffer, in messages. Large so bursts are
+    /// not dropped (async-nats's 65,536 default drops silently under load).
+    #[serde(default = "defaults::subscription_capacity")]
+    pub subscription_capacity: usize,
+    #[serde(default)]
+    pub embedded: EmbeddedConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate(s) to trust, PEM.
+    pub ca: Option<PathBuf>,
+    /// Client certificate, PEM (with `key`).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Require TLS even if the server does not announce it.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// The nats-server the host starts when `nats.url` is absent.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// Path to the binary; default: `$NATS_SERVER_BIN`, then `nats-server` on PATH.
+    pub binary: Option<PathBuf>,
+    /// Client port on 127.0.0.1; 0 picks a free one.
+    #[serde(default = "defaults::embedded_port")]
+    pub port: u16,
+    /// JetStream storage directory, relative to the config file.
+    #[serde(default = "defaults::embedded_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+/// Host-wide settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// How long shutdown waits for in-flight messages before giving up.
+    #[serde(
+        default = "defaults::shutdown_timeout",
+        deserialize_with = "super::units::duration"
+    )]
+    pub shutdown_timeout: Duration,
+    /// Where precompiled plugin artifacts are cached, relative to the config file.
+    #[serde(default = "defaults::cache_dir")]
+    pub cache_dir: PathBuf,
+}
+
+/// Where rejected and exhausted messages go: a JetStream stream the host creates.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    #[serde(default = "defaults::dlq_stream")]
+    pub stream: String,
+    /// Dead letters are published to `<subject_prefix>.<route>`.
+    #[serde(default = "defaults::dlq_subject_prefix")]
+    pub subject_prefix: String,
+    #[serde(
+        default = "defaults::dlq_max_age",
+        deserialize_with = "super::units::duration"
+    )]
+    pub max_age: Duration,
+    #[serde(default)]
+    pub storage: Storage,
+}
+
+/// A JetStream stream the host creates or updates at startup.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub name: Spanned<String>,
+    pub subjects: Vec<String>,
+    #[serde(default)]
+    pub retention: Retention,
+    #[serde(default)]
+    pub storage: Storage,
+    /// Zero = unlimited.
+    #[serde(default, deserialize_with = "super::units::option_duration")]
+    pub max_age: Option<Duration>,
+    pub max_msgs: Option<i64>,
+    #[serde(default, deserialize_with = "super::units::option_byte_size")]
+    pub max_bytes: Option<ByteSize>,
+    #[serde(default = "defaults::replicas")]
+    pub replicas: usize,
+    /// Window in which `Nats-Msg-Id` duplicates are dropped.
+    #[serde(default, deserialize_with = "super::units::option_duration")]
+    pub duplicate_window: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retention {
+    #[default]
+    Limits,
+    Interest,
+    Workqueue,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    #[default]
+    File,
+    Memory,
+}
+
+/// A wasm module and the sandbox it runs in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The `.wasm` file, relative to the config file.
+    pub path: Spanned<PathBuf>,
+    /// Linear memory cap per instance.
+    #[serde(
+        default = "defaults::plugin_memory",
+        deserialize_with = "super::units::byte_size"
+    )]
+    pub memory: ByteSize,
+    /// Wall-clock limit of one call (enforced by epoch interruption).
+    #[serde(
+        default = "defaults::plugin_timeout",
+        deserialize_with = "super::units::duration"
+    )]
+    pub timeout: Duration,
+    /// Optional instruction budget per call (wasmtime fuel).
+    pub fuel: Option<u64>,
+    /// Subject patterns the plugin may publish to (NATS wildcards). Empty = none.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Environment variables visible to the plugin (nothing else is).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Passed to the plugin's `init` (as MessagePack); the plugin may refuse it.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// A route: subjects (core) or a stream consumer (JetStream) → a plugin.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: Spanned<String>,
+    /// Name of a `[plugins.NAME]` entry.
+    pub plugin: Spanned<String>,
+    /// Core: the subjects to subscribe to. JetStream: consumer filter subjects
+    /// (empty = the whole stream).
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Core only: queue group, so several hosts share the load.
+    pub queue: Option<String>,
+    /// Present = a JetStream route on this stream, which must be declared in
+    /// `[[streams]]` (so the host can check the filter subjects against it).
+    pub stream: Option<Spanned<String>>,
+    /// Durable consumer name; default: the route name.
+    pub durable: Option<String>,
+    /// Messages handled at once (and instances kept) for this route.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// JetStream: deliveries before the message is dead-lettered.
+    #[serde(default = "defaults::max_deliver")]
+    pub max_deliver: i64,
+    /// JetStream: time the server waits for an ack before redelivering.
+    #[serde(
+        default = "defaults::ack_wait",
+        deserialize_with = "super::units::duration"
+    )]
+    pub ack_wait: Duration,
+    /// JetStream: messages requested per pull.
+    #[serde(default = "defaults::batch")]
+    pub batch: usize,
+    /// JetStream: unacknowledged messages the server lets the consumer hold.
+    #[serde(default = "defaults::max_ack_pending")]
+    pub max_ack_pending: i64,
+    /// JetStream: wait for the server to confirm each ack (slower, exact).
+    #[serde(default)]
+    pub double_ack: bool,
+}
+
+/// Backoff between attempts of a failing message.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Delay before attempt 2, 3, …; the last one repeats.
+    #[serde(
+        default = "defaults::retry_delays",
+        deserialize_with = "super::units::duration_list"
+    )]
+    pub delays: Vec<Duration>,
+    /// Core routes: attempts in process before the message is dead-lettered.
+    #[serde(default = "defaults::core_attempts")]
+    pub attempts: u32,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            name: defaults::client_name(),
+            token: None,
+            user: None,
+            password: None,
+            credentials: None,
+            nkey: None,
+            tls: None,
+            max_reconnects: None,
+            connect_timeout: defaults::connect_timeout(),
+            subscription_capacity: defaults::subscription_capacity(),
+            embedded: EmbeddedConfig::default(),
+        }
+    }
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self {
+            binary: None,
+            port: defaults::embedded_port(),
+            data_dir: defaults::embedded_data_dir(),
+        }
+    }
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: defaults::shutdown_timeout(),
+            cache_dir: defaults::cache_dir(),
+        }
+    }
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        Self {
+            stream: defaults::dlq_stream(),
+            subject_prefix: defaults::dlq_subject_prefix(),
+            max_age: defaults::dlq_max_age(),
+            storage: Storage::File,
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            delays: defaults::retry_delays(),
+            attempts: defaults::core_attempts(),
+        }
+    }
+}
+
+impl RouteConfig {
+    /// The durable consumer name of a JetStream route.
+    pub fn durable_name(&self) -> &str {
+        self.durable.as_deref().unwrap_or(self.name.get_ref())
+    }
+}
+
+/// Default values, one function each so serde and `Default` impls share them.
+pub mod defaults {
+    use super::*;
+
+    pub fn client_name() -> String {
+        "switchyard".into()
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn subscription_capacity() -> usize {
+        2 * 1024 * 1024
+    }
+    pub fn embedded_port() -> u16 {
+        4222
+    }
+    pub fn embedded_data_dir() -> PathBuf {
+        ".switchyard/nats".into()
+    }
+    pub fn shutdown_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn cache_dir() -> PathBuf {
+        ".switchyard/cache".into()
+    }
+    pub fn dlq_stream() -> String {
+        "SWITCHYARD_DLQ".into()
+    }
+    pub fn dlq_subject_prefix() -> String {
+        "switchyard.dlq".into()
+    }
+    pub fn dlq_max_age() -> Duration {
+        Duration::from_secs(7 * 24 * 3600)
+    }
+    pub fn replicas() -> usize {
+        1
+    }
+    pub fn plugin_memory() -> ByteSize {
+        ByteSize::mib(64)
+    }
+    pub fn plugin_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn concurrency() -> usize {
+        4
+    }
+    pub fn max_deliver() -> i64 {
+        5
+    }
+    pub fn ack_wait() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn batch() -> usize {
+        1000
+    }
+    pub fn max_ack_pending() -> i64 {
+        10_000
+    }
+    pub fn retry_delays() -> Vec<Duration> {
+        vec![
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+        ]
+    }
+    pub fn core_attempts() -> u32 {
+        3
+    }
+}

@@ -1,0 +1,77 @@
+//! Checks that need more than types: names that refer to other sections, NATS
+//! subject syntax, stream coverage, numeric ranges, files that must exist.
+//!
+//! Every check runs and every problem is collected (like Vector's
+//! `config/validation.rs`), each at the most precise span available: the value
+//! itself when it is written in the file, else the item that took the default.
+
+mod names;
+mod nats;
+mod plugins;
+mod routes;
+mod streams;
+
+use std::ops::Range;
+use std::path::Path;
+
+use super::load::Broken;
+use super::problems::Problems;
+use super::schema::Config;
+
+/// Adds every semantic problem of `config` to `problems`. Expects paths already
+/// resolved against the config file's directory (see `resolve_paths`), since it
+/// checks that files exist.
+pub fn validate(config: &Config, problems: &mut Problems) {
+    check(config, &Broken::default(), problems);
+}
+
+/// [`validate`] for a config some items of which failed to deserialize.
+pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
+    nats::check(&config.nats, problems);
+    streams::check(config, broken, problems);
+    plugins::check(config, problems);
+    routes::check(config, broken, problems);
+}
+
+/// Why `path` is not a readable regular file, if it is not.
+fn file_problem(path: &Path) -> Option<String> {
+    let shown = path.display();
+    if path.as_os_str().is_empty() {
+        return Some("path must not be empty".into());
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Some(format!("`{shown}` is a directory, expected a file")),
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(format!("file not found: `{shown}`"))
+        }
+        Err(e) => Some(format!("cannot read `{shown}`: {}", lowercase_io(&e))),
+    }
+}
+
+/// io errors read "Permission denied (os error 13)"; our messages are lowercase.
+fn lowercase_io(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+/// The line of `span` in the file, for "first declared at line N" hints.
+fn line_of(problems: &Problems, span: &Range<usize>) -> Option<usize> {
+    problems.source().map(|s| s.position(span.start).line)
+}
+
+/// " (first declared at line N)" or nothing when the line is unknown.
+fn first_declared(problems: &Problems, span: &Range<usize>) -> String {
+    line_of(problems, span)
+        .map(|l| format!(" (first declared at line {l})"))
+        .unwrap_or_default()
+}
+
+/// Renders a duration the way it is written in the file ("1m 30s").
+fn human(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}

@@ -1,0 +1,287 @@
+//! Checks of `[[routes]]`: unique names, references to plugins and streams,
+//! the core/JetStream split, subjects, and the delivery numbers.
+
+use std::collections::HashMap;
+
+use super::super::load::{Broken, quoted};
+use super::super::problems::Problems;
+use super::super::schema::{Config, Retention, RouteConfig, StreamConfig};
+use super::super::subject::{is_subset, is_valid_subject, overlaps, subject_problem};
+use super::names::{queue_problem, token_name_problem};
+use super::{first_declared, human};
+
+pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
+    let mut names = HashMap::new();
+    // (stream, durable) → route, to catch two routes sharing one consumer.
+    let mut durables: HashMap<(&str, &str), &str> = HashMap::new();
+    // Routes per work-queue stream, to check their filters are disjoint.
+    let mut work_queues: HashMap<&str, Vec<(usize, &RouteConfig)>> = HashMap::new();
+
+    for (i, route) in config.routes.iter().enumerate() {
+        let idx = i.to_string();
+        let name = route.name.get_ref();
+        let label = if name.is_empty() {
+            format!("route #{}", i + 1)
+        } else {
+            format!("route `{name}`")
+        };
+        let at = |key: &'static str| ["routes", idx.as_str(), key];
+
+        let mut unique = false;
+        if let Some(why) = token_name_problem(name) {
+            let message = if name.is_empty() {
+                format!("{label}: name {why}")
+            } else {
+                format!("invalid route name `{name}`: {why}")
+            };
+            problems.push_spanned(route.name.span(), message);
+        } else if let Some(first) = names.get(name.as_str()) {
+            let first = first_declared(problems, first);
+            problems.push_spanned(
+                route.name.span(),
+                format!("duplicate route name `{name}`{first}"),
+            );
+        } else {
+            names.insert(name.as_str(), route.name.span());
+            unique = true;
+        }
+
+        let plugin = route.plugin.get_ref();
+        if !config.plugins.contains_key(plugin) && !broken.plugin(plugin) {
+            let hint = if config.plugins.is_empty() {
+                "no `[plugins.NAME]` are declared".to_string()
+            } else {
+                format!("known plugins: {}", quoted(config.plugins.keys()))
+            };
+            problems.push_spanned(
+                route.plugin.span(),
+                format!("{label}: unknown plugin `{plugin}` ({hint})"),
+            );
+        }
+
+        match &route.stream {
+            None => check_core(route, &label, &idx, problems),
+            Some(stream_name) => {
+                let stream = config
+                    .streams
+                    .iter()
+                    .find(|s| s.name.get_ref() == stream_name.get_ref());
+                match stream {
+                    Some(stream) => check_filters(route, stream, &label, &idx, problems),
+                    None if broken.stream(stream_name.get_ref()) => {}
+                    None => {
+                        let hint = if config.streams.is_empty() {
+                            "no `[[streams]]` are declared".to_string()
+                        } else {
+                            format!(
+                                "declared streams: {}",
+                                quoted(config.streams.iter().map(|s| s.name.get_ref()))
+                            )
+                        };
+                        let message = format!(
+                            "{label}: unknown stream `{}` ({hint})",
+                            stream_name.get_ref()
+                        );
+                        problems.push_spanned(stream_name.span(), message);
+                    }
+                }
+                if route.queue.is_some() {
+                    problems.push_at(
+                        &at("queue"),
+                        format!("{label}: `queue` is only for core routes; a JetStream route shares work through its durable consumer"),
+                    );
+                }
+                if let Some(durable) = &route.durable
+                    && let Some(why) = token_name_problem(durable)
+                {
+                    problems.push_at(
+                        &at("durable"),
+                        format!("{label}: invalid durable name `{durable}`: {why}"),
+                    );
+                }
+                // A duplicate route name already explains a clash of default durables.
+                if unique || route.durable.is_some() {
+                    let key = (stream_name.get_ref().as_str(), route.durable_name());
+                    if let Some(other) = durables.insert(key, name) {
+                        let message = format!(
+                            "{label}: durable consumer `{}` on stream `{}` is already used by route `{other}`",
+                            key.1, key.0
+                        );
+                        match route.durable {
+                            Some(_) => problems.push_at(&at("durable"), message),
+                            None => problems.push_spanned(route.name.span(), message),
+                        }
+                    }
+                }
+                if let Some(stream) = stream.filter(|s| s.retention == Retention::Workqueue) {
+                    work_queues
+                        .entry(stream.name.get_ref())
+                        .or_default()
+                        .push((i, route));
+                }
+                if let Some(timeout) = config.plugins.get(plugin).map(|p| p.timeout)
+                    && !route.ack_wait.is_zero()
+                    && route.ack_wait <= timeout
+                {
+                    problems.push_at(
+                            &at("ack_wait"),
+                            format!(
+                                "{label}: `ack_wait` (`{}`) must be longer than the `timeout` of plugin `{plugin}` (`{}`), or the server redelivers messages that are still being handled",
+                                human(route.ack_wait),
+                                human(timeout)
+                            ),
+                        );
+                }
+            }
+        }
+        check_numbers(route, &label, &idx, problems);
+    }
+
+    for (stream, routes) in &work_queues {
+        check_work_queue(stream, routes, problems);
+    }
+}
+
+fn check_core(route: &RouteConfig, label: &str, idx: &str, problems: &mut Problems) {
+    if route.subjects.is_empty() {
+        problems.push_at(
+            &["routes", idx, "subjects"],
+            format!(
+                "{label}: a core route needs `subjects` (or `stream` to consume a JetStream stream)"
+            ),
+        );
+    }
+    for (j, subject) in route.subjects.iter().enumerate() {
+        if let Some(why) = subject_problem(subject, true) {
+            problems.push_at(
+                &["routes", idx, "subjects", &j.to_string()],
+                format!("{label}: invalid subject `{subject}`: {why}"),
+            );
+        }
+    }
+    if let Some(queue) = &route.queue
+        && let Some(why) = queue_problem(queue)
+    {
+        problems.push_at(
+            &["routes", idx, "queue"],
+            format!("{label}: invalid queue group `{queue}`: {why}"),
+        );
+    }
+    if route.durable.is_some() {
+        problems.push_at(
+            &["routes", idx, "durable"],
+            format!("{label}: `durable` is only for JetStream routes (set `stream`)"),
+        );
+    }
+}
+
+/// A consumer's filter subjects must lie inside its stream, as NATS requires.
+fn check_filters(
+    route: &RouteConfig,
+    stream: &StreamConfig,
+    label: &str,
+    idx: &str,
+    problems: &mut Problems,
+) {
+    for (j, subject) in route.subjects.iter().enumerate() {
+        let at = ["routes", idx, "subjects", &j.to_string()];
+        if let Some(why) = subject_problem(subject, true) {
+            problems.push_at(&at, format!("{label}: invalid subject `{subject}`: {why}"));
+        } else if !stream.subjects.iter().any(|s| is_subset(subject, s)) {
+            problems.push_at(
+                &at,
+                format!(
+                    "{label}: subject `{subject}` is not inside stream `{}` (its subjects: {})",
+                    stream.name.get_ref(),
+                    quoted(&stream.subjects)
+                ),
+            );
+        }
+    }
+}
+
+/// On a work-queue stream each message goes to exactly one consumer, so NATS
+/// refuses consumers whose filters overlap (no filter = the whole stream).
+fn check_work_queue(stream: &str, routes: &[(usize, &RouteConfig)], problems: &mut Problems) {
+    let filters = |route: &RouteConfig| -> Vec<String> {
+        if route.subjects.is_empty() {
+            vec![">".into()]
+        } else {
+            route
+                .subjects
+                .iter()
+                .filter(|s| is_valid_subject(s, true))
+                .cloned()
+                .collect()
+        }
+    };
+    for (n, (i, route)) in routes.iter().enumerate() {
+        let mine = filters(route);
+        let clash = routes[..n].iter().find(|(_, earlier)| {
+            let theirs = filters(earlier);
+            mine.iter().any(|a| theirs.iter().any(|b| overlaps(a, b)))
+        });
+        if let Some((_, earlier)) = clash {
+            problems.push_at(
+                &["routes", &i.to_string(), "subjects"],
+                format!(
+                    "route `{}`: its subjects overlap those of route `{}` on work-queue stream `{stream}`, where each message goes to one consumer only",
+                    route.name.get_ref(),
+                    earlier.name.get_ref()
+                ),
+            );
+        }
+    }
+}
+
+fn check_numbers(route: &RouteConfig, label: &str, idx: &str, problems: &mut Problems) {
+    let at = |key: &'static str| ["routes", idx, key];
+    if route.concurrency == 0 {
+        problems.push_at(
+            &at("concurrency"),
+            format!("{label}: `concurrency` must be at least 1, got `0`"),
+        );
+    }
+    if route.batch == 0 {
+        problems.push_at(
+            &at("batch"),
+            format!("{label}: `batch` must be at least 1, got `0`"),
+        );
+    }
+    if route.max_deliver < 1 && route.max_deliver != -1 {
+        problems.push_at(
+            &at("max_deliver"),
+            format!(
+                "{label}: `max_deliver` must be at least 1, or -1 for unlimited, got `{}`",
+                route.max_deliver
+            ),
+        );
+    }
+    if route.max_ack_pending < 1 && route.max_ack_pending != -1 {
+        problems.push_at(
+            &at("max_ack_pending"),
+            format!(
+                "{label}: `max_ack_pending` must be at least 1, or -1 for unlimited, got `{}`",
+                route.max_ack_pending
+            ),
+        );
+    }
+    if route.ack_wait.is_zero() {
+        problems.push_at(
+            &at("ack_wait"),
+            format!("{label}: `ack_wait` must be greater than zero"),
+        );
+    }
+    if route.retry.delays.is_empty() {
+        problems.push_at(
+            &["routes", idx, "retry", "delays"],
+            format!("{label}: `retry.delays` must not be empty"),
+        );
+    }
+    if route.retry.attempts == 0 {
+        problems.push_at(
+            &["routes", idx, "retry", "attempts"],
+            format!("{label}: `retry.attempts` must be at least 1, got `0`"),
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The `switchyard` binary: parse the command line, set up logging, hand over.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = switchyard::cli::Cli::parse();
+    switchyard::telemetry::logging::init();
+    match switchyard::app::run(cli).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

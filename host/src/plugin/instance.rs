@@ -1,0 +1,197 @@
+//! One live instance of a plugin version: its store, its exports, and the call
+//! protocol (write the message into guest memory, call, read the outcome back).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use switchyard_abi::{Message, Outcome, Publish, names};
+use wasmtime::{Memory, Store, Trap, TypedFunc, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::error::CallError;
+use super::load::Plugin;
+use super::state::{DeadlineHit, HostState, MemoryLimitHit};
+use super::stdio::LogStream;
+
+/// What a successful call produced.
+#[derive(Debug)]
+pub struct Handled {
+    pub outcome: Outcome,
+    /// Publishes buffered during the call, to send only on Ack or Reply.
+    pub publishes: Vec<Publish>,
+}
+
+/// Why a new instance could not be made.
+#[derive(Debug)]
+pub enum NewError {
+    Refused(String),
+    Call(CallError),
+}
+
+pub struct Instance {
+    plugin: Arc<Plugin>,
+    store: Store<HostState>,
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    handle: TypedFunc<(i32, i32), i64>,
+    abi_version: TypedFunc<(), i32>,
+    init: Option<TypedFunc<(i32, i32), i64>>,
+}
+
+impl Instance {
+    /// Instantiate `plugin` and run its `init` (if it exports one) with its config.
+    pub async fn new(plugin: Arc<Plugin>) -> Result<Self, NewError> {
+        let mut instance = Self::instantiate(plugin).await?;
+        instance.init().await?;
+        Ok(instance)
+    }
+
+    /// Instantiate without running `init`, so the loader can check the ABI
+    /// version before handing the plugin its config.
+    pub(super) async fn instantiate(plugin: Arc<Plugin>) -> Result<Self, NewError> {
+        let spec = &plugin.spec;
+        let wasi = WasiCtxBuilder::new()
+            .stdout(LogStream::new(plugin.name.clone(), "stdout"))
+            .stderr(LogStream::new(plugin.name.clone(), "stderr"))
+            .envs(&spec.env)
+            .build_p1();
+        let state = HostState {
+            wasi,
+            plugin: plugin.name.clone(),
+            memory_cap: spec.memory,
+            allow: plugin.allow.clone(),
+            publishes: None,
+            publish_bytes: 0,
+            deadline: Instant::now(),
+            last_error: None,
+        };
+        let mut store = Store::new(plugin.pre.module().engine(), state);
+        store.limiter(|state| state);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                return Err(wasmtime::Error::new(DeadlineHit));
+            }
+            // Not late yet: let other tasks run, then check again next tick.
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        });
+        begin(&mut store, &plugin, false);
+
+        let failed = |err, store: &Store<HostState>| NewError::Call(classify(err, &plugin, store.data().last_error.clone()));
+        let instance = match plugin.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(err) => return Err(failed(err, &store)),
+        };
+        // A wasip1 reactor (a cdylib) must run its constructors before any export.
+        if let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut store, "_initialize")
+            && let Err(err) = initialize.call_async(&mut store, ()).await
+        {
+            return Err(failed(err, &store));
+        }
+        let abi = |err: wasmtime::Error| NewError::Call(CallError::Abi(format!("{err:#}")));
+        let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| abi(wasmtime::Error::msg("no `memory` export")))?;
+        Ok(Self {
+            alloc: instance.get_typed_func(&mut store, names::ALLOC).map_err(abi)?,
+            handle: instance.get_typed_func(&mut store, names::HANDLE).map_err(abi)?,
+            abi_version: instance.get_typed_func(&mut store, names::ABI_VERSION).map_err(abi)?,
+            init: if plugin.has_init { Some(instance.get_typed_func(&mut store, names::INIT).map_err(abi)?) } else { None },
+            plugin: plugin.clone(),
+            store,
+            memory,
+        })
+    }
+
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// The value of the `switchyard_abi_version` export.
+    pub async fn abi_version(&mut self) -> Result<i64, CallError> {
+        begin(&mut self.store, &self.plugin, false);
+        let version = self.abi_version.call_async(&mut self.store, ()).await.map_err(|err| self.classify(err))?;
+        Ok(i64::from(version))
+    }
+
+    pub(super) async fn init(&mut self) -> Result<(), NewError> {
+        let Some(init) = self.init.clone() else {
+            return Ok(());
+        };
+        let config = self.plugin.spec.config.clone();
+        begin(&mut self.store, &self.plugin, false);
+        let (ptr, len) = self.write_input(&config).await.map_err(NewError::Call)?;
+        let packed = init.call_async(&mut self.store, (ptr, len)).await.map_err(|err| NewError::Call(self.classify(err)))?;
+        if packed == 0 {
+            return Ok(());
+        }
+        let bytes = self.read_output(packed).map_err(NewError::Call)?;
+        Err(NewError::Refused(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Run `switchyard_handle` on one message under the plugin's limits.
+    pub async fn handle(&mut self, msg: &Message) -> Result<Handled, CallError> {
+        let input = switchyard_abi::encode(msg).map_err(|err| CallError::Abi(format!("encoding the message: {err}")))?;
+        begin(&mut self.store, &self.plugin, true);
+        let (ptr, len) = self.write_input(&input).await?;
+        let packed = self.handle.call_async(&mut self.store, (ptr, len)).await.map_err(|err| self.classify(err))?;
+        let bytes = self.read_output(packed)?;
+        let outcome = switchyard_abi::decode::<Outcome>(&bytes).map_err(|err| CallError::BadOutcome(err.to_string()))?;
+        let publishes = self.store.data_mut().publishes.take().unwrap_or_default();
+        Ok(Handled { outcome, publishes })
+    }
+
+    /// Allocate guest memory for `bytes` and copy them in. Runs inside the call's
+    /// deadline (the caller has just called [`begin`]).
+    async fn write_input(&mut self, bytes: &[u8]) -> Result<(i32, i32), CallError> {
+        let len = i32::try_from(bytes.len()).map_err(|_| CallError::Abi("message larger than 2 GiB".into()))?;
+        let ptr = self.alloc.call_async(&mut self.store, len).await.map_err(|err| self.classify(err))?;
+        if ptr == 0 && len > 0 {
+            return Err(CallError::Abi(format!("`{}` could not allocate {len} bytes", names::ALLOC)));
+        }
+        self.memory
+            .write(&mut self.store, ptr as u32 as usize, bytes)
+            .map_err(|_| CallError::Abi(format!("`{}` returned out-of-bounds pointer {ptr:#x}", names::ALLOC)))?;
+        Ok((ptr, len))
+    }
+
+    fn read_output(&self, packed: i64) -> Result<Vec<u8>, CallError> {
+        let (ptr, len) = switchyard_abi::unpack(packed as u64);
+        let (start, len) = (ptr as usize, len as usize);
+        self.memory
+            .data(&self.store)
+            .get(start..start.saturating_add(len))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| CallError::BadOutcome(format!("result {ptr:#x}+{len} lies outside guest memory")))
+    }
+
+    fn classify(&self, err: wasmtime::Error) -> CallError {
+        classify(err, &self.plugin, self.store.data().last_error.clone())
+    }
+}
+
+/// Reset per-call state: deadline, fuel, publish buffer.
+fn begin(store: &mut Store<HostState>, plugin: &Plugin, collect_publishes: bool) {
+    store.data_mut().begin_call(Instant::now() + plugin.spec.timeout, collect_publishes);
+    store.set_epoch_deadline(1);
+    if let Some(fuel) = plugin.spec.fuel {
+        // Only fails on an engine without fuel, which a fuel plugin never uses.
+        let _ = store.set_fuel(fuel);
+    }
+}
+
+/// Turn a wasmtime error into the reason the call failed.
+fn classify(err: wasmtime::Error, plugin: &Plugin, last_error: Option<String>) -> CallError {
+    if err.chain().any(|cause| cause.is::<DeadlineHit>()) {
+        return CallError::Timeout(plugin.spec.timeout);
+    }
+    if let Some(MemoryLimitHit(cap)) = err.chain().find_map(|cause| cause.downcast_ref::<MemoryLimitHit>()) {
+        return CallError::MemoryLimit(*cap);
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => CallError::OutOfFuel(plugin.spec.fuel.unwrap_or_default()),
+        Some(trap) => match last_error {
+            // The SDK logs a panic's message just before the trap it causes.
+            Some(message) => CallError::Trap(format!("{trap}: {message}")),
+            None => CallError::Trap(trap.to_string()),
+        },
+        None => CallError::Trap(err.to_string()),
+    }
+}

@@ -1,0 +1,165 @@
+//! Loading one plugin version: read the file, hash it, compile (or load the cached
+//! artifact), check its exports and ABI version, and run `init` with its config on
+//! a first instance. All of this happens off the message path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use switchyard_abi::{ABI_VERSION, names};
+use wasmtime::{ExternType, FuncType, InstancePre, Linker, Module, ValType};
+
+use super::engine::Runtime;
+use super::error::LoadError;
+use super::host_fns;
+use super::instance::{Instance, NewError};
+use super::state::HostState;
+use crate::config::PluginConfig;
+
+/// Everything the host needs to know to run a plugin, independent of its bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSpec {
+    pub name: String,
+    pub path: PathBuf,
+    pub memory: u64,
+    pub timeout: Duration,
+    pub fuel: Option<u64>,
+    pub publish: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// The `[plugins.NAME.config]` table, encoded as a MessagePack map for `init`.
+    pub config: Vec<u8>,
+}
+
+impl PluginSpec {
+    pub fn from_config(name: &str, config: &PluginConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            name: name.to_owned(),
+            path: config.path.get_ref().clone(),
+            memory: config.memory.as_u64(),
+            timeout: config.timeout,
+            fuel: config.fuel,
+            publish: config.publish.clone(),
+            env: config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            config: switchyard_abi::encode(&config.config)?,
+        })
+    }
+}
+
+/// One compiled, checked version of a plugin. Cheap to share; instances hold an
+/// `Arc` of the version they were made from.
+pub struct Plugin {
+    pub spec: PluginSpec,
+    /// First 12 hex digits of the SHA-256 of the module file: the version's name.
+    pub hash: String,
+    pub loaded_at: SystemTime,
+    pub(super) name: Arc<str>,
+    pub(super) allow: Arc<[String]>,
+    pub(super) pre: InstancePre<HostState>,
+    pub(super) has_init: bool,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("name", &self.name).field("hash", &self.hash).finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Load and check a plugin file. Returns the version and the instance that
+    /// proved it works (init accepted the config), ready for the pool.
+    pub async fn load(runtime: &Runtime, spec: PluginSpec) -> Result<(Arc<Plugin>, Instance), LoadError> {
+        let plugin = spec.name.clone();
+        let path = spec.path.display().to_string();
+        let bytes = tokio::fs::read(&spec.path)
+            .await
+            .map_err(|source| LoadError::Read { plugin: plugin.clone(), path: path.clone(), source })?;
+        check_magic(&bytes).map_err(|reason| LoadError::NotWasm { plugin: plugin.clone(), path: path.clone(), reason })?;
+        let hash = content_hash(&bytes);
+
+        let engine = runtime.engine(spec.fuel.is_some()).clone();
+        let cache_dir = runtime.cache_dir.clone();
+        let hash_for_compile = hash.clone();
+        // Compiling takes a core for tens to hundreds of milliseconds: keep it off
+        // the async workers that are serving messages.
+        let module = tokio::task::spawn_blocking(move || {
+            super::cache::compile(&engine, cache_dir.as_deref(), &hash_for_compile, &bytes)
+        })
+        .await
+        .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("compiler task failed: {err}") })?
+        .map_err(|err| LoadError::NotWasm { plugin: plugin.clone(), path: path.clone(), reason: format!("{err:#}") })?;
+
+        let has_init = check_exports(&module).map_err(|reason| LoadError::BadModule { plugin: plugin.clone(), reason })?;
+        let mut linker = Linker::new(module.engine());
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)
+            .and_then(|()| host_fns::add_to_linker(&mut linker))
+            .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("linker setup: {err:#}") })?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("{err:#}") })?;
+
+        let version = Arc::new(Plugin {
+            name: spec.name.as_str().into(),
+            allow: spec.publish.clone().into(),
+            spec,
+            hash,
+            loaded_at: SystemTime::now(),
+            pre,
+            has_init,
+        });
+        let refused = |err| match err {
+            NewError::Refused(reason) => LoadError::InitRefused { plugin: plugin.clone(), reason },
+            NewError::Call(call) => LoadError::Call { plugin: plugin.clone(), call },
+        };
+        let mut instance = Instance::instantiate(version.clone()).await.map_err(refused)?;
+        let found = instance.abi_version().await.map_err(|call| LoadError::Call { plugin: plugin.clone(), call })?;
+        if found != i64::from(ABI_VERSION) {
+            return Err(LoadError::AbiVersion { plugin, found, expected: ABI_VERSION });
+        }
+        instance.init().await.map_err(refused)?;
+        Ok((version, instance))
+    }
+}
+
+fn content_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_magic(bytes: &[u8]) -> Result<(), String> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', ..]) => {
+            Err("it is a wasm component or an unsupported binary version; build a core module for wasm32-wasip1".into())
+        }
+        _ => Err("the file does not start with the wasm magic bytes".into()),
+    }
+}
+
+/// The required exports with their exact types; returns whether `init` exists.
+fn check_exports(module: &Module) -> Result<bool, String> {
+    use ValType::{I32, I64};
+    let engine = module.engine();
+    let expect = |name: &str, params: &[ValType], results: &[ValType], required: bool| -> Result<bool, String> {
+        match module.get_export(name) {
+            Some(ExternType::Func(ty)) => {
+                let want = FuncType::new(engine, params.iter().cloned(), results.iter().cloned());
+                if FuncType::eq(&ty, &want) {
+                    Ok(true)
+                } else {
+                    Err(format!("export `{name}` has type {ty}, expected {want}"))
+                }
+            }
+            Some(_) => Err(format!("export `{name}` is not a function")),
+            None if required => Err(format!("module does not export `{name}`; was it built with the switchyard-sdk handler macro?")),
+            None => Ok(false),
+        }
+    };
+    expect(names::ABI_VERSION, &[], &[I32], true)?;
+    expect(names::ALLOC, &[I32], &[I32], true)?;
+    expect(names::HANDLE, &[I32, I32], &[I64], true)?;
+    if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
+        return Err("module does not export its memory as `memory`".into());
+    }
+    expect(names::INIT, &[I32, I32], &[I64], false)
+}

@@ -1,0 +1,24 @@
+//! The wasm side of the host: one wasmtime engine, compiled plugin versions, their
+//! instances, the sandbox limits, and the host functions a plugin may import.
+//!
+//! A message reaches a plugin only through [`Pool::call`]: take an idle instance (or
+//! make one), run `switchyard_handle` under the plugin's limits, put the instance
+//! back on success and throw it away on any failure.
+
+mod cache;
+mod engine;
+mod error;
+mod host_fns;
+mod instance;
+mod load;
+mod pool;
+mod state;
+mod stdio;
+#[cfg(test)]
+mod tests;
+
+pub use engine::Runtime;
+pub use error::{CallError, LoadError};
+pub use instance::{Handled, Instance};
+pub use load::{Plugin, PluginSpec};
+pub use pool::Pool;

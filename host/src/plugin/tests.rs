@@ -1,0 +1,109 @@
+//! The sandbox against hand-written modules: each misbehaves in one exact way,
+//! and the host must name the failure without trapping itself.
+
+use std::time::{Duration, Instant};
+
+use switchyard_abi::{Message, Outcome};
+
+use super::{CallError, Plugin, PluginSpec, Runtime};
+
+/// A module around one `switchyard_handle` body. Offset 16 holds the encoded
+/// `{"kind":"ack"}` (10 bytes); `ACK` is its packed pointer/length.
+fn module(handle_body: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(module
+          (import "switchyard" "publish" (func $publish (param i32 i32) (result i32)))
+          (import "switchyard" "log" (func $log (param i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 16) "\81\a4kind\a3ack")
+          (func (export "switchyard_abi_version") (result i32) i32.const 1)
+          (func (export "switchyard_alloc") (param i32) (result i32) i32.const 1024)
+          (func (export "switchyard_handle") (param i32 i32) (result i64) {handle_body}))"#
+    );
+    wat::parse_str(wat).expect("valid wat")
+}
+
+const ACK: &str = "i64.const 68719476746"; // (16 << 32) | 10
+
+fn spec(dir: &std::path::Path, bytes: &[u8]) -> PluginSpec {
+    let path = dir.join("plugin.wasm");
+    std::fs::write(&path, bytes).expect("write module");
+    PluginSpec {
+        name: "test".into(),
+        path,
+        memory: 16 * 1024 * 1024,
+        timeout: Duration::from_millis(200),
+        fuel: None,
+        publish: vec!["out.>".into()],
+        env: Vec::new(),
+        config: switchyard_abi::encode(&toml::Table::new()).expect("encode"),
+    }
+}
+
+async fn call(spec: PluginSpec) -> Result<Outcome, CallError> {
+    let runtime = Runtime::new(None).expect("runtime");
+    let (_, mut instance) = Plugin::load(&runtime, spec).await.expect("load");
+    instance.handle(&Message { subject: "in.x".into(), ..Message::default() }).await.map(|h| h.outcome)
+}
+
+#[tokio::test]
+async fn a_compiled_module_is_cached_by_content_hash() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let runtime = Runtime::new(Some(cache.clone())).expect("runtime");
+    let (first, _) = Plugin::load(&runtime, spec(dir.path(), &module(ACK))).await.expect("load");
+    let artifacts = || std::fs::read_dir(&cache).expect("cache dir").count();
+    assert_eq!(artifacts(), 1);
+    let (second, mut instance) = Plugin::load(&runtime, spec(dir.path(), &module(ACK))).await.expect("reload");
+    assert_eq!(first.hash, second.hash);
+    assert_eq!(artifacts(), 1, "the second load used the artifact");
+    let handled = instance.handle(&Message::default()).await.expect("handle");
+    assert_eq!(handled.outcome, Outcome::Ack);
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_at_the_deadline() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = Instant::now();
+    let result = call(spec(dir.path(), &module("(loop $spin (br $spin)) i64.const 0"))).await;
+    assert!(matches!(result, Err(CallError::Timeout(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn fuel_bounds_the_instructions_of_a_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut spec = spec(dir.path(), &module("(loop $spin (br $spin)) i64.const 0"));
+    spec.fuel = Some(100_000);
+    spec.timeout = Duration::from_secs(30);
+    assert!(matches!(call(spec).await, Err(CallError::OutOfFuel(100_000))));
+}
+
+#[tokio::test]
+async fn growing_past_the_memory_cap_is_a_memory_limit_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let body = format!("(drop (memory.grow (i32.const 1000))) {ACK}");
+    let result = call(spec(dir.path(), &module(&body))).await;
+    assert!(matches!(result, Err(CallError::MemoryLimit(16_777_216))), "{result:?}");
+}
+
+#[tokio::test]
+async fn host_functions_refuse_bad_pointers_without_trapping() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Trap (unreachable) unless each call returns the expected status code.
+    let body = format!(
+        "(if (i32.ne (call $publish (i32.const -16) (i32.const 100)) (i32.const -1)) (then unreachable))
+         (if (i32.ne (call $publish (i32.const 16) (i32.const 10)) (i32.const -2)) (then unreachable))
+         (if (i32.ne (call $log (i32.const 9) (i32.const 16) (i32.const 1)) (i32.const -7)) (then unreachable))
+         (if (i32.ne (call $log (i32.const 3) (i32.const 65530) (i32.const 100)) (i32.const -1)) (then unreachable))
+         {ACK}"
+    );
+    assert_eq!(call(spec(dir.path(), &module(&body))).await.expect("no trap"), Outcome::Ack);
+}
+
+#[tokio::test]
+async fn an_outcome_outside_memory_is_reported() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let result = call(spec(dir.path(), &module("i64.const -1"))).await;
+    assert!(matches!(result, Err(CallError::BadOutcome(_))), "{result:?}");
+}

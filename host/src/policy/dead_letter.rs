@@ -1,0 +1,80 @@
+//! Dead letters: a failed message copied, payload intact, into the dead-letter
+//! stream with headers that say where it came from and why it failed.
+
+use std::str::FromStr;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, message::PublishMessage};
+use switchyard_abi::Message;
+
+use crate::plugin::Plugin;
+
+/// Header names carried by every dead letter.
+pub mod headers {
+    pub const SUBJECT: &str = "Switchyard-Original-Subject";
+    pub const ROUTE: &str = "Switchyard-Route";
+    pub const PLUGIN: &str = "Switchyard-Plugin";
+    pub const PLUGIN_HASH: &str = "Switchyard-Plugin-Hash";
+    pub const REASON: &str = "Switchyard-Reason";
+    pub const DELIVERIES: &str = "Switchyard-Delivery-Count";
+    pub const STREAM: &str = "Switchyard-Stream";
+    pub const SEQUENCE: &str = "Switchyard-Stream-Sequence";
+}
+
+/// Publishes dead letters to `<prefix>.<route>` and waits for the stream's ack.
+#[derive(Debug, Clone)]
+pub struct DeadLetters {
+    js: jetstream::Context,
+    prefix: String,
+}
+
+/// One message on its way to the dead-letter stream.
+#[derive(Debug)]
+pub struct DeadLetter<'a> {
+    pub route: &'a str,
+    pub plugin: &'a Plugin,
+    pub message: &'a Message,
+    pub reason: &'a str,
+}
+
+impl DeadLetters {
+    pub fn new(js: jetstream::Context, prefix: &str) -> Self {
+        Self { js, prefix: prefix.to_owned() }
+    }
+
+    /// Store the dead letter; `Ok` only once the stream has acknowledged it.
+    pub async fn send(&self, letter: DeadLetter<'_>) -> anyhow::Result<()> {
+        let msg = letter.message;
+        let mut map = HeaderMap::new();
+        for (name, value) in &msg.headers {
+            insert(&mut map, name, value);
+        }
+        insert(&mut map, headers::SUBJECT, &msg.subject);
+        insert(&mut map, headers::ROUTE, letter.route);
+        insert(&mut map, headers::PLUGIN, &letter.plugin.spec.name);
+        insert(&mut map, headers::PLUGIN_HASH, &letter.plugin.hash);
+        insert(&mut map, headers::REASON, letter.reason);
+        insert(&mut map, headers::DELIVERIES, &msg.attempt.to_string());
+        if let Some(delivery) = &msg.delivery {
+            insert(&mut map, headers::STREAM, &delivery.stream);
+            insert(&mut map, headers::SEQUENCE, &delivery.stream_sequence.to_string());
+        }
+        let mut publish = PublishMessage::build().payload(msg.payload.clone().into()).headers(map);
+        if let Some(delivery) = &msg.delivery {
+            // A redelivery of the same failed message must not dead-letter it twice.
+            publish = publish.message_id(format!("dlq:{}:{}", delivery.stream, delivery.stream_sequence));
+        }
+        let subject = format!("{}.{}", self.prefix, letter.route);
+        self.js.send_publish(subject, publish).await?.await?;
+        Ok(())
+    }
+}
+
+/// Insert a header, cleaning what NATS headers cannot carry (line breaks) and
+/// skipping what cannot be made valid, so a reason text never breaks the letter.
+pub fn insert(map: &mut HeaderMap, name: &str, value: &str) {
+    let clean: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).take(1024).collect();
+    if let (Ok(name), Ok(value)) = (async_nats::HeaderName::from_str(name), async_nats::HeaderValue::from_str(&clean)) {
+        map.append(name, value);
+    }
+}

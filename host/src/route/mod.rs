@@ -1,0 +1,78 @@
+//! Routes: subjects or a JetStream consumer mapped onto a plugin, and the drivers
+//! that feed them messages.
+//!
+//! One message travels one way: driver (core or JetStream) → [`dispatch`] (plugin
+//! call under its limits) → verdict → ack / nak-with-delay / dead letter / reply,
+//! plus the plugin's buffered publishes.
+
+mod convert;
+mod core;
+pub mod dispatch;
+mod jetstream;
+
+pub use convert::header_map as convert_headers;
+
+use std::sync::Arc;
+
+use async_nats::jetstream::Context as JetStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RouteConfig;
+use crate::plugin::Pool;
+use crate::policy::{Backoff, DeadLetters};
+use crate::telemetry::Metrics;
+use crate::workers::Workers;
+
+/// A running route's fixed facts.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub config: RouteConfig,
+    pub pool: Arc<Pool>,
+    pub backoff: Backoff,
+}
+
+/// Where verdicts go: the shared NATS handles and counters.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    pub client: async_nats::Client,
+    pub js: JetStream,
+    pub dead_letters: DeadLetters,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Route {
+    pub fn new(config: RouteConfig, pool: Arc<Pool>) -> Self {
+        Self { name: config.name.get_ref().clone(), backoff: Backoff::new(&config.retry), config, pool }
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.config.stream {
+            Some(stream) => format!(
+                "jetstream {}/{} (filter: {})",
+                stream.get_ref(),
+                self.config.durable_name(),
+                if self.config.subjects.is_empty() { "all".into() } else { self.config.subjects.join(", ") }
+            ),
+            None => match &self.config.queue {
+                Some(queue) => format!("core {} (queue {queue})", self.config.subjects.join(", ")),
+                None => format!("core {}", self.config.subjects.join(", ")),
+            },
+        }
+    }
+
+    /// Subscribe or bind the consumer, then run the route's workers until `cancel`.
+    /// Returns once setup is done; the workers are spawned into `workers`.
+    pub async fn start(
+        self: Arc<Self>,
+        out: Outputs,
+        cancel: CancellationToken,
+        workers: &mut Workers,
+    ) -> anyhow::Result<()> {
+        if self.config.stream.is_some() {
+            jetstream::start(self, out, cancel, workers).await
+        } else {
+            core::start(self, out, cancel, workers).await
+        }
+    }
+}

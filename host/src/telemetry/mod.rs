@@ -1,0 +1,6 @@
+//! Logs and counters.
+
+pub mod logging;
+pub mod metrics;
+
+pub use metrics::Metrics;

@@ -1,0 +1,253 @@
+//! Wire types of the Switchyard plugin ABI (v1), shared by the host and the SDK.
+//!
+//! Everything that crosses the wasm boundary is defined here once and encoded as
+//! MessagePack with named fields (`rmp_serde::to_vec_named`), so a plugin written in
+//! any language can produce and read it. Payload bytes are MessagePack `bin`
+//! (via `serde_bytes`), never an array of integers. `docs/ABI.md` is the prose
+//! version of this file.
+
+use serde::{Deserialize, Serialize};
+
+pub mod subject;
+
+/// The ABI version this crate describes. A module whose `switchyard_abi_version`
+/// export returns anything else is refused by the host.
+pub const ABI_VERSION: u32 = 1;
+
+/// Name of the import module that holds the host functions.
+pub const IMPORT_MODULE: &str = "switchyard";
+
+/// Export and import names, in one place so host and SDK cannot drift apart.
+pub mod names {
+    /// `() -> i32`: the ABI version the module was built against.
+    pub const ABI_VERSION: &str = "switchyard_abi_version";
+    /// `(len: i32) -> i32`: allocate `len` bytes in guest memory, return the pointer.
+    pub const ALLOC: &str = "switchyard_alloc";
+    /// `(ptr: i32, len: i32)`: free a buffer returned by `switchyard_alloc`.
+    pub const FREE: &str = "switchyard_free";
+    /// `(ptr: i32, len: i32) -> i64`: optional; configure the plugin; 0 = accepted,
+    /// otherwise a packed ptr/len of a UTF-8 refusal message.
+    pub const INIT: &str = "switchyard_init";
+    /// `(ptr: i32, len: i32) -> i64`: handle one encoded [`crate::Message`]; returns a
+    /// packed ptr/len of an encoded [`crate::Outcome`].
+    pub const HANDLE: &str = "switchyard_handle";
+    /// Host import `(ptr: i32, len: i32) -> i32`: buffer one encoded [`crate::Publish`].
+    pub const PUBLISH: &str = "publish";
+    /// Host import `(level: i32, ptr: i32, len: i32) -> i32`: log a UTF-8 line.
+    pub const LOG: &str = "log";
+}
+
+/// Codes returned by host functions. Zero is success; every failure is negative so a
+/// guest can test `rc < 0`.
+pub mod status {
+    pub const OK: i32 = 0;
+    /// A pointer/length pair falls outside the guest's memory.
+    pub const OUT_OF_BOUNDS: i32 = -1;
+    /// The bytes did not decode (bad MessagePack, bad UTF-8).
+    pub const BAD_ENCODING: i32 = -2;
+    /// The subject is not on the plugin's publish allow-list.
+    pub const NOT_ALLOWED: i32 = -3;
+    /// Too many publishes or too many bytes buffered during one call.
+    pub const LIMIT_EXCEEDED: i32 = -4;
+    /// The subject is not a valid NATS publish subject (empty, wildcard, whitespace).
+    pub const INVALID_SUBJECT: i32 = -5;
+    /// The host function is not available in this context (e.g. publish during init).
+    pub const UNAVAILABLE: i32 = -6;
+    /// An unknown log level.
+    pub const BAD_ARGUMENT: i32 = -7;
+
+    /// A short human name for a status code, for error messages on both sides.
+    pub fn describe(code: i32) -> &'static str {
+        match code {
+            OK => "ok",
+            OUT_OF_BOUNDS => "pointer or length out of bounds",
+            BAD_ENCODING => "bytes did not decode",
+            NOT_ALLOWED => "subject not on the publish allow-list",
+            LIMIT_EXCEEDED => "publish limit exceeded",
+            INVALID_SUBJECT => "invalid subject",
+            UNAVAILABLE => "not available here",
+            BAD_ARGUMENT => "bad argument",
+            _ => "unknown status",
+        }
+    }
+}
+
+/// Log levels accepted by the `log` import.
+pub mod level {
+    pub const ERROR: i32 = 1;
+    pub const WARN: i32 = 2;
+    pub const INFO: i32 = 3;
+    pub const DEBUG: i32 = 4;
+    pub const TRACE: i32 = 5;
+}
+
+/// A NATS header: name and value. A name may appear more than once.
+pub type Header = (String, String);
+
+/// One message handed to `switchyard_handle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub subject: String,
+    #[serde(default)]
+    pub reply: Option<String>,
+    #[serde(default)]
+    pub headers: Vec<Header>,
+    #[serde(with = "serde_bytes", default)]
+    pub payload: Vec<u8>,
+    /// 1 on the first attempt, 2 on the first retry, … For JetStream this is the
+    /// server's delivery count; for core NATS it counts the host's in-process retries.
+    #[serde(default = "first_attempt")]
+    pub attempt: u64,
+    /// Present for JetStream deliveries, absent for core NATS.
+    #[serde(default)]
+    pub delivery: Option<Delivery>,
+}
+
+fn first_attempt() -> u64 {
+    1
+}
+
+impl Default for Message {
+    fn default() -> Self {
+        Self { subject: String::new(), reply: None, headers: Vec::new(), payload: Vec::new(), attempt: 1, delivery: None }
+    }
+}
+
+/// JetStream delivery facts, so handlers can be idempotent on redelivery.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The maximum number of deliveries the consumer allows (-1 when unbounded).
+    pub max_deliver: i64,
+    pub stream: String,
+    pub consumer: String,
+    pub stream_sequence: u64,
+    /// Publish time of the message in the stream, Unix nanoseconds. On the wire a plain
+    /// MessagePack integer (see [`nanos_as_int`]).
+    #[serde(serialize_with = "nanos_as_int::serialize")]
+    pub timestamp_unix_nanos: i128,
+}
+
+/// rmp-serde writes an `i128` as a 16-byte `bin`, which no other MessagePack library reads as
+/// a number. Every timestamp until the year 2262 fits an `i64`, so write that; decoding
+/// accepts both forms.
+mod nanos_as_int {
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(nanos: &i128, serializer: S) -> Result<S::Ok, S::Error> {
+        match i64::try_from(*nanos) {
+            Ok(small) => serializer.serialize_i64(small),
+            Err(_) => serializer.serialize_i128(*nanos),
+        }
+    }
+}
+
+/// What the handler decided about a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done: acknowledge; buffered publishes are sent.
+    Ack,
+    /// Try again later; buffered publishes are dropped. `delay_ms` overrides the
+    /// route's backoff schedule for this attempt.
+    Retry {
+        #[serde(default)]
+        delay_ms: Option<u64>,
+        #[serde(default)]
+        reason: String,
+    },
+    /// Never going to work: dead-letter now; buffered publishes are dropped.
+    Reject {
+        #[serde(default)]
+        reason: String,
+    },
+    /// Answer the request (like Ack, plus a reply to the message's reply subject).
+    Reply {
+        #[serde(with = "serde_bytes", default)]
+        payload: Vec<u8>,
+        #[serde(default)]
+        headers: Vec<Header>,
+    },
+}
+
+/// A message the handler asks the host to publish once the outcome is Ack or Reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Publish {
+    pub subject: String,
+    #[serde(default)]
+    pub headers: Vec<Header>,
+    #[serde(with = "serde_bytes", default)]
+    pub payload: Vec<u8>,
+}
+
+/// Encode a wire value the way the ABI requires (MessagePack, named fields).
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    rmp_serde::to_vec_named(value)
+}
+
+/// Decode a wire value.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, rmp_serde::decode::Error> {
+    rmp_serde::from_slice(bytes)
+}
+
+/// Pack a guest pointer and length into the `i64` that `handle` and `init` return.
+pub fn pack(ptr: u32, len: u32) -> u64 {
+    (u64::from(ptr) << 32) | u64::from(len)
+}
+
+/// Split a packed `i64` into (pointer, length).
+pub fn unpack(packed: u64) -> (u32, u32) {
+    ((packed >> 32) as u32, packed as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_round_trips_with_binary_payload() {
+        let out = Outcome::Reply { payload: vec![1, 2, 3], headers: vec![("a".into(), "b".into())] };
+        let bytes = encode(&out).expect("encode");
+        // 0xc4 is MessagePack bin8: the payload must not be encoded as an int array.
+        assert!(bytes.windows(2).any(|w| w == [0xc4, 3]), "payload not bin: {bytes:02x?}");
+        assert_eq!(decode::<Outcome>(&bytes).expect("decode"), out);
+    }
+
+    #[test]
+    fn unit_variant_is_a_tagged_map() {
+        let bytes = encode(&Outcome::Ack).expect("encode");
+        let value: Outcome = decode(&bytes).expect("decode");
+        assert_eq!(value, Outcome::Ack);
+        // {"kind": "ack"}: one-entry map (0x81)
+        assert_eq!(bytes[0], 0x81);
+    }
+
+    #[test]
+    fn timestamp_is_a_plain_integer_on_the_wire() {
+        let delivery = Delivery { timestamp_unix_nanos: 1_700_000_000_123_456_789, ..Delivery::default() };
+        let bytes = encode(&delivery).expect("encode");
+        // 0xcf is MessagePack uint64, the smallest form of this positive value (an i128 would be
+        // a 16-byte bin, 0xc4 0x10).
+        let at = bytes.iter().position(|&b| b == 0xcf).expect("uint64 marker");
+        assert_eq!(bytes[at + 1..at + 9], 1_700_000_000_123_456_789_u64.to_be_bytes());
+        let negative = Delivery { timestamp_unix_nanos: -5, ..Delivery::default() };
+        assert_eq!(decode::<Delivery>(&encode(&negative).expect("encode")).expect("decode"), negative);
+        assert_eq!(decode::<Delivery>(&bytes).expect("decode"), delivery);
+    }
+
+    #[test]
+    fn pack_unpack() {
+        assert_eq!(unpack(pack(0xdead_beef, 7)), (0xdead_beef, 7));
+    }
+
+    #[test]
+    fn message_defaults_allow_minimal_encoding() {
+        #[derive(Serialize)]
+        struct Minimal<'a> {
+            subject: &'a str,
+        }
+        let bytes = encode(&Minimal { subject: "a.b" }).expect("encode");
+        let msg: Message = decode(&bytes).expect("decode");
+        assert_eq!(msg.subject, "a.b");
+        assert!(msg.payload.is_empty() && msg.delivery.is_none());
+    }
+}

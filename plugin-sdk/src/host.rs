@@ -1,0 +1,67 @@
+//! The host functions as the guest sees them. On `wasm32` they are the `switchyard` imports; on
+//! native targets they go to the mock host installed on the current thread (see [`crate::testing`]),
+//! so a handler behaves the same under `cargo test` as in the daemon.
+
+#[cfg(target_arch = "wasm32")]
+pub(crate) use wasm::{log, publish};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use crate::testing::mock::{log, publish};
+
+#[cfg(target_arch = "wasm32")]
+// Declaring and calling foreign functions is `unsafe`; these two are the whole host surface.
+#[allow(unsafe_code)]
+mod wasm {
+    use switchyard_abi::Publish;
+
+    // The literals must equal `switchyard_abi::IMPORT_MODULE` and `names::{PUBLISH, LOG}`;
+    // attributes cannot name constants, so a native test reads this file and compares them.
+    #[link(wasm_import_module = "switchyard")]
+    unsafe extern "C" {
+        #[link_name = "publish"]
+        fn host_publish(ptr: i32, len: i32) -> i32;
+        #[link_name = "log"]
+        fn host_log(level: i32, ptr: i32, len: i32) -> i32;
+    }
+
+    /// Buffer one publish with the host; returns a `switchyard_abi::status` code.
+    pub(crate) fn publish(message: &Publish) -> i32 {
+        let Ok(bytes) = switchyard_abi::encode(message) else {
+            return switchyard_abi::status::BAD_ENCODING;
+        };
+        let (ptr, len) = region(&bytes);
+        // SAFETY: `ptr`/`len` describe `bytes`, alive for the whole call; the host only reads them.
+        unsafe { host_publish(ptr, len) }
+    }
+
+    /// Send one log line to the host; returns a `switchyard_abi::status` code.
+    pub(crate) fn log(level: i32, line: &str) -> i32 {
+        let (ptr, len) = region(line.as_bytes());
+        // SAFETY: `ptr`/`len` describe `line`, alive for the whole call; the host only reads it.
+        unsafe { host_log(level, ptr, len) }
+    }
+
+    /// A slice as the (pointer, length) pair of wasm32's 32-bit address space.
+    fn region(bytes: &[u8]) -> (i32, i32) {
+        // wasm32 addresses and lengths are 32-bit; the ABI carries them as i32 bit patterns.
+        (bytes.as_ptr() as usize as u32 as i32, bytes.len() as u32 as i32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_abi::{IMPORT_MODULE, names};
+
+    #[test]
+    fn import_names_match_the_abi() {
+        // The attributes above hold literals; read this file to hold them to the ABI constants.
+        let source = include_str!("host.rs");
+        for expected in [
+            format!("wasm_import_module = \"{IMPORT_MODULE}\""),
+            format!("link_name = \"{}\"", names::PUBLISH),
+            format!("link_name = \"{}\"", names::LOG),
+        ] {
+            assert!(source.contains(&expected), "host.rs lacks {expected}");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Write Switchyard plugins in Rust.
+//!
+//! A plugin is a `cdylib` built for `wasm32-wasip1`. It exports one handler, written as a plain
+//! Rust function and marked with [`handler`]; the macro emits the module's wasm exports (ABI
+//! version, allocator, init, handle) and keeps the function callable natively so it can be
+//! unit-tested with [`testing::MockHost`] and plain `cargo test`.
+//!
+//! ```
+//! use switchyard_sdk::prelude::*;
+//!
+//! #[handler]
+//! fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, PublishError> {
+//!     ctx.publish("audit.seen", msg.payload.clone())?;
+//!     Ok(match msg.reply {
+//!         Some(_) => Outcome::reply(msg.payload.clone()).with_header("handled-by", "doc"),
+//!         None => Outcome::Ack,
+//!     })
+//! }
+//!
+//! # #[cfg(not(target_arch = "wasm32"))] {
+//! use switchyard_sdk::testing::MockHost;
+//! let handled = MockHost::new().allow("audit.>").call(handle, &Message::builder("in").text("hi").build());
+//! assert_eq!(handled.outcome, Outcome::Ack);
+//! assert_eq!(handled.sent()[0].subject, "audit.seen");
+//! # }
+//! ```
+//!
+//! Handler shapes: `fn(&Message, &mut Context) -> Outcome`, `fn(&Message) -> Outcome`, and either
+//! returning `Result<Outcome, E>` with `E: Display`, where an `Err` becomes
+//! `Outcome::Retry { reason: e.to_string() }`. An optional [`init`] function
+//! `fn(&PluginConfig) -> Result<(), E>` checks the route's plugin configuration once per
+//! instance; its `Err` text is the refusal the operator sees. It must sit in the same module
+//! as the handler.
+//!
+//! The macro refuses anything else at compile time:
+//!
+//! ```compile_fail
+//! use switchyard_sdk::prelude::*;
+//! #[handler]
+//! async fn handle(msg: &Message) -> Outcome { Outcome::Ack }
+//! ```
+//!
+//! ```compile_fail
+//! use switchyard_sdk::prelude::*;
+//! #[handler]
+//! fn handle(msg: &String, ctx: &mut Context) -> Outcome { Outcome::Ack }
+//! ```
+//!
+//! ```compile_fail
+//! use switchyard_sdk::prelude::*;
+//! #[handler]
+//! fn handle(msg: &Message) -> u32 { 0 }
+//! ```
+//!
+//! ```compile_fail
+//! use switchyard_sdk::prelude::*;
+//! #[init]
+//! fn setup(config: &PluginConfig) -> u32 { 0 }
+//! ```
+//!
+//! `docs/ABI.md` describes the wire contract this crate implements; `docs/PLUGINS.md` is the
+//! author guide.
+
+// Lets the macros' `::switchyard_sdk::…` paths resolve inside this crate's own tests.
+#[cfg(test)]
+extern crate self as switchyard_sdk;
+
+mod builder;
+mod config;
+mod context;
+mod host;
+mod logging;
+mod message;
+mod outcome;
+
+#[doc(hidden)]
+pub mod __private;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+pub use builder::MessageBuilder;
+pub use config::{ConfigError, PluginConfig};
+pub use context::{Context, PublishError};
+pub use logging::{Level, log};
+pub use message::{MessageExt, PayloadError};
+pub use outcome::{IntoOutcome, OutcomeExt};
+pub use switchyard_abi::{self as abi, Delivery, Header, Message, Outcome, Publish};
+pub use switchyard_sdk_macros::{handler, init};
+
+/// Everything a handler usually needs: `use switchyard_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        ConfigError, Context, Delivery, Header, Level, Message, MessageExt, Outcome, OutcomeExt, PayloadError,
+        PluginConfig, Publish, PublishError, handler, init,
+    };
+}

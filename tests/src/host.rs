@@ -1,0 +1,121 @@
+//! The real `switchyard` binary as a child process, configured by a runtime.toml
+//! written into its own temporary folder.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The `switchyard` binary next to the test executable (target/<profile>/), or
+/// `$SWITCHYARD_BIN`.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SWITCHYARD_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let path = profile_dir.join("switchyard");
+    assert!(path.is_file(), "{} is missing: run `cargo build -p switchyard` (make test does)", path.display());
+    path
+}
+
+pub struct Host {
+    child: Child,
+    dir: tempfile::TempDir,
+    output: Arc<Mutex<String>>,
+}
+
+impl Host {
+    /// Write `config` as runtime.toml and run the host on it, returning once it
+    /// prints that it is ready.
+    pub async fn start(config: &str) -> Host {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, config).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, config: &str) -> Host {
+        let path = dir.path().join("runtime.toml");
+        std::fs::write(&path, config).expect("write runtime.toml");
+        let mut child = Command::new(binary())
+            .arg("run")
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn switchyard");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        collect(child.stdout.take().expect("stdout"), output.clone(), Some(ready_tx));
+        collect(child.stderr.take().expect("stderr"), output.clone(), None);
+        let host = Host { child, dir, output };
+        match tokio::time::timeout(Duration::from_secs(60), ready_rx).await {
+            Ok(Ok(())) => host,
+            _ => panic!("switchyard did not become ready; its output:\n{}", host.output()),
+        }
+    }
+
+    /// Everything the host printed so far (stdout and logs).
+    pub fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub async fn stop(mut self) -> (ExitStatus, String) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+        let status = crate::within(Duration::from_secs(30), "switchyard to exit after SIGTERM", self.child.wait())
+            .await
+            .expect("wait for switchyard");
+        (status, self.output())
+    }
+
+    /// SIGKILL: a crash, no shutdown at all. Returns the temp folder so the same
+    /// config can be started again.
+    pub async fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill().await;
+        self.dir
+    }
+}
+
+fn collect(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    output: Arc<Mutex<String>>,
+    mut ready: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if std::env::var_os("SWITCHYARD_TEST_ECHO").is_some() {
+                eprintln!("host| {line}");
+            }
+            if let Ok(mut output) = output.lock() {
+                output.push_str(&line);
+                output.push('\n');
+            }
+            if line.starts_with("ready:") {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+}
+
+/// A `[nats]` + `[host]` preamble pointing at `url`, with the plugin cache shared
+/// by every test of the run (so each plugin compiles once).
+pub fn preamble(url: &str) -> String {
+    let cache = crate::workspace().join("target/test-plugin-cache");
+    format!("[nats]\nurl = \"{url}\"\n\n[host]\ncache_dir = \"{}\"\nshutdown_timeout = \"10s\"\n\n", cache.display())
+}

@@ -1,0 +1,91 @@
+//! The CLI as a plugin author and an operator use it: `invoke` without NATS,
+//! `check` on good and bad configs.
+
+use std::process::{Command, Output};
+
+use switchyard_tests::host::binary;
+use switchyard_tests::{modules, plugin, workspace};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(binary()).args(args).current_dir(workspace()).output().expect("run switchyard")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn invoke_prints_the_outcome_and_the_publishes() {
+    let transform = plugin("transform");
+    let output = run(&[
+        "invoke",
+        transform.to_str().expect("utf-8 path"),
+        "--subject",
+        "orders.created",
+        "--data",
+        r#"{"name":"ada"}"#,
+        "--config",
+        r#"target = "processed""#,
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "invoke failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("outcome: ack\n"), "{stdout}");
+    assert!(stdout.contains("publish: processed.orders.created\n"), "{stdout}");
+    assert!(stdout.contains(r#""name_upper":"ADA""#), "{stdout}");
+}
+
+#[test]
+fn invoke_shows_a_reply_and_a_refused_config() {
+    let echo = plugin("echo");
+    let output = run(&["invoke", echo.to_str().expect("utf-8"), "--reply", "_INBOX.1", "--data", "hello"]);
+    let (stdout, _) = text(&output);
+    assert!(stdout.contains("outcome: reply\n  headers: echoed-by=echo\n  payload: hello\n"), "{stdout}");
+
+    // transform refuses to start without its `target`.
+    let transform = plugin("transform");
+    let output = run(&["invoke", transform.to_str().expect("utf-8"), "--data", "{}"]);
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success());
+    assert!(stderr.contains("plugin `transform`: init refused the configuration: missing `target` (string)"), "{stderr}");
+}
+
+#[test]
+fn invoke_reports_a_trap_without_crashing() {
+    let faulty = plugin("faulty");
+    let output = run(&["invoke", faulty.to_str().expect("utf-8"), "--data", r#"{"action":"panic"}"#]);
+    let (stdout, _) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout.contains("outcome: failed: plugin trapped"), "{stdout}");
+    assert!(stdout.contains("faulty: asked to panic"), "{stdout}");
+}
+
+#[test]
+fn check_accepts_the_default_runtime_toml() {
+    let output = run(&["check", "runtime.toml"]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("runtime.toml: ok (2 plugin(s), 2 route(s), 1 stream(s))"), "{stdout}");
+}
+
+#[test]
+fn check_lists_bad_plugins_at_their_line_and_column() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    modules::write(dir.path(), "missing", modules::MISSING_HANDLE);
+    modules::write_not_wasm(dir.path());
+    let config = format!(
+        "[plugins.echo]\npath = \"{}\"\n\n[plugins.missing]\npath = \"missing.wasm\"\n\n[plugins.notwasm]\npath   = \"notwasm.wasm\"\n",
+        plugin("echo").display()
+    );
+    std::fs::write(dir.path().join("runtime.toml"), config).expect("write config");
+    let output = Command::new(binary()).args(["check", "runtime.toml"]).current_dir(dir.path()).output().expect("run");
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let notwasm_path = dir.path().join("notwasm.wasm");
+    let expected = format!(
+        "runtime.toml:5:8: error: plugin `missing`: module does not export `switchyard_handle`; was it built with the switchyard-sdk handler macro?\n\
+         runtime.toml:8:10: error: plugin `notwasm`: `{}` is not a wasm module: the file does not start with the wasm magic bytes\n\
+         2 problems found in runtime.toml\n",
+        notwasm_path.display()
+    );
+    assert_eq!(stderr, expected);
+}
