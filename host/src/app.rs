@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{self, EmbeddedServer};
+use crate::broker::{self, EmbeddedServer, StreamIndex};
 use crate::cli::{Cli, Command};
 use crate::commands;
 use crate::config::{self, Config};
@@ -47,7 +47,8 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
     let out = Outputs {
         client: client.clone(),
         js: js.clone(),
-        dead_letters: DeadLetters::new(js, &config.dead_letter.subject_prefix),
+        dead_letters: DeadLetters::new(js.clone(), &config.dead_letter.subject_prefix),
+        streams: Arc::new(StreamIndex::new(js)),
         metrics: metrics.clone(),
     };
 

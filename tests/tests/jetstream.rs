@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use futures::StreamExt;
 use switchyard_tests::host::preamble;
-use switchyard_tests::js::{count, create_stream, messages, pending, publish_many};
-use switchyard_tests::{Host, NatsServer, eventually, plugin};
+use switchyard_tests::js::{count, create_stream, messages, pending, publish_many, quiet};
+use switchyard_tests::{Host, NatsServer, eventually, plugin, within};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -174,5 +175,24 @@ async fn publishes_are_buffered_until_success_and_sent_once() {
     let subjects: Vec<&str> = done.iter().map(|m| m.subject.as_str()).collect();
     assert_eq!(subjects, vec!["done.once"], "only the success published, once");
     assert_eq!(header(&done[0], "Nats-Msg-Id"), "JOBS:2:0");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_publish_to_a_core_subject_with_subscribers_is_sent_once() {
+    let nats = NatsServer::start();
+    let host = Host::start(&faulty_config(nats.url(), "")).await;
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    // No stream captures done.>: the publish is a core message to this subscriber.
+    let mut watcher = client.subscribe("done.>").await.expect("subscribe");
+    client.flush().await.expect("flush");
+
+    js.publish("jobs.core", r#"{"publish":["done.core"]}"#.into()).await.expect("publish").await.expect("ack");
+    let msg = within(WAIT, "the forwarded core message", watcher.next()).await.expect("a message");
+    assert_eq!(msg.subject.as_str(), "done.core");
+    drained(&js, "JOBS", "jobs").await;
+    assert!(quiet(&mut watcher, Duration::from_millis(500)).await.is_empty(), "sent once, not again on a redelivery");
+    assert_eq!(count(&js, "SWITCHYARD_DLQ").await, 0);
     host.stop().await;
 }

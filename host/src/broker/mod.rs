@@ -4,8 +4,10 @@
 
 mod connect;
 mod embedded;
+mod stream_index;
 mod streams;
 
 pub use connect::connect;
 pub use embedded::EmbeddedServer;
+pub use stream_index::StreamIndex;
 pub use streams::{ensure_dead_letter_stream, ensure_streams};

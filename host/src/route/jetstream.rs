@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{PullConsumer, pull};
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{AckKind, Message as JsMessage};
 use futures::StreamExt;
@@ -186,22 +185,25 @@ async fn dead_letter(route: &Route, out: &Outputs, plugin: &Plugin, js_msg: &JsM
 /// Publish the handler's buffered messages and wait for every stream ack. Each
 /// carries `Nats-Msg-Id = <stream>:<sequence>:<n>` so a redelivered source message
 /// does not publish twice into a stream. A subject no stream captures has no
-/// JetStream ack to wait for: it went out as a core message.
+/// JetStream ack to wait for: it goes out as a core message.
 async fn publish_confirmed(out: &Outputs, msg: &Message, publishes: Vec<Publish>) -> Result<(), String> {
     let id_prefix = msg.delivery.as_ref().map(|d| format!("{}:{}", d.stream, d.stream_sequence)).unwrap_or_default();
     let mut pending = Vec::with_capacity(publishes.len());
     for (n, publish) in publishes.into_iter().enumerate() {
         let headers = convert::header_map(&publish.headers)?;
+        if !out.streams.captured(&publish.subject).await? {
+            out.client
+                .publish_with_headers(publish.subject.clone(), headers, publish.payload.into())
+                .await
+                .map_err(|e| format!("`{}`: {e}", publish.subject))?;
+            continue;
+        }
         let message = PublishMessage::build().payload(publish.payload.into()).headers(headers).message_id(format!("{id_prefix}:{n}"));
         let ack = out.js.send_publish(publish.subject.clone(), message).await.map_err(|e| format!("`{}`: {e}", publish.subject))?;
         pending.push((publish.subject, ack));
     }
     for (subject, ack) in pending {
-        match ack.await {
-            Ok(_) => {}
-            Err(err) if err.kind() == PublishErrorKind::StreamNotFound => {}
-            Err(err) => return Err(format!("`{subject}`: {err}")),
-        }
+        ack.await.map_err(|e| format!("`{subject}`: {e}"))?;
     }
     Ok(())
 }

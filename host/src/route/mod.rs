@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_nats::jetstream::Context as JetStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::StreamIndex;
 use crate::config::RouteConfig;
 use crate::plugin::Pool;
 use crate::policy::{Backoff, DeadLetters};
@@ -38,6 +39,7 @@ pub struct Outputs {
     pub client: async_nats::Client,
     pub js: JetStream,
     pub dead_letters: DeadLetters,
+    pub streams: Arc<StreamIndex>,
     pub metrics: Arc<Metrics>,
 }
 
