@@ -104,10 +104,10 @@ fn collect(
                 output.push_str(&line);
                 output.push('\n');
             }
-            if line.starts_with("ready:") {
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(());
-                }
+            if line.starts_with("ready:")
+                && let Some(tx) = ready.take()
+            {
+                let _ = tx.send(());
             }
         }
     });

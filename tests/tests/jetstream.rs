@@ -196,3 +196,18 @@ async fn a_publish_to_a_core_subject_with_subscribers_is_sent_once() {
     assert_eq!(count(&js, "SWITCHYARD_DLQ").await, 0);
     host.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_finishes_the_message_in_flight() {
+    let nats = NatsServer::start();
+    let host = Host::start(&faulty_config(nats.url(), "")).await;
+    let js = jetstream::new(nats.client().await);
+    create_stream(&js, "DONE", &["done.>"]).await;
+
+    js.publish("jobs.slow", r#"{"busy_ms":1500,"publish":["done.slow"]}"#.into()).await.expect("publish").await.expect("ack");
+    eventually(WAIT, "the job to be in flight", || async { (pending(&js, "JOBS", "jobs").await == (0, 1)).then_some(()) }).await;
+    let (status, output) = host.stop().await;
+    assert!(status.success(), "{output}");
+    assert_eq!(count(&js, "DONE").await, 1, "the in-flight handler finished and published");
+    assert_eq!(pending(&js, "JOBS", "jobs").await, (0, 0), "and its message was acked before exit");
+}
