@@ -21,7 +21,20 @@ pub struct Runtime {
     pub(super) plain: Engine,
     pub(super) fueled: Engine,
     pub(super) cache_dir: Option<PathBuf>,
-    stop_ticker: Arc<AtomicBool>,
+    /// Shared with every plugin version loaded through this runtime, so the
+    /// ticker runs as long as anything that can run wasm exists.
+    pub(super) ticker: Arc<TickerGuard>,
+}
+
+/// Stops the epoch ticker when the last holder drops it. Without ticks no
+/// deadline ever fires, so every live plugin version holds one.
+#[derive(Debug)]
+pub struct TickerGuard(Arc<AtomicBool>);
+
+impl Drop for TickerGuard {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -36,19 +49,13 @@ impl Runtime {
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let plain = Engine::new(&engine_config(false)).map_err(anyhow::Error::from).context("creating the wasm engine")?;
         let fueled = Engine::new(&engine_config(true)).map_err(anyhow::Error::from).context("creating the fuel-metered wasm engine")?;
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        spawn_ticker(vec![plain.clone(), fueled.clone()], stop_ticker.clone())?;
-        Ok(Self { plain, fueled, cache_dir, stop_ticker })
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(vec![plain.clone(), fueled.clone()], stop.clone())?;
+        Ok(Self { plain, fueled, cache_dir, ticker: Arc::new(TickerGuard(stop)) })
     }
 
     pub(super) fn engine(&self, fuel: bool) -> &Engine {
         if fuel { &self.fueled } else { &self.plain }
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
     }
 }
 

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use switchyard_abi::{ABI_VERSION, names};
 use wasmtime::{ExternType, FuncType, InstancePre, Linker, Module, ValType};
 
-use super::engine::Runtime;
+use super::engine::{Runtime, TickerGuard};
 use super::error::LoadError;
 use super::host_fns;
 use super::instance::{Instance, NewError};
@@ -57,6 +57,7 @@ pub struct Plugin {
     pub(super) allow: Arc<[String]>,
     pub(super) pre: InstancePre<HostState>,
     pub(super) has_init: bool,
+    _ticker: Arc<TickerGuard>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -106,6 +107,7 @@ impl Plugin {
             loaded_at: SystemTime::now(),
             pre,
             has_init,
+            _ticker: runtime.ticker.clone(),
         });
         let refused = |err| match err {
             NewError::Refused(reason) => LoadError::InitRefused { plugin: plugin.clone(), reason },
