@@ -21,7 +21,7 @@ use crate::workers::Workers;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { config } => serve(&config).await.map(|()| ExitCode::SUCCESS),
+        Command::Run { config, nats_url } => serve(&config, nats_url).await.map(|()| ExitCode::SUCCESS),
         Command::Check { config } => commands::check::run(&config).await,
         Command::Invoke(args) => commands::invoke::run(args).await,
         Command::Pub { subject, data, msg, count, conn } => commands::client::publish(&conn, subject, data, &msg, count).await,
@@ -31,8 +31,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `switchyard run`: serve until SIGINT or SIGTERM.
-pub async fn serve(path: &Path) -> anyhow::Result<()> {
-    let config = config::load(path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
+pub async fn serve(path: &Path, nats_url: Option<String>) -> anyhow::Result<()> {
+    let mut config = config::load(path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
+    if nats_url.is_some() {
+        config.nats.url = nats_url;
+    }
     let host = Host::start(config).await?;
     println!("switchyard serving on {}", host.url);
     for line in &host.summary {

@@ -18,6 +18,9 @@ pub enum Command {
     Run {
         #[arg(default_value = "runtime.toml", env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
+        /// Connect here instead of the config's `nats.url` (or embedded server).
+        #[arg(long, env = "SWITCHYARD_NATS_URL")]
+        nats_url: Option<String>,
     },
     /// Check a runtime.toml and the plugins it names; list every problem.
     Check {

@@ -39,9 +39,21 @@ impl Host {
     pub async fn start_in(dir: tempfile::TempDir, config: &str) -> Host {
         let path = dir.path().join("runtime.toml");
         std::fs::write(&path, config).expect("write runtime.toml");
-        let mut child = Command::new(binary())
-            .arg("run")
-            .arg(&path)
+        Self::spawn(dir, &path, None).await
+    }
+
+    /// Run a runtime.toml where it lies (an example's), on the given server.
+    pub async fn start_file(path: &Path, nats_url: &str) -> Host {
+        Self::spawn(tempfile::tempdir().expect("temp dir"), path, Some(nats_url)).await
+    }
+
+    async fn spawn(dir: tempfile::TempDir, path: &Path, nats_url: Option<&str>) -> Host {
+        let mut command = Command::new(binary());
+        command.arg("run").arg(path);
+        if let Some(url) = nats_url {
+            command.args(["--nats-url", url]);
+        }
+        let mut child = command
             .current_dir(dir.path())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
