@@ -236,21 +236,97 @@ pub struct RouteConfig {
     /// JetStream: wait for the server to confirm each ack (slower, exact).
     #[serde(default)]
     pub double_ack: bool,
+    /// Limit the rate at which messages are handled.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Stop calling a failing plugin for a while.
+    pub breaker: Option<BreakerConfig>,
+    /// Handle the messages of one key in order (different keys in parallel).
+    pub order_by: Option<KeySource>,
 }
 
-/// Backoff between attempts of a failing message.
+/// Backoff between attempts of a failing message: an explicit schedule
+/// (`delays`) or an exponential one (`initial`, `multiplier`, `max`, `jitter`).
+/// Neither given: `["1s", "5s", "30s"]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Delay before attempt 2, 3, …; the last one repeats.
-    #[serde(
-        default = "defaults::retry_delays",
-        deserialize_with = "super::units::duration_list"
-    )]
-    pub delays: Vec<Duration>,
+    #[serde(default, deserialize_with = "super::units::option_duration_list")]
+    pub delays: Option<Vec<Duration>>,
+    /// Exponential backoff: the first delay.
+    #[serde(default, deserialize_with = "super::units::option_duration")]
+    pub initial: Option<Duration>,
+    /// Exponential backoff: each delay is the previous one times this.
+    #[serde(default = "defaults::multiplier")]
+    pub multiplier: f64,
+    /// Exponential backoff: the longest delay.
+    #[serde(default, deserialize_with = "super::units::option_duration")]
+    pub max: Option<Duration>,
+    /// Random spread, 0.0–1.0: a delay d becomes uniform in [d·(1−j), d·(1+j)],
+    /// so failing messages do not all come back at once.
+    #[serde(default)]
+    pub jitter: f64,
     /// Core routes: attempts in process before the message is dead-lettered.
     #[serde(default = "defaults::core_attempts")]
     pub attempts: u32,
+    /// Core routes: give up retrying once this much time has passed since the
+    /// first attempt, even with attempts left.
+    #[serde(default = "defaults::core_max_elapsed", deserialize_with = "super::units::duration")]
+    pub max_elapsed: Duration,
+}
+
+/// Where a per-message key comes from (rate-limit keys, ordering keys).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum KeySource {
+    /// The n-th token of the subject, 1-based: `{ subject_token = 2 }` of
+    /// `orders.eu.created` is `eu`.
+    SubjectToken(usize),
+    /// A header's value: `{ header = "X-Tenant" }`.
+    Header(String),
+}
+
+/// A token-bucket rate limit on a route (governor).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Messages allowed per `per`.
+    pub rate: u32,
+    #[serde(default = "defaults::rate_per", deserialize_with = "super::units::duration")]
+    pub per: Duration,
+    /// Messages allowed at once after a quiet spell; default: `rate`.
+    pub burst: Option<u32>,
+    /// Limit each key separately instead of the whole route.
+    pub key: Option<KeySource>,
+    /// Keys remembered at most; beyond that, new keys share one bucket.
+    #[serde(default = "defaults::rate_max_keys")]
+    pub max_keys: usize,
+    /// Core routes: how long a message may wait for a permit before it is shed.
+    #[serde(default = "defaults::rate_max_wait", deserialize_with = "super::units::duration")]
+    pub max_wait: Duration,
+}
+
+/// A circuit breaker on a route: stop calling a plugin (and the dependency behind
+/// it) while it fails, then probe.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Open after this many failures in a row.
+    #[serde(default = "defaults::breaker_consecutive")]
+    pub consecutive_failures: u32,
+    /// Also open when this share of the calls in `window` failed (0.0–1.0)…
+    pub failure_rate: Option<f64>,
+    #[serde(default = "defaults::breaker_window", deserialize_with = "super::units::duration")]
+    pub window: Duration,
+    /// …and there were at least this many calls in it.
+    #[serde(default = "defaults::breaker_min_calls")]
+    pub min_calls: u32,
+    /// How long the breaker stays open before it lets probes through.
+    #[serde(default = "defaults::breaker_open_for", deserialize_with = "super::units::duration")]
+    pub open_for: Duration,
+    /// Messages let through while half-open; all succeed → closed, one fails → open.
+    #[serde(default = "defaults::breaker_probes")]
+    pub probes: u32,
 }
 
 impl Default for NatsConfig {
@@ -305,8 +381,13 @@ impl Default for DeadLetterConfig {
 impl Default for RetryConfig {
     fn default() -> Self {
         Self {
-            delays: defaults::retry_delays(),
+            delays: None,
+            initial: None,
+            multiplier: defaults::multiplier(),
+            max: None,
+            jitter: 0.0,
             attempts: defaults::core_attempts(),
+            max_elapsed: defaults::core_max_elapsed(),
         }
     }
 }
@@ -385,5 +466,35 @@ pub mod defaults {
     }
     pub fn core_attempts() -> u32 {
         3
+    }
+    pub fn core_max_elapsed() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn multiplier() -> f64 {
+        2.0
+    }
+    pub fn rate_per() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn rate_max_keys() -> usize {
+        10_000
+    }
+    pub fn rate_max_wait() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn breaker_consecutive() -> u32 {
+        5
+    }
+    pub fn breaker_window() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn breaker_min_calls() -> u32 {
+        20
+    }
+    pub fn breaker_open_for() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn breaker_probes() -> u32 {
+        1
     }
 }

@@ -22,9 +22,9 @@ pub fn option_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
     Option::<HumanDuration>::deserialize(d).map(|o| o.map(|h| h.0))
 }
 
-/// An array of humantime duration strings, e.g. `["1s", "5s"]`.
-pub fn duration_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-    Vec::<HumanDuration>::deserialize(d).map(|v| v.into_iter().map(|h| h.0).collect())
+/// An optional array of humantime duration strings, e.g. `["1s", "5s"]`.
+pub fn option_duration_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Duration>>, D::Error> {
+    Option::<Vec<HumanDuration>>::deserialize(d).map(|o| o.map(|v| v.into_iter().map(|h| h.0).collect()))
 }
 
 /// A byte size: a string with a unit ("64MiB", "512 KiB", "1GB") or an integer
@@ -134,8 +134,8 @@ mod tests {
         d: Duration,
         #[serde(default, deserialize_with = "option_duration")]
         o: Option<Duration>,
-        #[serde(default, deserialize_with = "duration_list")]
-        l: Vec<Duration>,
+        #[serde(default, deserialize_with = "option_duration_list")]
+        l: Option<Vec<Duration>>,
         #[serde(default, deserialize_with = "byte_size")]
         s: ByteSize,
     }
@@ -149,7 +149,7 @@ mod tests {
         let t = parse("d = \"1m 30s\"\no = \"250ms\"\nl = [\"1s\", \"5s\"]\ns = \"64KiB\"")?;
         assert_eq!(t.d, Duration::from_secs(90));
         assert_eq!(t.o, Some(Duration::from_millis(250)));
-        assert_eq!(t.l, vec![Duration::from_secs(1), Duration::from_secs(5)]);
+        assert_eq!(t.l, Some(vec![Duration::from_secs(1), Duration::from_secs(5)]));
         assert_eq!(t.s, ByteSize::kib(64));
         assert_eq!(parse("s = 1024")?.s, ByteSize(1024));
         assert_eq!(parse("o = \"0s\"")?.o, Some(Duration::ZERO));

@@ -8,6 +8,7 @@
 mod names;
 mod nats;
 mod plugins;
+mod policies;
 mod routes;
 mod streams;
 

@@ -135,6 +135,7 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
             }
         }
         check_numbers(route, &label, &idx, problems);
+        super::policies::check(route, &label, &idx, problems);
     }
 
     for (stream, routes) in &work_queues {
@@ -272,10 +273,29 @@ fn check_numbers(route: &RouteConfig, label: &str, idx: &str, problems: &mut Pro
             format!("{label}: `ack_wait` must be greater than zero"),
         );
     }
-    if route.retry.delays.is_empty() {
+    let retry = &route.retry;
+    if retry.delays.as_ref().is_some_and(Vec::is_empty) {
         problems.push_at(
             &["routes", idx, "retry", "delays"],
             format!("{label}: `retry.delays` must not be empty"),
+        );
+    }
+    if retry.delays.is_some() && retry.initial.is_some() {
+        problems.push_at(
+            &["routes", idx, "retry", "initial"],
+            format!("{label}: give `retry.delays` (a schedule) or `retry.initial` (exponential), not both"),
+        );
+    }
+    if !(retry.multiplier >= 1.0 && retry.multiplier.is_finite()) {
+        problems.push_at(
+            &["routes", idx, "retry", "multiplier"],
+            format!("{label}: `retry.multiplier` must be at least 1.0, got `{}`", retry.multiplier),
+        );
+    }
+    if !(0.0..=1.0).contains(&retry.jitter) {
+        problems.push_at(
+            &["routes", idx, "retry", "jitter"],
+            format!("{label}: `retry.jitter` must be between 0.0 and 1.0, got `{}`", retry.jitter),
         );
     }
     if route.retry.attempts == 0 {
