@@ -1,8 +1,13 @@
-//! The core NATS driver: a subscription (optionally in a queue group) shared by
-//! the route's workers. At most once: a failing message is retried in process
-//! within the route's bounds, then dead-lettered; a request gets an error reply.
+//! The core NATS driver: a subscription (optionally in a queue group) per subject.
+//! At most once: a failing message is retried in process within the route's
+//! bounds (attempts and time), then dead-lettered; a request gets an error reply.
+//! A rate limit waits up to `max_wait`, then sheds; an open breaker fails fast.
+//!
+//! Unordered routes share the subscription between `concurrency` workers;
+//! routes with `order_by` read it in one task and hand messages to ordering lanes.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_nats::{HeaderMap, Subscriber};
 use futures::StreamExt;
@@ -11,84 +16,124 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{self, Reply, Verdict};
+use super::lanes::Lanes;
 use super::{Outputs, Route, convert};
-use crate::policy::DeadLetter;
 use crate::policy::dead_letter::insert;
+use crate::policy::{DeadLetter, Permit};
 use crate::telemetry::Metrics;
 use crate::workers::Workers;
 
+/// A subscription that stops cleanly: on cancel it is drained (the server stops
+/// sending, what is buffered is still handed out), then it ends.
 struct Feed {
     subscriber: Subscriber,
     draining: bool,
 }
 
-pub async fn start(
-    route: Arc<Route>,
-    out: Outputs,
-    cancel: CancellationToken,
-    workers: &mut Workers,
-) -> anyhow::Result<()> {
-    // One subscription per subject; each gets the route's workers.
+impl Feed {
+    async fn next(&mut self, cancel: &CancellationToken) -> Option<async_nats::Message> {
+        loop {
+            if cancel.is_cancelled() && !self.draining {
+                self.draining = true;
+                let _ = self.subscriber.drain().await;
+            }
+            if self.draining {
+                return self.subscriber.next().await;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => continue,
+                msg = self.subscriber.next() => return msg,
+            }
+        }
+    }
+}
+
+pub async fn start(route: Arc<Route>, out: Outputs, cancel: CancellationToken, workers: &mut Workers) -> anyhow::Result<()> {
     for subject in &route.config.subjects {
         let subscriber = match &route.config.queue {
             Some(queue) => out.client.queue_subscribe(subject.clone(), queue.clone()).await?,
             None => out.client.subscribe(subject.clone()).await?,
         };
-        let feed = Arc::new(Mutex::new(Feed { subscriber, draining: false }));
-        for _ in 0..route.config.concurrency {
-            let (route, out, cancel, feed) = (route.clone(), out.clone(), cancel.clone(), feed.clone());
-            let name = format!("route `{}` ({subject})", route.name);
-            workers.spawn(name, async move { worker(&route, &out, &cancel, &feed).await });
+        let mut feed = Feed { subscriber, draining: false };
+        let name = format!("route `{}` ({subject})", route.name);
+        match route.config.order_by.clone() {
+            Some(order_by) => {
+                let (r, o, c) = (route.clone(), out.clone(), cancel.clone());
+                let lanes = Lanes::start(route.config.concurrency, &name, workers, move |msg: Message| {
+                    let (route, out, cancel) = (r.clone(), o.clone(), c.clone());
+                    async move { handle(&route, &out, &cancel, msg).await }
+                });
+                let cancel = cancel.clone();
+                workers.spawn(format!("{name} reader"), async move {
+                    while let Some(msg) = feed.next(&cancel).await {
+                        let msg = convert::from_core(&msg);
+                        let key = order_by.extract(&msg).map(str::to_owned);
+                        lanes.send(key.as_deref(), msg).await;
+                    }
+                });
+            }
+            None => {
+                let feed = Arc::new(Mutex::new(feed));
+                for _ in 0..route.config.concurrency {
+                    let (route, out, cancel, feed) = (route.clone(), out.clone(), cancel.clone(), feed.clone());
+                    workers.spawn(name.clone(), async move {
+                        loop {
+                            let next = feed.lock().await.next(&cancel).await;
+                            let Some(msg) = next else { return };
+                            handle(&route, &out, &cancel, convert::from_core(&msg)).await;
+                        }
+                    });
+                }
+            }
         }
     }
     Ok(())
 }
 
-async fn worker(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &Mutex<Feed>) {
-    loop {
-        let next = {
-            let mut feed = feed.lock().await;
-            if cancel.is_cancelled() && !feed.draining {
-                // Stop the server sending, then handle what is already buffered.
-                feed.draining = true;
-                let _ = feed.subscriber.drain().await;
-            }
-            if feed.draining {
-                feed.subscriber.next().await
-            } else {
-                tokio::select! {
-                    () = cancel.cancelled() => continue,
-                    msg = feed.subscriber.next() => msg,
-                }
-            }
-        };
-        let Some(msg) = next else { return };
-        handle(route, out, cancel, convert::from_core(&msg)).await;
-    }
-}
-
 async fn handle(route: &Route, out: &Outputs, cancel: &CancellationToken, mut msg: Message) {
+    if let Some(limit) = &route.rate_limit
+        && tokio::time::timeout(limit.max_wait, limit.until_ready(Some(&msg))).await.is_err()
+    {
+        Metrics::bump(&out.metrics.shed);
+        tracing::debug!(route = %route.name, subject = %msg.subject, "shed: rate limit");
+        error_reply(out, &msg, "rate limited", "429").await;
+        return;
+    }
     let attempts = u64::from(route.config.retry.attempts.max(1));
+    let started = Instant::now();
     loop {
+        if let Some(breaker) = &route.breaker
+            && let Permit::Denied(_) = breaker.try_acquire()
+        {
+            Metrics::bump(&out.metrics.breaker_rejected);
+            error_reply(out, &msg, "circuit open", "503").await;
+            return;
+        }
         let (plugin, verdict) = dispatch::run(route, &msg, &out.metrics).await;
+        if let Some(breaker) = &route.breaker {
+            breaker.record(!matches!(verdict, Verdict::Retry { .. }));
+        }
         let reason = match verdict {
             Verdict::Done { reply, publishes } => {
                 done(out, &msg, reply, publishes).await;
                 return;
             }
-            Verdict::Retry { delay, reason } if msg.attempt < attempts && !cancel.is_cancelled() => {
-                Metrics::bump(&out.metrics.retried);
+            Verdict::Retry { delay, reason } => {
                 let delay = delay.unwrap_or_else(|| route.backoff.delay_after(msg.attempt));
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    // Shutting down: give up waiting and dead-letter below.
-                    () = cancel.cancelled() => {}
+                let in_budget = started.elapsed() + delay <= route.config.retry.max_elapsed;
+                if msg.attempt < attempts && in_budget && !cancel.is_cancelled() {
+                    Metrics::bump(&out.metrics.retried);
+                    tracing::debug!(route = %route.name, attempt = msg.attempt, ?delay, "retrying: {reason}");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        // Shutting down: stop waiting; the next attempt still runs.
+                        () = cancel.cancelled() => {}
+                    }
+                    msg.attempt += 1;
+                    continue;
                 }
-                tracing::debug!(route = %route.name, attempt = msg.attempt, "retrying: {reason}");
-                msg.attempt += 1;
-                continue;
+                format!("gave up after {} attempt(s) in {:?}: {reason}", msg.attempt, started.elapsed())
             }
-            Verdict::Retry { reason, .. } => format!("gave up after {} attempt(s): {reason}", msg.attempt),
             Verdict::Reject { reason } => reason,
         };
         let letter = DeadLetter { route: &route.name, plugin: &plugin, message: &msg, reason: &reason };
@@ -96,16 +141,19 @@ async fn handle(route: &Route, out: &Outputs, cancel: &CancellationToken, mut ms
             Ok(()) => Metrics::bump(&out.metrics.dead_lettered),
             Err(err) => tracing::error!(route = %route.name, subject = %msg.subject, "core message lost: dead letter failed: {err:#}"),
         }
-        if let Some(reply_to) = &msg.reply {
-            // Answer the requester now rather than let it time out, the NATS
-            // services way: an empty body with error headers.
-            let mut headers = HeaderMap::new();
-            insert(&mut headers, "Nats-Service-Error", &reason);
-            insert(&mut headers, "Nats-Service-Error-Code", "500");
-            let _ = out.client.publish_with_headers(reply_to.clone(), headers, Default::default()).await;
-        }
+        error_reply(out, &msg, &reason, "500").await;
         return;
     }
+}
+
+/// Answer a request that will not be handled now rather than let it time out,
+/// the NATS services way: an empty body with error headers.
+async fn error_reply(out: &Outputs, msg: &Message, reason: &str, code: &str) {
+    let Some(reply_to) = &msg.reply else { return };
+    let mut headers = HeaderMap::new();
+    insert(&mut headers, "Nats-Service-Error", reason);
+    insert(&mut headers, "Nats-Service-Error-Code", code);
+    let _ = out.client.publish_with_headers(reply_to.clone(), headers, Default::default()).await;
 }
 
 /// Send buffered publishes, then the reply (an empty one for an Ack to a request).

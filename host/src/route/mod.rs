@@ -9,6 +9,8 @@ mod convert;
 mod core;
 pub mod dispatch;
 mod jetstream;
+mod lanes;
+mod naks;
 
 pub use convert::header_map as convert_headers;
 
@@ -20,17 +22,20 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::StreamIndex;
 use crate::config::RouteConfig;
 use crate::plugin::Pool;
-use crate::policy::{Backoff, DeadLetters};
+use crate::policy::{Backoff, Breaker, DeadLetters, RateLimit};
 use crate::telemetry::Metrics;
 use crate::workers::Workers;
 
-/// A running route's fixed facts.
+/// A running route: its config, its plugin's instances, and its policies.
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
     pub config: RouteConfig,
     pub pool: Arc<Pool>,
     pub backoff: Backoff,
+    pub rate_limit: Option<RateLimit>,
+    pub breaker: Option<Breaker>,
+    breaker_naks: naks::BreakerNaks,
 }
 
 /// Where verdicts go: the shared NATS handles and counters.
@@ -45,7 +50,16 @@ pub struct Outputs {
 
 impl Route {
     pub fn new(config: RouteConfig, pool: Arc<Pool>) -> Self {
-        Self { name: config.name.get_ref().clone(), backoff: Backoff::new(&config.retry), config, pool }
+        let name = config.name.get_ref().clone();
+        Self {
+            backoff: Backoff::new(&config.retry),
+            rate_limit: config.rate_limit.as_ref().map(RateLimit::new),
+            breaker: config.breaker.as_ref().map(|b| Breaker::new(&name, b)),
+            breaker_naks: naks::BreakerNaks::default(),
+            name,
+            config,
+            pool,
+        }
     }
 
     pub fn describe(&self) -> String {

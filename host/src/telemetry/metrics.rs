@@ -13,6 +13,10 @@ pub struct Metrics {
     pub plugin_failures: AtomicU64,
     pub publish_failures: AtomicU64,
     pub slow_consumer_events: AtomicU64,
+    /// Core messages dropped because the rate limit's wait ran out.
+    pub shed: AtomicU64,
+    /// Calls refused because a breaker was open.
+    pub breaker_rejected: AtomicU64,
 }
 
 impl Metrics {
@@ -32,6 +36,8 @@ impl Metrics {
             ("plugin_failures", read(&self.plugin_failures)),
             ("publish_failures", read(&self.publish_failures)),
             ("slow_consumer_events", read(&self.slow_consumer_events)),
+            ("shed", read(&self.shed)),
+            ("breaker_rejected", read(&self.breaker_rejected)),
         ]
     }
 }

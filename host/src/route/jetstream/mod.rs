@@ -1,0 +1,187 @@
+//! The JetStream driver: a durable pull consumer, read by the route's workers
+//! (or, with `order_by`, by one reader that feeds ordering lanes).
+//!
+//! Gates before a message is taken, so no delivery attempt is spent waiting: an
+//! open breaker stops pulling (what is buffered is nak'd with the breaker's
+//! delay), and an unkeyed rate limit is waited for before the next pull.
+
+mod settle;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{AckKind, Message as JsMessage};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::lanes::Lanes;
+use super::{Outputs, Route, convert};
+use crate::workers::Workers;
+
+/// Pause before re-opening a consumer whose message stream failed.
+const REOPEN_DELAY: Duration = Duration::from_secs(1);
+/// Extra deliveries the server allows when a breaker is configured: naks caused
+/// by an open breaker spend deliveries, and the host, not the server, decides
+/// when a message has failed `max_deliver` times (see settle::retry).
+pub const BREAKER_HEADROOM: i64 = 20;
+
+/// The consumer's message stream, opened lazily and re-opened after errors.
+struct Feed {
+    messages: Option<pull::Stream>,
+    /// Opened with a batch of `probes` while the breaker was half-open.
+    probing: bool,
+}
+
+pub async fn start(route: Arc<Route>, out: Outputs, cancel: CancellationToken, workers: &mut Workers) -> anyhow::Result<()> {
+    // Bind once now so a bad stream or consumer config fails startup loudly.
+    let messages = open(&route, &out, false).await?;
+    let feed = Arc::new(Mutex::new(Feed { messages: Some(messages), probing: false }));
+    let name = format!("route `{}`", route.name);
+    match route.config.order_by.clone() {
+        Some(order_by) => {
+            let (r, o) = (route.clone(), out.clone());
+            let lanes = Lanes::start(route.config.concurrency, &name, workers, move |msg: JsMessage| {
+                let (route, out) = (r.clone(), o.clone());
+                async move { settle::handle(&route, &out, msg).await }
+            });
+            workers.spawn(format!("{name} reader"), async move {
+                while let Some(msg) = next(&route, &out, &cancel, &feed).await {
+                    let parsed = convert::from_jetstream(&msg, route.config.max_deliver);
+                    let key = order_by.extract(&parsed).map(str::to_owned);
+                    lanes.send(key.as_deref(), msg).await;
+                }
+            });
+        }
+        None => {
+            for _ in 0..route.config.concurrency {
+                let (route, out, cancel, feed) = (route.clone(), out.clone(), cancel.clone(), feed.clone());
+                workers.spawn(name.clone(), async move {
+                    while let Some(msg) = next(&route, &out, &cancel, &feed).await {
+                        settle::handle(&route, &out, msg).await;
+                    }
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Create or update the durable consumer and start pulling from it.
+async fn open(route: &Route, out: &Outputs, probing: bool) -> anyhow::Result<pull::Stream> {
+    let cfg = &route.config;
+    let stream_name = cfg.stream.as_ref().map(|s| s.get_ref().as_str()).unwrap_or_default();
+    let stream = out.js.get_stream(stream_name).await.map_err(|e| anyhow::anyhow!("stream `{stream_name}`: {e}"))?;
+    let max_deliver = match (&route.breaker, cfg.max_deliver) {
+        (Some(_), max) if max > 0 => max + BREAKER_HEADROOM,
+        (_, max) => max,
+    };
+    let consumer: PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(cfg.durable_name().to_owned()),
+            filter_subjects: cfg.subjects.clone(),
+            max_deliver,
+            ack_wait: cfg.ack_wait,
+            max_ack_pending: cfg.max_ack_pending,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("consumer `{}` on stream `{stream_name}`: {e}", cfg.durable_name()))?;
+    // While probing, pull only what the probes may take; a rate-limited route
+    // pulls no more than its burst, so pulled messages do not age while waiting.
+    let mut batch = cfg.batch;
+    if probing {
+        batch = route.config.breaker.as_ref().map_or(1, |b| b.probes as usize);
+    }
+    if let Some(limit) = &cfg.rate_limit {
+        batch = batch.min(limit.burst.unwrap_or(limit.rate).max(1) as usize);
+    }
+    consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("pulling from consumer `{}`: {e}", cfg.durable_name()))
+}
+
+/// The next message to handle, after the gates; `None` once cancelled.
+async fn next(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &Mutex<Feed>) -> Option<JsMessage> {
+    loop {
+        if cancel.is_cancelled() {
+            return None;
+        }
+        if let Some(wait) = route.breaker.as_ref().and_then(|b| b.blocked_for()) {
+            stop_pulling(route, feed, wait).await;
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                () = tokio::time::sleep(wait) => continue,
+            }
+        }
+        if let Some(limit) = route.rate_limit.as_ref().filter(|l| !l.is_keyed()) {
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                () = limit.until_ready(None) => {}
+            }
+        }
+        let mut feed = feed.lock().await;
+        let probing = route.breaker.as_ref().is_some_and(|b| b.is_probing());
+        if feed.messages.is_some() && feed.probing != probing {
+            // The breaker changed phase: re-open with the batch size that fits.
+            nak_buffered(route, &mut feed, Duration::from_millis(1)).await;
+        }
+        if feed.messages.is_none() {
+            match open(route, out, probing).await {
+                Ok(messages) => {
+                    feed.messages = Some(messages);
+                    feed.probing = probing;
+                }
+                Err(err) => {
+                    tracing::warn!(route = %route.name, "cannot open consumer: {err:#}; retrying");
+                    drop(feed);
+                    tokio::select! {
+                        () = cancel.cancelled() => return None,
+                        () = tokio::time::sleep(REOPEN_DELAY) => continue,
+                    }
+                }
+            }
+        }
+        let messages = feed.messages.as_mut()?;
+        tokio::select! {
+            () = cancel.cancelled() => return None,
+            next = messages.next() => match next {
+                Some(Ok(msg)) => return Some(msg),
+                // Heartbeats lost to a slow moment or a reconnect: not fatal.
+                Some(Err(err)) if err.kind() == MessagesErrorKind::MissingHeartbeat => {
+                    tracing::debug!(route = %route.name, "missing heartbeat");
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(route = %route.name, "consumer stream error: {err}; re-opening");
+                    feed.messages = None;
+                }
+                None => feed.messages = None,
+            },
+        }
+    }
+}
+
+/// The breaker is open: nak what this host holds with the breaker's delay and
+/// stop pulling until it lets probes through.
+async fn stop_pulling(route: &Route, feed: &Mutex<Feed>, wait: Duration) {
+    let mut feed = feed.lock().await;
+    if feed.messages.is_some() {
+        tracing::info!(route = %route.name, ?wait, "breaker open: pausing the consumer");
+        nak_buffered(route, &mut feed, wait).await;
+    }
+}
+
+/// Drop the message stream after nak'ing (with `delay`) every message it has
+/// already received, so none waits out `ack_wait` in a dropped buffer.
+async fn nak_buffered(route: &Route, feed: &mut Feed, delay: Duration) {
+    let Some(mut messages) = feed.messages.take() else { return };
+    while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
+        settle::count_breaker_nak(route, &msg);
+        settle::ack(route, &msg, AckKind::Nak(Some(delay))).await;
+    }
+}
