@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -25,7 +25,7 @@ pub fn binary() -> PathBuf {
 pub struct Host {
     child: Child,
     dir: tempfile::TempDir,
-    output: Arc<Mutex<String>>,
+    output: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
 impl Host {
@@ -62,7 +62,7 @@ impl Host {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn switchyard");
-        let output = Arc::new(Mutex::new(String::new()));
+        let output = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         collect(child.stdout.take().expect("stdout"), output.clone(), Some(ready_tx));
         collect(child.stderr.take().expect("stderr"), output.clone(), None);
@@ -75,6 +75,11 @@ impl Host {
 
     /// Everything the host printed so far (stdout and logs).
     pub fn output(&self) -> String {
+        self.lines().into_iter().map(|(_, line)| line + "\n").collect()
+    }
+
+    /// The host's output lines with the moment each was read.
+    pub fn lines(&self) -> Vec<(Instant, String)> {
         self.output.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
@@ -103,7 +108,7 @@ impl Host {
 
 fn collect(
     stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    output: Arc<Mutex<String>>,
+    output: Arc<Mutex<Vec<(Instant, String)>>>,
     mut ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) {
     tokio::spawn(async move {
@@ -113,8 +118,7 @@ fn collect(
                 eprintln!("host| {line}");
             }
             if let Ok(mut output) = output.lock() {
-                output.push_str(&line);
-                output.push('\n');
+                output.push((Instant::now(), line.clone()));
             }
             if line.starts_with("ready:")
                 && let Some(tx) = ready.take()

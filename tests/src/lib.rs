@@ -4,6 +4,8 @@
 //! Everything here is killed on Drop, and every wait has a deadline: a test fails
 //! with a message, it never hangs.
 
+pub mod configs;
+pub mod examples;
 pub mod host;
 pub mod js;
 pub mod modules;

@@ -5,36 +5,15 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use futures::StreamExt;
+use switchyard_tests::configs;
 use switchyard_tests::host::preamble;
 use switchyard_tests::js::{count, create_stream, messages, pending, publish_many, quiet};
 use switchyard_tests::{Host, NatsServer, eventually, plugin, within};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A JOBS work-queue stream consumed by the `faulty` plugin, which may publish to
-/// `done.>` (captured by a DONE stream the test creates).
 fn faulty_config(url: &str, route_extra: &str) -> String {
-    format!(
-        r#"{}
-[[streams]]
-name = "JOBS"
-subjects = ["jobs.>"]
-retention = "workqueue"
-
-[plugins.faulty]
-path = "{}"
-publish = ["done.>"]
-timeout = "2s"
-
-[[routes]]
-name = "jobs"
-plugin = "faulty"
-stream = "JOBS"
-{route_extra}
-"#,
-        preamble(url),
-        plugin("faulty").display()
-    )
+    configs::faulty_jobs(url, "", route_extra)
 }
 
 async fn drained(js: &jetstream::Context, stream: &str, consumer: &str) {

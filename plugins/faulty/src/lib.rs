@@ -7,8 +7,11 @@
 //! | key          | type              | effect |
 //! |--------------|-------------------|--------|
 //! | `publish`    | array of subjects | publish the message payload to each (header `faulty-attempt: <attempt>`), before anything else |
+//! | `log_calls`  | boolean           | log `faulty: call <subject> attempt <n>` at INFO on every call |
 //! | `busy_ms`    | integer           | then busy-wait this many milliseconds |
+//! | `sleep_ms`   | integer           | then sleep this many milliseconds (the host waits; no core held) |
 //! | `fail_times` | integer N         | then `Retry { reason: "fail N" }` while `attempt <= N` |
+//! | `fail_until_unix_ms` | integer   | then `Retry { reason: "dependency down" }` until this wall-clock time |
 //! | `action`     | string            | then: `ack` (default), `reply` (the payload), `reject` (reason `rejected by request`), `retry` (reason `retry by request`), `trap` (wasm `unreachable`), `panic` (`faulty: asked to panic`), `loop` (spin forever), `alloc` (grow memory until the limit), `garbage` (return bytes that are not an outcome), `log` (log the payload at INFO, ack) |
 //!
 //! Config only: `refuse_init = true` makes init refuse with `refused by config`;
@@ -58,11 +61,21 @@ fn handle(msg: &Message, ctx: &mut Context) -> Outcome {
             return Outcome::reject(format!("faulty: publish to `{subject}` refused: {e}"));
         }
     }
+    if plan.log_calls {
+        ctx.info(format!("faulty: call {} attempt {}", msg.subject, msg.attempt));
+    }
     if plan.busy_ms > 0 {
         busy_wait(Duration::from_millis(plan.busy_ms));
     }
+    if plan.sleep_ms > 0 {
+        // Under WASI this is poll_oneoff: the host waits without holding a core.
+        std::thread::sleep(Duration::from_millis(plan.sleep_ms));
+    }
     if msg.attempt <= plan.fail_times {
         return Outcome::retry(format!("fail {}", plan.fail_times));
+    }
+    if now_unix_ms() < plan.fail_until_unix_ms {
+        return Outcome::retry("dependency down");
     }
     match plan.action {
         Action::Ack => Outcome::Ack,
@@ -88,8 +101,11 @@ fn handle(msg: &Message, ctx: &mut Context) -> Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Plan {
     publish: Vec<String>,
+    log_calls: bool,
     busy_ms: u64,
+    sleep_ms: u64,
     fail_times: u64,
+    fail_until_unix_ms: u64,
     action: Action,
 }
 
@@ -130,7 +146,19 @@ impl Plan {
             Some(Value::String(name)) => Action::parse(name)?,
             Some(other) => return Err(invalid("action", "a string", other)),
         };
-        Ok(Plan { publish, busy_ms: number("busy_ms")?, fail_times: number("fail_times")?, action })
+        let log_calls = match lookup("log_calls") {
+            None => false,
+            Some(value) => value.as_bool().ok_or_else(|| invalid("log_calls", "a boolean", value))?,
+        };
+        Ok(Plan {
+            publish,
+            log_calls,
+            busy_ms: number("busy_ms")?,
+            sleep_ms: number("sleep_ms")?,
+            fail_times: number("fail_times")?,
+            fail_until_unix_ms: number("fail_until_unix_ms")?,
+            action,
+        })
     }
 }
 
@@ -170,6 +198,12 @@ fn trap(why: &str) -> ! {
     }
     #[cfg(not(target_arch = "wasm32"))]
     panic!("{why}")
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Burn CPU (not sleep): the host's deadline must interrupt running code.

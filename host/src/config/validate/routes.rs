@@ -8,7 +8,7 @@ use super::super::problems::Problems;
 use super::super::schema::{Config, Retention, RouteConfig, StreamConfig};
 use super::super::subject::{is_subset, is_valid_subject, overlaps, subject_problem};
 use super::names::{queue_problem, token_name_problem};
-use super::{first_declared, human};
+use super::first_declared;
 
 pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     let mut names = HashMap::new();
@@ -118,19 +118,6 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
                         .entry(stream.name.get_ref())
                         .or_default()
                         .push((i, route));
-                }
-                if let Some(timeout) = config.plugins.get(plugin).map(|p| p.timeout)
-                    && !route.ack_wait.is_zero()
-                    && route.ack_wait <= timeout
-                {
-                    problems.push_at(
-                            &at("ack_wait"),
-                            format!(
-                                "{label}: `ack_wait` (`{}`) must be longer than the `timeout` of plugin `{plugin}` (`{}`), or the server redelivers messages that are still being handled",
-                                human(route.ack_wait),
-                                human(timeout)
-                            ),
-                        );
                 }
             }
         }

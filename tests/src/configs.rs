@@ -1,0 +1,32 @@
+//! runtime.toml texts the end-to-end tests share.
+
+use crate::host::preamble;
+use crate::plugin;
+
+/// A JOBS work-queue stream consumed by the `faulty` plugin (route `jobs`), which
+/// may publish to `done.>` and `seen.>`. `plugin_extra` and `route_extra` are
+/// appended to the plugin's and the route's tables.
+pub fn faulty_jobs(url: &str, plugin_extra: &str, route_extra: &str) -> String {
+    format!(
+        r#"{}
+[[streams]]
+name = "JOBS"
+subjects = ["jobs.>"]
+retention = "workqueue"
+
+[plugins.faulty]
+path = "{}"
+publish = ["done.>", "seen.>"]
+timeout = "10s"
+{plugin_extra}
+
+[[routes]]
+name = "jobs"
+plugin = "faulty"
+stream = "JOBS"
+{route_extra}
+"#,
+        preamble(url),
+        plugin("faulty").display()
+    )
+}

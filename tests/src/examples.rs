@@ -1,0 +1,85 @@
+//! The runnable examples (`examples/<name>/`) under test: where they lie, their sample messages,
+//! `switchyard check` on their runtime.toml, starting them on a test server, and small readers
+//! for what they publish.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use async_nats::jetstream::message::StreamMessage;
+use futures::StreamExt;
+
+use crate::{Host, NatsServer, within};
+
+/// `examples/<name>`.
+pub fn dir(name: &str) -> PathBuf {
+    crate::workspace().join("examples").join(name)
+}
+
+/// A sample message of the example, `examples/<name>/messages/<file>` (the README publishes the
+/// same files, so the tests keep them honest).
+pub fn sample(name: &str, file: &str) -> String {
+    let path = dir(name).join("messages").join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A sample message as JSON, to change a field before publishing it.
+pub fn sample_json(name: &str, file: &str) -> serde_json::Value {
+    serde_json::from_str(&sample(name, file)).unwrap_or_else(|e| panic!("{name}/messages/{file}: {e}"))
+}
+
+/// Run `switchyard check` on `examples/<name>/<file>` from the workspace root, as the README
+/// does; panic with its output unless it passes. Returns stdout.
+pub fn check(name: &str, file: &str) -> String {
+    let path = format!("examples/{name}/{file}");
+    let output = Command::new(crate::host::binary())
+        .args(["check", &path])
+        .current_dir(crate::workspace())
+        .output()
+        .expect("run switchyard check");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "`switchyard check {path}` failed (run `make plugins` if a .wasm is missing):\n{stdout}{stderr}"
+    );
+    stdout.into_owned()
+}
+
+/// Check `examples/<name>/<file>`, then run it on `nats` (its runtime.toml where it lies, so its
+/// relative plugin paths resolve as they do for a user).
+pub async fn start(name: &str, file: &str, nats: &NatsServer) -> Host {
+    check(name, file);
+    Host::start_file(&dir(name).join(file), nats.url()).await
+}
+
+/// The payload as JSON.
+pub fn json(payload: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(payload).unwrap_or_else(|e| panic!("not json ({e}): {}", String::from_utf8_lossy(payload)))
+}
+
+/// A header of a stream message, or a panic naming what is there.
+pub fn stored_header<'a>(msg: &'a StreamMessage, name: &str) -> &'a str {
+    msg.headers.get(name).map(|v| v.as_str()).unwrap_or_else(|| panic!("header {name} missing in {:?}", msg.headers))
+}
+
+/// A header of a core message, or a panic naming what is there.
+pub fn header<'a>(msg: &'a async_nats::Message, name: &str) -> &'a str {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str())
+        .unwrap_or_else(|| panic!("header {name} missing in {:?} on {}", msg.headers, msg.subject))
+}
+
+/// The next `n` messages of `sub`, each within `limit`.
+pub async fn next_n(sub: &mut async_nats::Subscriber, n: usize, limit: Duration, what: &str) -> Vec<async_nats::Message> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let label = format!("{what} ({} of {n} so far)", got.len());
+        match within(limit, &label, sub.next()).await {
+            Some(msg) => got.push(msg),
+            None => panic!("subscription closed waiting for {label}"),
+        }
+    }
+    got
+}
