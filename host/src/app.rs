@@ -27,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pub { subject, data, msg, count, conn } => commands::client::publish(&conn, subject, data, &msg, count).await,
         Command::Req { subject, data, msg, timeout, conn } => commands::client::request(&conn, subject, data, &msg, timeout).await,
         Command::Sub { subject, count, conn } => commands::client::subscribe(&conn, subject, count).await,
+        Command::Dlq { action, conn } => commands::dlq::run(&conn, action).await,
     }
 }
 

@@ -1,4 +1,4 @@
-//! The command line: `switchyard run|check|invoke|pub|req|sub`.
+//! The command line: `switchyard run|check|invoke|pub|req|sub|dlq`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,6 +52,13 @@ pub enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// List, show and replay dead letters.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// Print the messages published on a subject.
     Sub {
         subject: String,
@@ -61,6 +68,33 @@ pub enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// One line per dead letter: sequence, time, route, subject, deliveries, reason.
+    List(DlqFilter),
+    /// One dead letter, all headers and the payload.
+    Show { sequence: u64 },
+    /// Republish to the original subject (with a `Switchyard-Replay` header) and
+    /// remove what was replayed from the dead-letter stream.
+    Replay(DlqFilter),
+}
+
+/// Which dead letters: every filter given must match.
+#[derive(Debug, Args)]
+pub struct DlqFilter {
+    #[arg(long)]
+    pub route: Option<String>,
+    /// Original subject, NATS wildcards allowed.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// First dead-letter stream sequence.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Last dead-letter stream sequence.
+    #[arg(long)]
+    pub to: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -107,9 +141,9 @@ pub struct MessageArgs {
 /// `nats.url`, else its embedded server's port on 127.0.0.1.
 #[derive(Debug, Args)]
 pub struct ConnArgs {
-    #[arg(long, env = "SWITCHYARD_NATS_URL")]
+    #[arg(long, env = "SWITCHYARD_NATS_URL", global = true)]
     pub url: Option<String>,
-    #[arg(long = "config", default_value = "runtime.toml", env = "SWITCHYARD_CONFIG")]
+    #[arg(long = "config", default_value = "runtime.toml", env = "SWITCHYARD_CONFIG", global = true)]
     pub config: PathBuf,
 }
 

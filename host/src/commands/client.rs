@@ -13,7 +13,7 @@ use crate::config;
 use crate::route::convert_headers;
 
 /// `--url`, else runtime.toml's `nats.url`, else its embedded server's address.
-fn url(conn: &ConnArgs) -> String {
+pub(super) fn url(conn: &ConnArgs) -> String {
     if let Some(url) = &conn.url {
         return url.clone();
     }
@@ -26,7 +26,7 @@ fn url(conn: &ConnArgs) -> String {
     }
 }
 
-async fn connect(conn: &ConnArgs) -> anyhow::Result<async_nats::Client> {
+pub(super) async fn connect(conn: &ConnArgs) -> anyhow::Result<async_nats::Client> {
     let url = url(conn);
     async_nats::ConnectOptions::new()
         .name("switchyard-cli")

@@ -18,6 +18,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         memory: args.memory.as_u64(),
         timeout: args.timeout,
         fuel: args.fuel,
+        isolation: Default::default(),
         publish: args.allow.clone(),
         env: Vec::new(),
         config: switchyard_abi::encode(&config)?,

@@ -2,5 +2,6 @@
 
 pub mod check;
 pub mod client;
+pub mod dlq;
 pub mod invoke;
 mod show;
