@@ -105,3 +105,68 @@ async fn a_queue_group_over_two_hosts_splits_the_load() {
     a.stop().await;
     b.stop().await;
 }
+
+fn error_code(msg: &async_nats::Message) -> Option<String> {
+    msg.headers.as_ref()?.get("Nats-Service-Error-Code").map(|v| v.to_string())
+}
+
+#[tokio::test]
+async fn a_core_rate_limit_sheds_what_cannot_wait() {
+    let nats = NatsServer::start();
+    let config = format!(
+        r#"{}
+[plugins.echo]
+path = "{}"
+
+[[routes]]
+name = "greet"
+plugin = "echo"
+subjects = ["greet.*"]
+concurrency = 8
+rate_limit = {{ rate = 1, per = "10s", burst = 2, max_wait = "100ms" }}
+"#,
+        preamble(nats.url()),
+        plugin("echo").display()
+    );
+    let host = Host::start(&config).await;
+    let client = nats.client().await;
+    let requests = (0..6).map(|i| client.request("greet.x", format!("{i}").into()));
+    let replies = within(WAIT, "six answers", futures::future::join_all(requests)).await;
+    let codes: Vec<Option<String>> = replies.iter().map(|r| error_code(r.as_ref().expect("an answer"))).collect();
+    assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 2, "the burst is served: {codes:?}");
+    assert_eq!(codes.iter().filter(|c| c.as_deref() == Some("429")).count(), 4, "the rest shed: {codes:?}");
+    let (_, output) = host.stop().await;
+    assert!(output.contains("shed=4"), "shed messages are counted:\n{output}");
+}
+
+#[tokio::test]
+async fn an_open_breaker_fails_core_requests_fast() {
+    let nats = NatsServer::start();
+    let config = format!(
+        r#"{}
+[plugins.faulty]
+path = "{}"
+config = {{ action = "retry" }}
+
+[[routes]]
+name = "flaky"
+plugin = "faulty"
+subjects = ["flaky"]
+retry = {{ attempts = 1 }}
+breaker = {{ consecutive_failures = 2, open_for = "30s" }}
+"#,
+        preamble(nats.url()),
+        plugin("faulty").display()
+    );
+    let host = Host::start(&config).await;
+    let client = nats.client().await;
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let reply = within(WAIT, "an answer", client.request("flaky", "x".into())).await.expect("answer");
+        codes.push(error_code(&reply).unwrap_or_default());
+    }
+    assert_eq!(codes, ["500", "500", "503", "503"], "two failures open the breaker, then fail fast");
+    let (_, output) = host.stop().await;
+    assert!(output.contains("breaker_rejected=2"), "{output}");
+    assert!(output.contains("dead_lettered=2"), "only real failures are dead-lettered:\n{output}");
+}
