@@ -100,3 +100,19 @@ async fn the_host_rides_out_a_nats_server_restart() {
     assert!(status.success());
     assert!(output.contains("nats: disconnected") && output.contains("nats: connected"), "the log tells: {output}");
 }
+
+#[tokio::test]
+async fn a_deleted_consumer_is_created_again() {
+    let nats = NatsServer::start();
+    let host = Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"done.x\"] }", "")).await;
+    let js = jetstream::new(nats.client().await);
+    create_stream(&js, "DONE", &["done.>"]).await;
+
+    publish_many(&js, "jobs.n", 10, |i| format!(r#"{{"n":{i}}}"#).into_bytes()).await;
+    eventually(WAIT, "the first ten", || async { (count(&js, "DONE").await == 10).then_some(()) }).await;
+    js.get_stream("JOBS").await.expect("stream").delete_consumer("jobs").await.expect("delete consumer");
+    publish_many(&js, "jobs.n", 10, |i| format!(r#"{{"n":{}}}"#, 10 + i).into_bytes()).await;
+    eventually(WAIT, "the next ten, through a new consumer", || async { (count(&js, "DONE").await == 20).then_some(()) }).await;
+    let (_, output) = host.stop().await;
+    assert!(output.contains("re-opening"), "the log says what happened:\n{output}");
+}
