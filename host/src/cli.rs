@@ -1,4 +1,4 @@
-//! The command line: `switchyard run|check|invoke|pub|req|sub|dlq`.
+//! The command line: `switchyard run|check|invoke|pub|req|sub|dlq|status|reload`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,6 +56,19 @@ pub enum Command {
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Ask running hosts what they serve, with which plugin versions.
+    Status {
+        /// How long to collect answers (every host answers).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Ask running hosts to reload runtime.toml and their plugins now.
+    Reload {
         #[command(flatten)]
         conn: ConnArgs,
     },

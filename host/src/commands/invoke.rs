@@ -19,6 +19,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         timeout: args.timeout,
         fuel: args.fuel,
         isolation: Default::default(),
+        rollout: Default::default(),
         publish: args.allow.clone(),
         env: Vec::new(),
         config: switchyard_abi::encode(&config)?,

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod client;
+pub mod control;
 pub mod dlq;
 pub mod invoke;
 mod show;

@@ -104,6 +104,12 @@ pub struct HostConfig {
     /// Where precompiled plugin artifacts are cached, relative to the config file.
     #[serde(default = "defaults::cache_dir")]
     pub cache_dir: PathBuf,
+    /// The host answers `<control_subject>.status` and `<control_subject>.reload`.
+    #[serde(default = "defaults::control_subject")]
+    pub control_subject: String,
+    /// Watch runtime.toml and the plugin files, and reload when they change.
+    #[serde(default = "defaults::watch")]
+    pub watch: bool,
 }
 
 /// Where rejected and exhausted messages go: a JetStream stream the host creates.
@@ -184,6 +190,9 @@ pub struct PluginConfig {
     pub timeout: Duration,
     /// Optional instruction budget per call (wasmtime fuel).
     pub fuel: Option<u64>,
+    /// Whether messages share instances (`pooled`) or each gets a fresh one.
+    #[serde(default)]
+    pub isolation: Isolation,
     /// Subject patterns the plugin may publish to (NATS wildcards). Empty = none.
     #[serde(default)]
     pub publish: Vec<String>,
@@ -193,6 +202,41 @@ pub struct PluginConfig {
     /// Passed to the plugin's `init` (as MessagePack); the plugin may refuse it.
     #[serde(default)]
     pub config: toml::Table,
+    /// How a new version of this plugin proves itself after a hot reload.
+    #[serde(default)]
+    pub rollout: RolloutConfig,
+}
+
+/// Probation of a new plugin version: if more than `max_failure_rate` of its
+/// first `messages` messages fail, the host returns to the previous version.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Messages on probation; 0 turns automatic rollback off.
+    #[serde(default = "defaults::rollout_messages")]
+    pub messages: u32,
+    /// Share (0.0–1.0) of those that may fail before the version is rolled back.
+    #[serde(default = "defaults::rollout_failure_rate")]
+    pub max_failure_rate: f64,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        Self { messages: defaults::rollout_messages(), max_failure_rate: defaults::rollout_failure_rate() }
+    }
+}
+
+/// How a plugin's instances are shared between messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Instances are reused: state a handler leaves in memory is seen by later
+    /// messages. About a microsecond per call.
+    #[default]
+    Pooled,
+    /// Every message gets a new instance, made from a copy-on-write snapshot of
+    /// the module's memory: nothing survives from one message to the next.
+    Fresh,
 }
 
 /// A route: subjects (core) or a stream consumer (JetStream) → a plugin.
@@ -363,6 +407,8 @@ impl Default for HostConfig {
         Self {
             shutdown_timeout: defaults::shutdown_timeout(),
             cache_dir: defaults::cache_dir(),
+            control_subject: defaults::control_subject(),
+            watch: defaults::watch(),
         }
     }
 }
@@ -463,6 +509,18 @@ pub mod defaults {
             Duration::from_secs(5),
             Duration::from_secs(30),
         ]
+    }
+    pub fn control_subject() -> String {
+        "switchyard.control".into()
+    }
+    pub fn watch() -> bool {
+        true
+    }
+    pub fn rollout_messages() -> u32 {
+        20
+    }
+    pub fn rollout_failure_rate() -> f64 {
+        0.5
     }
     pub fn core_attempts() -> u32 {
         3

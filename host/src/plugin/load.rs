@@ -15,7 +15,7 @@ use super::error::LoadError;
 use super::host_fns;
 use super::instance::{Instance, NewError};
 use super::state::HostState;
-use crate::config::PluginConfig;
+use crate::config::{Isolation, PluginConfig, RolloutConfig};
 
 /// Everything the host needs to know to run a plugin, independent of its bytes.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,10 +25,14 @@ pub struct PluginSpec {
     pub memory: u64,
     pub timeout: Duration,
     pub fuel: Option<u64>,
+    /// Reuse instances across messages, or make a fresh one for each.
+    pub isolation: Isolation,
     pub publish: Vec<String>,
     pub env: Vec<(String, String)>,
     /// The `[plugins.NAME.config]` table, encoded as a MessagePack map for `init`.
     pub config: Vec<u8>,
+    /// Probation of a new version after a hot reload.
+    pub rollout: RolloutConfig,
 }
 
 impl PluginSpec {
@@ -39,6 +43,8 @@ impl PluginSpec {
             memory: config.memory.as_u64(),
             timeout: config.timeout,
             fuel: config.fuel,
+            isolation: config.isolation,
+            rollout: config.rollout,
             publish: config.publish.clone(),
             env: config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             config: switchyard_abi::encode(&config.config)?,
@@ -78,7 +84,9 @@ impl Plugin {
         check_magic(&bytes).map_err(|reason| LoadError::NotWasm { plugin: plugin.clone(), path: path.clone(), reason })?;
         let hash = content_hash(&bytes);
 
-        let engine = runtime.engine(spec.fuel.is_some()).clone();
+        let engine = runtime
+            .engine(spec.fuel.is_some(), spec.isolation)
+            .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("{err:#}") })?;
         let cache_dir = runtime.cache_dir.clone();
         let hash_for_compile = hash.clone();
         // Compiling takes a core for tens to hundreds of milliseconds: keep it off
@@ -121,6 +129,11 @@ impl Plugin {
         instance.init().await.map_err(refused)?;
         Ok((version, instance))
     }
+}
+
+/// The version name of a module file: the first 12 hex digits of its SHA-256.
+pub async fn file_hash(path: &std::path::Path) -> std::io::Result<String> {
+    Ok(content_hash(&tokio::fs::read(path).await?))
 }
 
 fn content_hash(bytes: &[u8]) -> String {

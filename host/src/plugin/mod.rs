@@ -12,6 +12,7 @@ mod host_fns;
 mod instance;
 mod load;
 mod pool;
+mod rollout;
 mod state;
 mod stdio;
 #[cfg(test)]
@@ -20,5 +21,5 @@ mod tests;
 pub use engine::Runtime;
 pub use error::{CallError, LoadError};
 pub use instance::{Handled, Instance};
-pub use load::{Plugin, PluginSpec};
-pub use pool::Pool;
+pub use load::{Plugin, PluginSpec, file_hash};
+pub use pool::{Call, Pool};

@@ -1,21 +1,29 @@
 //! A route's instances of its plugin: reused across messages (a call on a warm
-//! instance costs about a microsecond, a fresh one tens), discarded after any
-//! failure, and tied to the plugin version they were made from.
+//! instance costs about a microsecond), discarded after any failure, and tied to
+//! the plugin version they were made from. A plugin with `isolation = "fresh"`
+//! gets a new instance for every message instead; nothing is kept but the one
+//! the loader made, which serves the first message.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use switchyard_abi::Message;
+use switchyard_abi::{Message, Outcome};
 
 use super::error::CallError;
 use super::instance::{Handled, Instance, NewError};
 use super::load::Plugin;
+use super::rollout::{Judgement, Rollout};
+use crate::config::Isolation;
 
 pub struct Pool {
     current: ArcSwap<Plugin>,
+    /// The version swapped in last, while it is on probation.
+    rollout: Mutex<Option<Rollout>>,
     idle: Mutex<Vec<Instance>>,
     /// Idle instances kept; the route's concurrency.
     max_idle: usize,
+    rollbacks: AtomicU64,
 }
 
 impl std::fmt::Debug for Pool {
@@ -27,7 +35,13 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// A pool serving `plugin`, seeded with the instance that proved it loads.
     pub fn new(plugin: Arc<Plugin>, first: Instance, max_idle: usize) -> Self {
-        Self { current: ArcSwap::new(plugin), idle: Mutex::new(vec![first]), max_idle: max_idle.max(1) }
+        Self {
+            current: ArcSwap::new(plugin),
+            rollout: Mutex::new(None),
+            idle: Mutex::new(vec![first]),
+            max_idle: max_idle.max(1),
+            rollbacks: AtomicU64::new(0),
+        }
     }
 
     /// The version new messages go to.
@@ -35,8 +49,60 @@ impl Pool {
         self.current.load_full()
     }
 
-    /// Call the plugin on `msg`. Returns the version that handled it with the result.
-    pub async fn call(&self, msg: &Message) -> (Arc<Plugin>, Result<Handled, CallError>) {
+    /// Send new messages to `plugin` from now on; calls in flight finish on the
+    /// version they started with, whose idle instances are dropped. The new
+    /// version is on probation (see [`Rollout`]); `first` is an instance of it.
+    pub fn swap(&self, plugin: Arc<Plugin>, first: Option<Instance>) {
+        let previous = self.current.swap(plugin.clone());
+        *lock(&self.rollout) = Rollout::start(previous, plugin.clone());
+        let mut idle = lock(&self.idle);
+        idle.retain(|instance| Arc::ptr_eq(instance.plugin(), &plugin));
+        idle.extend(first);
+    }
+
+    /// Call the plugin on `msg`: the version that handled it, the result, and
+    /// whether that version was on probation (a failure then is its fault, and
+    /// the message should be retried rather than dead-lettered).
+    pub async fn call(&self, msg: &Message) -> Call {
+        let (plugin, result) = self.call_current(msg).await;
+        let on_probation = self.judge(&plugin, &result);
+        Call { plugin, result, on_probation }
+    }
+
+    /// Count a result against a version on probation; roll back or accept it.
+    fn judge(&self, plugin: &Arc<Plugin>, result: &Result<Handled, CallError>) -> bool {
+        let mut rollout = lock(&self.rollout);
+        let Some(watch) = rollout.as_mut().filter(|r| Arc::ptr_eq(&r.candidate, plugin)) else {
+            return false;
+        };
+        let success = matches!(result, Ok(Handled { outcome: Outcome::Ack | Outcome::Reply { .. }, .. }));
+        match watch.record(success) {
+            Judgement::Undecided => {}
+            Judgement::Accepted => {
+                tracing::info!(plugin = %plugin.spec.name, version = %plugin.hash, "new version accepted after probation");
+                *rollout = None;
+            }
+            Judgement::RollBack { failed, seen } => {
+                let previous = watch.previous.clone();
+                tracing::warn!(
+                    plugin = %plugin.spec.name, version = %plugin.hash, restored = %previous.hash,
+                    "rolled back: {failed} of the first {seen} messages failed on the new version"
+                );
+                self.current.store(previous);
+                self.rollbacks.fetch_add(1, Ordering::Relaxed);
+                *rollout = None;
+                lock(&self.idle).clear();
+            }
+        }
+        true
+    }
+
+    /// Rollbacks this pool has made.
+    pub fn rollbacks(&self) -> u64 {
+        self.rollbacks.load(Ordering::Relaxed)
+    }
+
+    async fn call_current(&self, msg: &Message) -> (Arc<Plugin>, Result<Handled, CallError>) {
         let mut instance = match self.take() {
             Some(instance) => instance,
             None => match Instance::new(self.plugin()).await {
@@ -53,15 +119,15 @@ impl Pool {
         let result = instance.handle(msg).await;
         let plugin = instance.plugin().clone();
         // A failed instance may hold corrupt state (a trap mid-update, a half-grown
-        // heap): never reuse it.
-        if result.is_ok() {
+        // heap): never reuse it. A fresh plugin's instance has seen a message: done.
+        if result.is_ok() && plugin.spec.isolation == Isolation::Pooled {
             self.put(instance);
         }
         (plugin, result)
     }
 
     fn take(&self) -> Option<Instance> {
-        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()
+        lock(&self.idle).pop()
     }
 
     fn put(&self, instance: Instance) {
@@ -69,9 +135,21 @@ impl Pool {
         if !Arc::ptr_eq(instance.plugin(), &self.current.load()) {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = lock(&self.idle);
         if idle.len() < self.max_idle {
             idle.push(instance);
         }
     }
+}
+
+/// The result of [`Pool::call`].
+#[derive(Debug)]
+pub struct Call {
+    pub plugin: Arc<Plugin>,
+    pub result: Result<Handled, CallError>,
+    pub on_probation: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -34,9 +34,11 @@ fn spec(dir: &std::path::Path, bytes: &[u8]) -> PluginSpec {
         memory: 16 * 1024 * 1024,
         timeout: Duration::from_millis(200),
         fuel: None,
+        isolation: Default::default(),
         publish: vec!["out.>".into()],
         env: Vec::new(),
         config: switchyard_abi::encode(&toml::Table::new()).expect("encode"),
+        rollout: Default::default(),
     }
 }
 

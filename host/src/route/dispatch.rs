@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchyard_abi::{Header, Message, Outcome, Publish};
 
 use super::Route;
-use crate::plugin::{Handled, Plugin};
+use crate::plugin::{Call, Handled, Plugin};
 use crate::telemetry::Metrics;
 
 /// What the driver must do with the message.
@@ -30,13 +30,18 @@ pub struct Reply {
 
 /// Run the route's plugin on `msg`.
 pub async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin>, Verdict) {
-    let (plugin, result) = route.pool.call(msg).await;
+    let Call { plugin, result, on_probation } = route.pool.call(msg).await;
     Metrics::bump(&metrics.handled);
     let verdict = match result {
         Ok(Handled { outcome, publishes }) => match outcome {
             Outcome::Ack => Verdict::Done { reply: None, publishes },
             Outcome::Reply { payload, headers } => Verdict::Done { reply: Some(Reply { payload, headers }), publishes },
             Outcome::Retry { delay_ms, reason } => Verdict::Retry { delay: delay_ms.map(Duration::from_millis), reason },
+            // A version on probation may be the one at fault: retry the message
+            // (on whichever version then serves) rather than dead-letter it.
+            Outcome::Reject { reason } if on_probation => {
+                Verdict::Retry { delay: None, reason: format!("rejected by version {} on probation: {reason}", plugin.hash) }
+            }
             Outcome::Reject { reason } => Verdict::Reject { reason },
         },
         Err(err) => {

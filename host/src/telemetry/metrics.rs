@@ -17,6 +17,10 @@ pub struct Metrics {
     pub shed: AtomicU64,
     /// Calls refused because a breaker was open.
     pub breaker_rejected: AtomicU64,
+    /// Reloads that changed something.
+    pub reloads: AtomicU64,
+    /// Reloads refused in whole or in part (bad config, bad plugin version).
+    pub reloads_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -38,6 +42,8 @@ impl Metrics {
             ("slow_consumer_events", read(&self.slow_consumer_events)),
             ("shed", read(&self.shed)),
             ("breaker_rejected", read(&self.breaker_rejected)),
+            ("reloads", read(&self.reloads)),
+            ("reloads_refused", read(&self.reloads_refused)),
         ]
     }
 }

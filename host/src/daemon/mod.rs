@@ -1,0 +1,162 @@
+//! The running daemon: the NATS connection (or the embedded server), the loaded
+//! plugin versions and the running routes. Started once, reloaded in place
+//! (`crate::reload`), stopped within a deadline.
+
+mod routes;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::broker::{self, EmbeddedServer, StreamIndex};
+use crate::config::Config;
+use crate::plugin::{Instance, Plugin, PluginSpec, Runtime};
+use crate::policy::DeadLetters;
+use crate::reload::ReloadReport;
+use crate::route::Outputs;
+use crate::telemetry::Metrics;
+
+pub use routes::RunningRoute;
+
+/// Where the config came from, so a reload can read it again.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    /// `--nats-url`, which wins over the file on every reload too.
+    pub nats_url: Option<String>,
+}
+
+/// A running host. `serve` is this plus signals, file watching and control
+/// requests; benchmarks and embedders use it directly.
+pub struct Host {
+    pub config: Config,
+    pub source: Option<ConfigSource>,
+    pub url: String,
+    pub metrics: Arc<Metrics>,
+    pub started_at: SystemTime,
+    pub(crate) runtime: Runtime,
+    pub(crate) out: Outputs,
+    /// The version of each plugin new messages go to.
+    pub(crate) plugins: BTreeMap<String, Arc<Plugin>>,
+    pub(crate) routes: BTreeMap<String, RunningRoute>,
+    pub(crate) last_reload: Option<ReloadReport>,
+    client: async_nats::Client,
+    embedded: Option<EmbeddedServer>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("url", &self.url).field("routes", &self.routes.len()).finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Connect (or start nats-server), provision streams, load plugins, start routes.
+    pub async fn start(config: Config, source: Option<ConfigSource>) -> anyhow::Result<Host> {
+        let metrics = Arc::new(Metrics::default());
+        let embedded = match &config.nats.url {
+            Some(_) => None,
+            None => Some(EmbeddedServer::start(&config.nats.embedded).await?),
+        };
+        let url = config.nats.url.clone().or_else(|| embedded.as_ref().map(|s| s.url().to_owned())).unwrap_or_default();
+        let client = broker::connect(&config.nats, &url, metrics.clone()).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        broker::ensure_dead_letter_stream(&js, &config.dead_letter).await?;
+        broker::ensure_streams(&js, &config.streams).await?;
+        let out = Outputs {
+            client: client.clone(),
+            js: js.clone(),
+            dead_letters: DeadLetters::new(js.clone(), &config.dead_letter.subject_prefix),
+            streams: Arc::new(StreamIndex::new(js)),
+            metrics: metrics.clone(),
+        };
+        let runtime = Runtime::new(Some(config.host.cache_dir.clone()))?;
+        let mut host = Host {
+            config: Config::default(),
+            source,
+            url,
+            metrics,
+            started_at: SystemTime::now(),
+            runtime,
+            out,
+            plugins: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            last_reload: None,
+            client,
+            embedded,
+        };
+        let mut spares = host.load_plugins(&config).await;
+        for route in &config.routes {
+            let name = route.name.get_ref();
+            let Some(plugin) = host.plugins.get(route.plugin.get_ref()).cloned() else { continue };
+            let first = spares.remove(route.plugin.get_ref());
+            let running = RunningRoute::start(route.clone(), plugin, first, &host.out).await?;
+            host.routes.insert(name.clone(), running);
+        }
+        host.config = config;
+        Ok(host)
+    }
+
+    /// Load every plugin once. One that fails is logged and its routes do not
+    /// start; the others serve on. Returns the instance each load proved itself
+    /// with, to seed the first pool of that plugin.
+    async fn load_plugins(&mut self, config: &Config) -> BTreeMap<String, Instance> {
+        let mut spares = BTreeMap::new();
+        for (name, plugin_config) in &config.plugins {
+            let result = match PluginSpec::from_config(name, plugin_config) {
+                Ok(spec) => Plugin::load(&self.runtime, spec).await.map_err(anyhow::Error::from),
+                Err(err) => Err(err.context(format!("plugin `{name}`: encoding its config"))),
+            };
+            match result {
+                Ok((plugin, instance)) => {
+                    tracing::info!(plugin = %name, version = %plugin.hash, "plugin loaded");
+                    self.plugins.insert(name.clone(), plugin);
+                    spares.insert(name.clone(), instance);
+                }
+                Err(err) => tracing::error!("{err:#}"),
+            }
+        }
+        spares
+    }
+
+    /// One line per configured route: what it serves, or why it is not running.
+    pub fn summary(&self) -> Vec<String> {
+        self.config
+            .routes
+            .iter()
+            .map(|route| {
+                let name = route.name.get_ref();
+                match self.routes.get(name) {
+                    Some(running) => running.describe(),
+                    None => format!("route {name}: NOT STARTED (plugin `{}` failed to load, see above)", route.plugin.get_ref()),
+                }
+            })
+            .collect()
+    }
+
+    /// Routes running now.
+    pub fn running_routes(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Stop taking messages, finish those in flight (up to the shutdown
+    /// deadline), drain the connection, stop the embedded server.
+    pub async fn stop(self) {
+        tracing::info!("shutting down: finishing in-flight messages");
+        let deadline = self.config.host.shutdown_timeout;
+        let stops = self.routes.into_values().map(|route| route.stop(deadline));
+        let still_busy: Vec<String> = futures::future::join_all(stops).await.into_iter().flatten().collect();
+        if !still_busy.is_empty() {
+            tracing::warn!("shutdown deadline ({deadline:?}) passed; aborted: {}", still_busy.join(", "));
+        }
+        if let Err(err) = self.client.drain().await {
+            tracing::warn!("draining the NATS connection: {err}");
+        }
+        let counters: Vec<String> = self.metrics.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        tracing::info!("stopped; {}", counters.join(" "));
+        if let Some(server) = self.embedded {
+            server.stop().await;
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Hot reload: a changed plugin file or runtime.toml is picked up while the host
+//! runs. Triggers (file watcher, SIGHUP, a request over NATS) all arrive as a
+//! [`Request`] on one channel, handled one at a time by the serve loop.
+
+mod apply;
+pub mod control;
+mod status;
+mod watch;
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+pub use status::Status;
+pub use watch::Watcher;
+
+/// Work for the serve loop.
+#[derive(Debug)]
+pub enum Request {
+    /// Re-read runtime.toml and the plugin files; `reply` is a NATS subject to
+    /// send the [`ReloadReport`] to.
+    Reload { cause: String, reply: Option<String> },
+    /// Send a [`Status`] to `reply`.
+    Status { reply: String },
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// Unix seconds.
+    pub at: u64,
+    pub cause: String,
+    /// False when the config was refused whole (it had errors).
+    pub ok: bool,
+    /// What changed: versions swapped, routes added/removed/replaced.
+    pub changes: Vec<String>,
+    /// What was refused: the config's problems, or plugin versions that failed to load.
+    pub refused: Vec<String>,
+}
+
+impl ReloadReport {
+    fn new(cause: &str) -> Self {
+        let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+        Self { at, cause: cause.to_owned(), ok: true, changes: Vec::new(), refused: Vec::new() }
+    }
+
+    /// One line for the log.
+    pub fn summary(&self) -> String {
+        match (self.ok, self.changes.is_empty(), self.refused.is_empty()) {
+            (false, _, _) => format!("reload refused: {}", self.refused.join("; ")),
+            (true, true, true) => "reload: nothing changed".into(),
+            (true, _, true) => format!("reload applied: {}", self.changes.join("; ")),
+            (true, _, false) => format!("reload applied: {}; refused: {}", self.changes.join("; "), self.refused.join("; ")),
+        }
+    }
+}
