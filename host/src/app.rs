@@ -37,12 +37,6 @@ pub async fn serve(path: &Path, nats_url: Option<String>) -> anyhow::Result<()> 
     }
     let source = ConfigSource { path: path.to_owned(), nats_url };
     let mut host = Host::start(config, Some(source)).await?;
-    println!("switchyard serving on {}", host.url);
-    for line in host.summary() {
-        println!("  {line}");
-    }
-    println!("ready: {} of {} route(s) running; Ctrl-C to stop", host.running_routes(), host.config.routes.len());
-
     let (requests, mut incoming) = mpsc::channel(64);
     let mut watcher = match host.config.host.watch {
         true => Some(Watcher::new(requests.clone())?),
@@ -54,6 +48,12 @@ pub async fn serve(path: &Path, nats_url: Option<String>) -> anyhow::Result<()> 
     let control = control::spawn(&host.out.client, &host.config.host.control_subject, requests.clone()).await?;
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // Ready only now: a file changed from here on is seen by the watcher.
+    println!("switchyard serving on {}", host.url);
+    for line in host.summary() {
+        println!("  {line}");
+    }
+    println!("ready: {} of {} route(s) running; Ctrl-C to stop", host.running_routes(), host.config.routes.len());
     loop {
         let request = tokio::select! {
             result = tokio::signal::ctrl_c() => { result.context("waiting for Ctrl-C")?; break }

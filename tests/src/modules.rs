@@ -29,3 +29,35 @@ pub fn write_not_wasm(dir: &Path) -> PathBuf {
     std::fs::write(&path, "this is not a wasm module\n").expect("write file");
     path
 }
+
+/// `wasm` with a custom section appended: a different file (and content hash)
+/// that behaves the same — a new "version" for reload tests.
+pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    leb128(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Replace `path` the way deploy tools do: write a temporary file, then rename.
+pub fn replace_file(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).expect("write temporary file");
+    std::fs::rename(&tmp, path).expect("rename into place");
+}

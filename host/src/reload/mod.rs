@@ -49,8 +49,9 @@ impl ReloadReport {
         match (self.ok, self.changes.is_empty(), self.refused.is_empty()) {
             (false, _, _) => format!("reload refused: {}", self.refused.join("; ")),
             (true, true, true) => "reload: nothing changed".into(),
-            (true, _, true) => format!("reload applied: {}", self.changes.join("; ")),
-            (true, _, false) => format!("reload applied: {}; refused: {}", self.changes.join("; "), self.refused.join("; ")),
+            (true, false, true) => format!("reload applied: {}", self.changes.join("; ")),
+            (true, true, false) => format!("reload refused: {}", self.refused.join("; ")),
+            (true, false, false) => format!("reload applied: {}; refused: {}", self.changes.join("; "), self.refused.join("; ")),
         }
     }
 }

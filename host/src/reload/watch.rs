@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::Request;
 
 /// Quiet time after the last file event before a reload.
-pub const DEBOUNCE: Duration = Duration::from_millis(250);
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
 pub struct Watcher {
     inner: RecommendedWatcher,
@@ -41,6 +41,10 @@ impl Watcher {
         let wanted = names.clone();
         let inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
+            // Reading a file (as every reload does) must not trigger a reload.
+            if matches!(event.kind, notify::EventKind::Access(_) | notify::EventKind::Other) {
+                return;
+            }
             let Ok(names) = wanted.lock() else { return };
             let relevant = event.paths.iter().any(|path| {
                 path.file_name().is_some_and(|name| names.contains(name) || name.to_string_lossy().starts_with(".."))

@@ -14,7 +14,8 @@
 //! | `fail_until_unix_ms` | integer   | then `Retry { reason: "dependency down" }` until this wall-clock time |
 //! | `action`     | string            | then: `ack` (default), `reply` (the payload), `reject` (reason `rejected by request`), `retry` (reason `retry by request`), `trap` (wasm `unreachable`), `panic` (`faulty: asked to panic`), `loop` (spin forever), `alloc` (grow memory until the limit), `garbage` (return bytes that are not an outcome), `log` (log the payload at INFO, ack) |
 //!
-//! Config only: `refuse_init = true` makes init refuse with `refused by config`;
+//! Config only: `tag` (string) is added to every publish as header `faulty-tag`;
+//! `refuse_init = true` makes init refuse with `refused by config`;
 //! `trap_on_init = true` makes init trap. Init also refuses config values of the wrong type.
 //!
 //! A refused publish or a key of the wrong type in the message rejects the message with a reason
@@ -55,9 +56,13 @@ fn handle(msg: &Message, ctx: &mut Context) -> Outcome {
         Err(reason) => return Outcome::reject(reason),
     };
     for subject in &plan.publish {
-        // The attempt rides along so tests can see which delivery's publishes went out.
-        let attempt = [("faulty-attempt", msg.attempt.to_string())];
-        if let Err(e) = ctx.publish_with_headers(subject, attempt, msg.payload.clone()) {
+        // The attempt (and the config's `tag`) ride along so tests can see which
+        // delivery, and which plugin version, made each publish.
+        let mut headers = vec![("faulty-attempt", msg.attempt.to_string())];
+        if let Ok(Some(tag)) = ctx.config().get::<String>("tag") {
+            headers.push(("faulty-tag", tag));
+        }
+        if let Err(e) = ctx.publish_with_headers(subject, headers, msg.payload.clone()) {
             return Outcome::reject(format!("faulty: publish to `{subject}` refused: {e}"));
         }
     }
