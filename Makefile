@@ -5,8 +5,13 @@ NATS_SERVER_VERSION := 2.15.1
 TOOLS               := $(CURDIR)/tools
 NATS_SERVER         := $(TOOLS)/nats/bin/nats-server
 WASM_TARGET         := wasm32-wasip1
-PLUGINS             := echo transform faulty
+PLUGINS             := echo transform faulty noop
 PLUGIN_DIR          := target/$(WASM_TARGET)/release
+# The plugins of the runnable examples in examples/ (one crate each, see examples/*/README.md).
+EXAMPLE_PLUGINS     := onboarding profile-sync avatar-pipeline \
+                       location-store match-propose match-confirm driver-beacon ride-lifecycle rider-notify stream-health \
+                       workflow-worker pod-health payments notifier audit-log
+PLUGINS             += $(EXAMPLE_PLUGINS)
 CARGO               ?= cargo
 
 export NATS_SERVER_BIN := $(NATS_SERVER)
@@ -29,6 +34,15 @@ plugins: wasm-target
 	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
 
 tools: $(NATS_SERVER) wasm-target
+
+# `make example-ride-hailing`: build the plugins, then serve examples/ride-hailing/runtime.toml on
+# an embedded nats-server (127.0.0.1:4222). Each example's README says what to publish.
+example-%: tools plugins
+	$(CARGO) run --release -p switchyard -- run examples/$*/runtime.toml
+
+# The chat workflow's JetStream variant (the same plugins behind a work-queue stream).
+example-chat-workflow-jetstream: tools plugins
+	$(CARGO) run --release -p switchyard -- run examples/chat-workflow/jetstream.toml
 
 .PHONY: wasm-target
 wasm-target:

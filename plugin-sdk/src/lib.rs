@@ -68,10 +68,17 @@ extern crate self as switchyard_sdk;
 mod builder;
 mod config;
 mod context;
+mod envelope;
 mod host;
+pub mod ids;
 mod logging;
 mod message;
 mod outcome;
+mod publish;
+mod stop;
+mod timestamp;
+mod trace;
+mod validate;
 
 #[doc(hidden)]
 pub mod __private;
@@ -81,16 +88,23 @@ pub mod testing;
 pub use builder::MessageBuilder;
 pub use config::{ConfigError, PluginConfig};
 pub use context::{Context, PublishError};
+pub use envelope::{Envelope, EnvelopeError, EnvelopeKind, Expect, Metadata, SchemaVersion};
 pub use logging::{Level, log};
 pub use message::{MessageExt, PayloadError};
 pub use outcome::{IntoOutcome, OutcomeExt};
+pub use publish::PublishExt;
+pub use stop::{Stop, StopExt};
 pub use switchyard_abi::{self as abi, Delivery, Header, Message, Outcome, Publish};
 pub use switchyard_sdk_macros::{handler, init};
+pub use timestamp::{Timestamp, TimestampError};
+pub use trace::{TraceContext, TraceError};
+pub use validate::{FieldProblem, Validate, ValidationError, Validator, validate, validated_json};
 
 /// Everything a handler usually needs: `use switchyard_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ConfigError, Context, Delivery, Header, Level, Message, MessageExt, Outcome, OutcomeExt, PayloadError,
-        PluginConfig, Publish, PublishError, handler, init,
+        ConfigError, Context, Delivery, Envelope, EnvelopeError, EnvelopeKind, Expect, Header, Level, Message,
+        MessageExt, Outcome, OutcomeExt, PayloadError, PluginConfig, Publish, PublishError, PublishExt, SchemaVersion, Stop,
+        StopExt, Timestamp, TraceContext, Validate, ValidationError, Validator, handler, init, validated_json,
     };
 }

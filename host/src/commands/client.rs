@@ -54,15 +54,21 @@ pub async fn request(conn: &ConnArgs, subject: String, data: String, msg: &Messa
         .await
         .map_err(|_| anyhow::anyhow!("no reply on `{subject}` within {timeout:?}"))?
         .with_context(|| format!("request to `{subject}`"))?;
+    println!("{}", show::payload(&reply.payload));
     if let Some(headers) = &reply.headers {
-        for (name, values) in headers.iter() {
-            for value in values {
-                println!("{name}: {value}");
-            }
+        print_headers(headers);
+    }
+    // An error reply (the NATS services convention) is a failed request.
+    let failed = reply.headers.as_ref().is_some_and(|h| h.get("Nats-Service-Error").is_some());
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn print_headers(headers: &async_nats::HeaderMap) {
+    for (name, values) in headers.iter() {
+        for value in values {
+            println!("  {name}: {value}");
         }
     }
-    println!("{}", show::payload(&reply.payload));
-    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn subscribe(conn: &ConnArgs, subject: String, count: Option<u64>) -> anyhow::Result<ExitCode> {
@@ -73,6 +79,9 @@ pub async fn subscribe(conn: &ConnArgs, subject: String, count: Option<u64>) -> 
     let mut seen = 0u64;
     while let Some(msg) = sub.next().await {
         println!("[{}] {}", msg.subject, show::payload(&msg.payload));
+        if let Some(headers) = &msg.headers {
+            print_headers(headers);
+        }
         seen += 1;
         if count.is_some_and(|n| seen >= n) {
             break;

@@ -115,8 +115,8 @@ async fn dead_letter(route: &Route, out: &Outputs, plugin: &Plugin, js_msg: &JsM
 }
 
 /// Publish the handler's buffered messages and wait for every stream ack. Each
-/// carries `Nats-Msg-Id = <stream>:<sequence>:<n>` so a redelivered source message
-/// does not publish twice into a stream. A subject no stream captures has no
+/// carries `Nats-Msg-Id = <stream>:<sequence>:<n>` (unless the plugin set one) so
+/// a redelivered source message does not publish twice into a stream. A subject no stream captures has no
 /// JetStream ack to wait for: it goes out as a core message.
 async fn publish_confirmed(out: &Outputs, msg: &Message, publishes: Vec<Publish>) -> Result<(), String> {
     let id_prefix = msg.delivery.as_ref().map(|d| format!("{}:{}", d.stream, d.stream_sequence)).unwrap_or_default();
@@ -130,7 +130,11 @@ async fn publish_confirmed(out: &Outputs, msg: &Message, publishes: Vec<Publish>
                 .map_err(|e| format!("`{}`: {e}", publish.subject))?;
             continue;
         }
-        let message = PublishMessage::build().payload(publish.payload.into()).headers(headers).message_id(format!("{id_prefix}:{n}"));
+        let mut message = PublishMessage::build().payload(publish.payload.into()).headers(headers);
+        // A plugin that names its own message id (say, an event id) keeps it.
+        if !publish.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("Nats-Msg-Id")) {
+            message = message.message_id(format!("{id_prefix}:{n}"));
+        }
         let ack = out.js.send_publish(publish.subject.clone(), message).await.map_err(|e| format!("`{}`: {e}", publish.subject))?;
         pending.push((publish.subject, ack));
     }

@@ -1,0 +1,94 @@
+//! Scenario 1, core NATS: a burst of 1M × 128 B through the no-op plugin, against
+//! a raw async-nats subscriber that counts them. Throughput is messages over the
+//! time from the first publish to the last message handled; both sides subscribe
+//! with the host's subscription capacity and must drop nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use futures::StreamExt;
+
+use crate::report::{Figure, Target};
+use crate::setup::{self, Bench};
+use crate::stats::median;
+
+const FULL: usize = 1_000_000;
+const SCENARIO: &str = "core 1M x 128B";
+
+/// One side's run: throughput and messages lost.
+struct Run {
+    rate: f64,
+    dropped: u64,
+}
+
+impl Run {
+    const SKIPPED: Run = Run { rate: f64::NAN, dropped: 0 };
+}
+
+pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
+    let n = bench.count(FULL);
+    let (mut host_runs, mut raw_runs) = (Vec::new(), Vec::new());
+    for i in 0..bench.runs {
+        // Alternate so drift on the machine touches both sides alike.
+        raw_runs.push(if bench.raw_side() { raw(bench, n).await? } else { Run::SKIPPED });
+        host_runs.push(if bench.host_side() { host(bench, n).await? } else { Run::SKIPPED });
+        eprintln!("  core run {}: host {:.0} msg/s, raw {:.0} msg/s", i + 1, host_runs[i].rate, raw_runs[i].rate);
+    }
+    let rates = |runs: &[Run]| median(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
+    let dropped = |runs: &[Run]| runs.iter().map(|r| r.dropped).sum::<u64>() as f64;
+    Ok(vec![
+        Figure::new(SCENARIO, "throughput", "msg/s", rates(&host_runs), rates(&raw_runs), Target::RatioAtLeast(0.90)),
+        Figure::new(SCENARIO, "dropped, all runs", "msgs", dropped(&host_runs), dropped(&raw_runs), Target::BothZero),
+    ])
+}
+
+async fn raw(bench: &Bench, n: usize) -> anyhow::Result<Run> {
+    let slow = Arc::new(AtomicU64::new(0));
+    let client = bench.client(slow.clone()).await?;
+    let mut subscriber = client.subscribe("bench.core.raw").await?;
+    client.flush().await?;
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    let task = tokio::spawn(async move {
+        while subscriber.next().await.is_some() {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let run = publish_and_wait(bench, "bench.core.raw", n, || count.load(Ordering::Relaxed)).await?;
+    task.abort();
+    Ok(run)
+}
+
+async fn host(bench: &Bench, n: usize) -> anyhow::Result<Run> {
+    let config = format!(
+        "[plugins.noop]\npath = \"{}\"\n\n[[routes]]\nname = \"core\"\nplugin = \"noop\"\nsubjects = [\"bench.core.host\"]\n",
+        bench.plugin("noop")?.display()
+    );
+    let host = bench.host("core", &config).await?;
+    let metrics = host.metrics.clone();
+    let run = publish_and_wait(bench, "bench.core.host", n, || metrics.acked.load(Ordering::Relaxed)).await;
+    let slow = metrics.slow_consumer_events.load(Ordering::Relaxed);
+    host.stop().await;
+    let run = run?;
+    if slow > 0 {
+        eprintln!("  host reported {slow} slow-consumer event(s)");
+    }
+    Ok(run)
+}
+
+/// Publish `n` messages as fast as one client can, then wait for `counter` to
+/// reach `n`. Time runs from the first publish to the last message counted.
+async fn publish_and_wait(bench: &Bench, subject: &str, n: usize, counter: impl Fn() -> u64) -> anyhow::Result<Run> {
+    let publisher = bench.plain_client().await?;
+    let payload = setup::payload();
+    let subject = async_nats::Subject::from(subject);
+    let started = Instant::now();
+    for _ in 0..n {
+        publisher.publish(subject.clone(), payload.clone()).await?;
+    }
+    publisher.flush().await?;
+    let progress = setup::wait_for(counter, n as u64).await;
+    let elapsed = progress.last.duration_since(started).as_secs_f64();
+    Ok(Run { rate: progress.reached as f64 / elapsed, dropped: n as u64 - progress.reached.min(n as u64) })
+}

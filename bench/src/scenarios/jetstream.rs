@@ -1,0 +1,128 @@
+//! Scenario 2, JetStream: 200k × 128 B already in a stream, consumed by a durable
+//! pull consumer with an explicit ack per message: the host's route with the
+//! no-op plugin against a raw async-nats pull consumer acking each. Both use the
+//! route's consumer settings (batch, max_ack_pending, ack_wait), so the only
+//! difference is the host. Throughput runs from the first message handled to the
+//! last one acked.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use switchyard::config::{Config, RouteConfig};
+
+use crate::report::{Figure, Target};
+use crate::setup::{self, Bench, Progress};
+use crate::stats::median;
+
+const FULL: usize = 200_000;
+const SCENARIO: &str = "jetstream 200k x 128B";
+const STREAM: &str = "BENCH";
+const SUBJECT: &str = "bench.js.in";
+/// Stream acks awaited at once while staging the messages.
+const PUBLISH_WINDOW: usize = 2_000;
+
+pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
+    let n = bench.count(FULL);
+    let body = format!(
+        "[[streams]]\nname = \"{STREAM}\"\nsubjects = [\"bench.js.>\"]\n\n\
+         [plugins.noop]\npath = \"{}\"\n\n\
+         [[routes]]\nname = \"host\"\nplugin = \"noop\"\nstream = \"{STREAM}\"\n",
+        bench.plugin("noop")?.display()
+    );
+    let path = bench.write_config("jetstream", &body)?;
+    let config = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
+    let client = bench.plain_client().await?;
+    let js = jetstream::new(client);
+
+    let (mut host_rates, mut raw_rates) = (Vec::new(), Vec::new());
+    for i in 0..bench.runs {
+        raw_rates.push(f64::NAN);
+        host_rates.push(f64::NAN);
+        if bench.raw_side() {
+            stage(&js, &config, n).await?;
+            raw_rates[i] = raw(&js, &config.routes[0], n).await?;
+        }
+        if bench.host_side() {
+            stage(&js, &config, n).await?;
+            host_rates[i] = host(bench, &body, n).await?;
+        }
+        eprintln!("  jetstream run {}: host {:.0} msg/s, raw {:.0} msg/s", i + 1, host_rates[i], raw_rates[i]);
+    }
+    Ok(vec![Figure::new(
+        SCENARIO,
+        "throughput, ack each",
+        "msg/s",
+        median(&host_rates),
+        median(&raw_rates),
+        Target::RatioAtLeast(0.95),
+    )])
+}
+
+/// A fresh stream holding `n` messages, created exactly as the host creates it.
+async fn stage(js: &jetstream::Context, config: &Config, n: usize) -> anyhow::Result<()> {
+    let _ = js.delete_stream(STREAM).await;
+    switchyard::broker::ensure_streams(js, &config.streams).await?;
+    let payload = setup::payload();
+    let mut acks = VecDeque::with_capacity(PUBLISH_WINDOW);
+    for _ in 0..n {
+        if acks.len() == PUBLISH_WINDOW
+            && let Some(ack) = acks.pop_front()
+        {
+            let _: jetstream::publish::PublishAck = ack_of(ack).await?;
+        }
+        acks.push_back(js.publish(SUBJECT, payload.clone()).await.context("staging a message")?);
+    }
+    for ack in acks {
+        ack_of(ack).await?;
+    }
+    Ok(())
+}
+
+async fn ack_of(ack: jetstream::context::PublishAckFuture) -> anyhow::Result<jetstream::publish::PublishAck> {
+    ack.await.context("stream ack while staging")
+}
+
+/// A raw pull consumer with the route's settings, acking every message.
+async fn raw(js: &jetstream::Context, route: &RouteConfig, n: usize) -> anyhow::Result<f64> {
+    let stream = js.get_stream(STREAM).await?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("raw".into()),
+            max_deliver: route.max_deliver,
+            ack_wait: route.ack_wait,
+            max_ack_pending: route.max_ack_pending,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.stream().max_messages_per_batch(route.batch).messages().await?;
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    let task = tokio::spawn(async move {
+        while let Some(Ok(msg)) = messages.next().await {
+            if msg.ack().await.is_ok() {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let progress = setup::wait_for(|| count.load(Ordering::Relaxed), n as u64).await;
+    task.abort();
+    rate(&progress, n)
+}
+
+async fn host(bench: &Bench, body: &str, n: usize) -> anyhow::Result<f64> {
+    let host = bench.host("jetstream", body).await?;
+    let metrics = host.metrics.clone();
+    let progress = setup::wait_for(|| metrics.acked.load(Ordering::Relaxed), n as u64).await;
+    host.stop().await;
+    rate(&progress, n)
+}
+
+fn rate(progress: &Progress, n: usize) -> anyhow::Result<f64> {
+    let first = progress.first.context("no message was handled")?;
+    anyhow::ensure!(progress.reached >= n as u64, "only {} of {n} messages were acked", progress.reached);
+    Ok((progress.reached - 1) as f64 / progress.last.duration_since(first).as_secs_f64())
+}

@@ -1,0 +1,134 @@
+//! Scenario 3, request/reply: 20k sequential requests (p50 and p99 latency) and
+//! then 64 requesters at once (throughput), answered by the no-op plugin (which
+//! replies with the payload) against a raw async-nats responder doing the same.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+
+use crate::report::{Figure, Target};
+use crate::setup::{self, Bench};
+use crate::stats::{median, percentile_us};
+
+const SEQUENTIAL: usize = 20_000;
+const REQUESTERS: usize = 64;
+/// Requests per requester in the concurrent phase (at full scale).
+const PER_REQUESTER: usize = 500;
+const WARMUP: usize = 200;
+const SCENARIO: &str = "request/reply 128B";
+
+#[derive(Default)]
+struct Runs {
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    throughput: Vec<f64>,
+}
+
+impl Runs {
+    fn skip(&mut self) {
+        self.p50.push(f64::NAN);
+        self.p99.push(f64::NAN);
+        self.throughput.push(f64::NAN);
+    }
+}
+
+pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
+    let (mut host, mut raw) = (Runs::default(), Runs::default());
+    let config = format!(
+        "[plugins.noop]\npath = \"{}\"\n\n[[routes]]\nname = \"reply\"\nplugin = \"noop\"\nsubjects = [\"bench.rr.host\"]\n",
+        bench.plugin("noop")?.display()
+    );
+    for i in 0..bench.runs {
+        if bench.raw_side() {
+            let responder = raw_responder(bench).await?;
+            let result = measure(bench, "bench.rr.raw", &mut raw).await;
+            responder.abort();
+            result?;
+        } else {
+            raw.skip();
+        }
+        if bench.host_side() {
+            let served = bench.host("request", &config).await?;
+            let result = measure(bench, "bench.rr.host", &mut host).await;
+            served.stop().await;
+            result?;
+        } else {
+            host.skip();
+        }
+        eprintln!(
+            "  request run {}: p50 host {:.0} µs raw {:.0} µs; p99 host {:.0} µs raw {:.0} µs; 64 at once host {:.0}/s raw {:.0}/s",
+            i + 1,
+            host.p50[i],
+            raw.p50[i],
+            host.p99[i],
+            raw.p99[i],
+            host.throughput[i],
+            raw.throughput[i]
+        );
+    }
+    Ok(vec![
+        Figure::new(SCENARIO, "latency p50, sequential", "µs", median(&host.p50), median(&raw.p50), Target::RatioAtMost(1.10)),
+        Figure::new(SCENARIO, "latency p99, sequential", "µs", median(&host.p99), median(&raw.p99), Target::RatioAtMost(1.10)),
+        // ≤ 1.10 × raw time per request is ≥ 1/1.10 of raw throughput.
+        Figure::new(
+            SCENARIO,
+            "throughput, 64 requesters",
+            "req/s",
+            median(&host.throughput),
+            median(&raw.throughput),
+            Target::RatioAtLeast(1.0 / 1.10),
+        ),
+    ])
+}
+
+/// The raw baseline: answer every request with its payload.
+async fn raw_responder(bench: &Bench) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let client = bench.plain_client().await?;
+    let mut requests = client.subscribe("bench.rr.raw").await?;
+    client.flush().await?;
+    Ok(tokio::spawn(async move {
+        while let Some(msg) = requests.next().await {
+            if let Some(reply) = msg.reply {
+                let _ = client.publish(reply, msg.payload).await;
+            }
+        }
+    }))
+}
+
+async fn measure(bench: &Bench, subject: &'static str, runs: &mut Runs) -> anyhow::Result<()> {
+    let client = bench.plain_client().await?;
+    let payload = setup::payload();
+    for _ in 0..WARMUP {
+        client.request(subject, payload.clone()).await.context("warm-up request")?;
+    }
+    let n = bench.count(SEQUENTIAL);
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let sent = Instant::now();
+        client.request(subject, payload.clone()).await.with_context(|| format!("request to {subject}"))?;
+        latencies.push(sent.elapsed());
+    }
+    runs.p50.push(percentile_us(&mut latencies, 50.0));
+    runs.p99.push(percentile_us(&mut latencies, 99.0));
+
+    let per = bench.count(PER_REQUESTER * REQUESTERS) / REQUESTERS;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..REQUESTERS)
+        .map(|_| {
+            let (client, payload) = (client.clone(), payload.clone());
+            tokio::spawn(async move {
+                for _ in 0..per {
+                    client.request(subject, payload.clone()).await?;
+                }
+                Ok::<_, async_nats::RequestError>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.context("requester task")?.context("concurrent request")?;
+    }
+    let elapsed: Duration = started.elapsed();
+    runs.throughput.push((per * REQUESTERS) as f64 / elapsed.as_secs_f64());
+    Ok(())
+}

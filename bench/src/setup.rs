@@ -1,0 +1,164 @@
+//! What every scenario shares: the nats-server the bench starts on loopback, the
+//! scale and run count, client connections set up like the host's, in-process
+//! hosts built from runtime.toml text, and the wait for a counter to reach a count.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use switchyard::daemon::Host;
+use switchyard::broker::EmbeddedServer;
+use switchyard::config::{EmbeddedConfig, defaults};
+
+/// Every payload in the bench is this long.
+pub const PAYLOAD_LEN: usize = 128;
+
+/// A counter that has not moved for this long has stopped: what it lacks was dropped.
+const STALL: Duration = Duration::from_secs(5);
+
+/// Which side of each scenario to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Side {
+    Both,
+    Host,
+    Raw,
+}
+
+pub struct Bench {
+    pub scale: f64,
+    pub runs: usize,
+    pub side: Side,
+    pub url: String,
+    workspace: PathBuf,
+    scratch: tempfile::TempDir,
+    server: Option<EmbeddedServer>,
+}
+
+impl Bench {
+    /// Start nats-server (JetStream on, loopback, a free port, data in a temp folder).
+    pub async fn start(scale: f64, runs: usize, side: Side) -> anyhow::Result<Self> {
+        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
+        let scratch = tempfile::tempdir().context("creating the bench's temp folder")?;
+        let binary = std::env::var_os("NATS_SERVER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("tools/nats/bin/nats-server"));
+        anyhow::ensure!(binary.is_file(), "nats-server not found at `{}`: run `make tools` or set NATS_SERVER_BIN", binary.display());
+        let server = EmbeddedServer::start(&EmbeddedConfig { binary: Some(binary), port: 0, data_dir: scratch.path().join("nats") })
+            .await
+            .context("starting nats-server for the bench")?;
+        Ok(Self { scale, runs, side, url: server.url().to_owned(), workspace, scratch, server: Some(server) })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+    }
+
+    pub fn host_side(&self) -> bool {
+        self.side != Side::Raw
+    }
+
+    pub fn raw_side(&self) -> bool {
+        self.side != Side::Host
+    }
+
+    /// `full` scaled by `--scale`, at least 100.
+    pub fn count(&self, full: usize) -> usize {
+        ((full as f64 * self.scale).round() as usize).max(100)
+    }
+
+    /// A reference plugin's .wasm, built by `make plugins`.
+    pub fn plugin(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let path = self.workspace.join("target/wasm32-wasip1/release").join(format!("{name}.wasm"));
+        anyhow::ensure!(path.is_file(), "{} is missing: run `make plugins` (make bench does)", path.display());
+        Ok(path)
+    }
+
+    /// Compiled plugins are cached across bench runs, as `switchyard run` caches them.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.workspace.join("target/bench/cache")
+    }
+
+    /// The `[nats]` and `[host]` sections every bench config starts with.
+    pub fn preamble(&self) -> String {
+        format!("[nats]\nurl = \"{}\"\n\n[host]\ncache_dir = \"{}\"\n\n", self.url, self.cache_dir().display())
+    }
+
+    /// Write `body` (after the preamble) as `<name>.toml` and return its path.
+    pub fn write_config(&self, name: &str, body: &str) -> anyhow::Result<PathBuf> {
+        let path = self.scratch.path().join(format!("{name}.toml"));
+        std::fs::write(&path, format!("{}{body}", self.preamble())).with_context(|| format!("writing `{}`", path.display()))?;
+        Ok(path)
+    }
+
+    /// A host in this process, serving `body`.
+    pub async fn host(&self, name: &str, body: &str) -> anyhow::Result<Host> {
+        let path = self.write_config(name, body)?;
+        let loaded = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("bench config `{name}`:\n{problems}"))?;
+        Host::start(loaded.config, None).await.with_context(|| format!("starting the host for `{name}`"))
+    }
+
+    /// A client set up as the host sets up its own (same subscription capacity),
+    /// counting slow-consumer events, which are the only sign of dropped messages.
+    pub async fn client(&self, slow: Arc<AtomicU64>) -> anyhow::Result<async_nats::Client> {
+        async_nats::ConnectOptions::new()
+            .subscription_capacity(defaults::subscription_capacity())
+            .event_callback(move |event| {
+                let slow = slow.clone();
+                async move {
+                    if let async_nats::Event::SlowConsumer(_) = event {
+                        slow.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .connect(&self.url)
+            .await
+            .with_context(|| format!("connecting to {}", self.url))
+    }
+
+    /// A plain client, for publishers and requesters.
+    pub async fn plain_client(&self) -> anyhow::Result<async_nats::Client> {
+        async_nats::connect(&self.url).await.with_context(|| format!("connecting to {}", self.url))
+    }
+}
+
+pub fn payload() -> bytes::Bytes {
+    bytes::Bytes::from(vec![b'x'; PAYLOAD_LEN])
+}
+
+/// When a counter first moved and when it reached its target (or stopped short).
+#[derive(Debug)]
+pub struct Progress {
+    pub first: Option<Instant>,
+    pub last: Instant,
+    pub reached: u64,
+}
+
+/// Poll `counter` every millisecond until it reaches `target` or stalls. Hosts
+/// and raw baselines are both measured this way, so the polling error (about a
+/// millisecond at each end) is the same on both sides.
+pub async fn wait_for(counter: impl Fn() -> u64, target: u64) -> Progress {
+    let mut first = None;
+    let mut seen = 0;
+    let mut moved = Instant::now();
+    loop {
+        let now = counter();
+        let at = Instant::now();
+        if now > 0 && first.is_none() {
+            first = Some(at);
+        }
+        if now >= target {
+            return Progress { first, last: at, reached: now };
+        }
+        if now != seen {
+            seen = now;
+            moved = at;
+        } else if at.duration_since(moved) > STALL {
+            return Progress { first, last: moved, reached: now };
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
