@@ -87,6 +87,13 @@ impl Host {
         self.dir.path()
     }
 
+    /// Send `signal` to the host process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+        }
+    }
+
     /// SIGTERM, then wait (bounded) for a clean exit.
     pub async fn stop(mut self) -> (ExitStatus, String) {
         if let Some(pid) = self.child.id() {

@@ -285,3 +285,18 @@ async fn editor_style_saves_are_each_picked_up_once() {
     assert_eq!(loads(), 3, "each save loaded exactly once:\n{}", host.output());
     host.stop().await;
 }
+
+#[tokio::test]
+async fn sighup_reloads() {
+    let nats = NatsServer::start();
+    let (dir, wasm, original) = plugin_dir();
+    let host = Host::start(&config(nats.url(), dir.path(), false, "tag = \"a\"", JOBS_ROUTE)).await;
+    replace_file(&wasm, &with_custom_section(&original, "t", b"hup"));
+    host.signal(nix::sys::signal::Signal::SIGHUP);
+    eventually(WAIT, "the reload on SIGHUP", || async {
+        host.output().lines().any(|l| l.contains("reload applied") && l.contains("SIGHUP")).then_some(())
+    })
+    .await;
+    let (status, _) = host.stop().await;
+    assert!(status.success());
+}
