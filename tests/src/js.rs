@@ -71,3 +71,17 @@ pub async fn quiet(sub: &mut async_nats::Subscriber, window: Duration) -> Vec<as
     }
     got
 }
+
+/// Wait (bounded) until a durable consumer has nothing pending and nothing
+/// waiting for an ack.
+pub async fn drained(js: &jetstream::Context, stream: &str, consumer: &str) {
+    crate::eventually(Duration::from_secs(60), &format!("consumer `{consumer}` to have nothing pending"), || async {
+        (pending(js, stream, consumer).await == (0, 0)).then_some(())
+    })
+    .await;
+}
+
+/// A header of a stored message, or "" when it is absent.
+pub fn header<'a>(msg: &'a jetstream::message::StreamMessage, name: &str) -> &'a str {
+    msg.headers.get(name).map(|v| v.as_str()).unwrap_or_default()
+}

@@ -7,24 +7,13 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use switchyard_tests::configs;
 use switchyard_tests::host::preamble;
-use switchyard_tests::js::{count, create_stream, messages, pending, publish_many, quiet};
+use switchyard_tests::js::{count, create_stream, drained, header, messages, pending, publish_many, quiet};
 use switchyard_tests::{Host, NatsServer, eventually, plugin, within};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 fn faulty_config(url: &str, route_extra: &str) -> String {
     configs::faulty_jobs(url, "", route_extra)
-}
-
-async fn drained(js: &jetstream::Context, stream: &str, consumer: &str) {
-    eventually(WAIT, "the consumer to have nothing pending", || async {
-        (pending(js, stream, consumer).await == (0, 0)).then_some(())
-    })
-    .await;
-}
-
-fn header<'a>(msg: &'a async_nats::jetstream::message::StreamMessage, name: &str) -> &'a str {
-    msg.headers.get(name).map(|v| v.as_str()).unwrap_or_else(|| panic!("header {name} missing in {:?}", msg.headers))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
 use switchyard_tests::configs::faulty_jobs;
-use switchyard_tests::js::{count, create_stream, messages, pending, publish_many};
+use switchyard_tests::js::{count, create_stream, drained, header, messages, publish_many};
 use switchyard_tests::{Host, NatsServer, eventually};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -29,17 +29,6 @@ fn calls(host: &Host) -> Vec<(Instant, String, u64)> {
         .collect()
 }
 
-async fn drained(js: &jetstream::Context) {
-    eventually(WAIT, "nothing pending on the jobs consumer", || async {
-        (pending(js, "JOBS", "jobs").await == (0, 0)).then_some(())
-    })
-    .await;
-}
-
-fn header<'a>(msg: &'a jetstream::message::StreamMessage, name: &str) -> &'a str {
-    msg.headers.get(name).map(|v| v.as_str()).unwrap_or_default()
-}
-
 #[tokio::test]
 async fn the_backoff_schedule_is_observed_then_one_dead_letter() {
     let nats = NatsServer::start();
@@ -49,7 +38,7 @@ async fn the_backoff_schedule_is_observed_then_one_dead_letter() {
 
     js.publish("jobs.a", r#"{"action":"retry","log_calls":true}"#.into()).await.expect("publish").await.expect("ack");
     eventually(WAIT, "the dead letter", || async { (count(&js, "SWITCHYARD_DLQ").await == 1).then_some(()) }).await;
-    drained(&js).await;
+    drained(&js, "JOBS", "jobs").await;
 
     let calls = calls(&host);
     let attempts: Vec<u64> = calls.iter().map(|(_, _, n)| *n).collect();
@@ -75,7 +64,7 @@ async fn a_dependency_down_for_three_seconds_loses_nothing() {
     let back_at = now_ms() + 3000;
     publish_many(&js, "jobs.n", 20, |i| format!(r#"{{"n":{i},"fail_until_unix_ms":{back_at},"publish":["done.n"]}}"#).into_bytes()).await;
     eventually(WAIT, "20 successes", || async { (count(&js, "DONE").await == 20).then_some(()) }).await;
-    drained(&js).await;
+    drained(&js, "JOBS", "jobs").await;
     assert_eq!(count(&js, "SWITCHYARD_DLQ").await, 0, "max_deliver was not exhausted");
     let done = messages(&js, "DONE").await;
     assert!(done.iter().all(|m| header(m, "faulty-attempt").parse::<u64>().unwrap_or(0) >= 2), "each failed first");
@@ -91,7 +80,7 @@ async fn a_handler_running_three_ack_waits_is_delivered_once() {
 
     js.publish("jobs.slow", r#"{"sleep_ms":3000,"publish":["done.slow"]}"#.into()).await.expect("publish").await.expect("ack");
     eventually(WAIT, "the slow job's publish", || async { (count(&js, "DONE").await == 1).then_some(()) }).await;
-    drained(&js).await;
+    drained(&js, "JOBS", "jobs").await;
     let done = messages(&js, "DONE").await;
     assert_eq!(header(&done[0], "faulty-attempt"), "1");
     let info = js.get_stream("JOBS").await.expect("stream").consumer_info("jobs").await.expect("info").clone();
@@ -109,7 +98,7 @@ async fn a_keyed_rate_limit_holds_without_spending_deliveries() {
 
     publish_many(&js, "jobs.k1", 2000, |i| format!(r#"{{"n":{i},"publish":["done.k1"]}}"#).into_bytes()).await;
     eventually(WAIT, "2,000 handled", || async { (count(&js, "DONE").await == 2000).then_some(()) }).await;
-    drained(&js).await;
+    drained(&js, "JOBS", "jobs").await;
     assert_eq!(count(&js, "SWITCHYARD_DLQ").await, 0, "nothing reached max_deliver");
 
     let done = messages(&js, "DONE").await;
@@ -137,7 +126,7 @@ async fn an_open_breaker_lets_only_probes_through_and_the_backlog_drains() {
     })
     .await;
     eventually(WAIT, "30 successes", || async { (count(&js, "DONE").await == 30).then_some(()) }).await;
-    drained(&js).await;
+    drained(&js, "JOBS", "jobs").await;
     assert_eq!(count(&js, "SWITCHYARD_DLQ").await, 0, "no dead letter caused by the breaker");
 
     // Walk the log: no call while open; at most `probes` calls while half-open.
