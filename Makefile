@@ -21,7 +21,10 @@ export NATS_SERVER_BIN := $(NATS_SERVER)
 run: tools plugins
 	$(CARGO) run --release -p switchyard -- run runtime.toml
 
+# The end-to-end tests run the real `switchyard` binary: build it first (cargo
+# test alone builds a package's binary only for that package's own tests).
 test: tools plugins
+	$(CARGO) build -p switchyard
 	$(CARGO) test --workspace --no-fail-fast
 
 build: tools plugins
