@@ -16,7 +16,7 @@ CARGO               ?= cargo
 
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: run test tools plugins build check clean-tools
+.PHONY: run test tools plugins build check bench clean-tools
 
 run: tools plugins
 	$(CARGO) run --release -p switchyard -- run runtime.toml
@@ -29,6 +29,13 @@ test: tools plugins
 
 build: tools plugins
 	$(CARGO) build --release -p switchyard
+
+# Host vs raw async-nats on this machine, same run (docs/PERFORMANCE.md). Writes
+# target/bench/results.json. BENCH_SCALE=0.05 for a quick check, BENCH_RUNS=n.
+# `make test` compiles the bench (a workspace member) but never runs it.
+bench: tools plugins
+	$(CARGO) build --release -p switchyard -p switchyard-bench
+	./target/release/switchyard-bench
 
 check: tools plugins
 	$(CARGO) run --release -p switchyard -- check runtime.toml

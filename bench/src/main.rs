@@ -3,6 +3,7 @@
 //! run, against a nats-server the bench starts on loopback. Prints a table and
 //! writes it as JSON. Not a test: it never fails on speed, only on a broken setup.
 
+mod process;
 mod report;
 mod scenarios;
 mod setup;
@@ -68,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Jetstream => scenarios::jetstream::run(&bench).await,
             Scenario::Request => scenarios::request::run(&bench).await,
             Scenario::Isolation => scenarios::isolation::run(&bench).await,
-            Scenario::Reload => Ok(scenarios::reload::run()),
+            Scenario::Reload => scenarios::reload::run(&bench).await,
             Scenario::Memory => scenarios::memory::run(&bench).await,
         };
         match result {

@@ -18,8 +18,6 @@ pub enum Target {
     HostAtMost(f64),
     /// Both sides must be exactly zero (dropped messages).
     BothZero,
-    /// Not measured; the text says why.
-    Pending(&'static str),
 }
 
 /// One line of the table: the host's figure beside the raw baseline of the same run.
@@ -40,10 +38,6 @@ impl Figure {
         Self { scenario, metric: metric.into(), unit, host: known(host), raw: known(raw), target }
     }
 
-    pub fn pending(scenario: &'static str, metric: impl Into<String>, why: &'static str) -> Self {
-        Self { scenario, metric: metric.into(), unit: "", host: None, raw: None, target: Target::Pending(why) }
-    }
-
     pub fn ratio(&self) -> Option<f64> {
         match (self.host, self.raw) {
             (Some(host), Some(raw)) if raw != 0.0 => Some(host / raw),
@@ -51,15 +45,13 @@ impl Figure {
         }
     }
 
-    /// `None` while pending.
+    /// `None` when a side the target needs was not measured.
     pub fn met(&self) -> Option<bool> {
-        let ratio = self.ratio();
         match self.target {
-            Target::RatioAtLeast(t) => Some(ratio.is_some_and(|r| r >= t)),
-            Target::RatioAtMost(t) => Some(ratio.is_some_and(|r| r <= t)),
-            Target::HostAtMost(t) => Some(self.host.is_some_and(|h| h <= t)),
-            Target::BothZero => Some(self.host == Some(0.0) && self.raw == Some(0.0)),
-            Target::Pending(_) => None,
+            Target::RatioAtLeast(t) => self.ratio().map(|r| r >= t),
+            Target::RatioAtMost(t) => self.ratio().map(|r| r <= t),
+            Target::HostAtMost(t) => self.host.map(|h| h <= t),
+            Target::BothZero => self.host.zip(self.raw).map(|(h, r)| h == 0.0 && r == 0.0),
         }
     }
 
@@ -69,7 +61,6 @@ impl Figure {
             Target::RatioAtMost(t) => format!("ratio <= {t:.2}"),
             Target::HostAtMost(t) => format!("host <= {t} {}", self.unit),
             Target::BothZero => "0 on both sides".into(),
-            Target::Pending(why) => format!("pending ({why})"),
         }
     }
 }
@@ -190,7 +181,8 @@ mod tests {
         assert_eq!(f(9.0, 1.0, Target::HostAtMost(10.0)), Some(true));
         assert_eq!(f(0.0, 0.0, Target::BothZero), Some(true));
         assert_eq!(f(0.0, 3.0, Target::BothZero), Some(false));
-        assert_eq!(Figure::pending("s", "m", "why").met(), None);
+        assert_eq!(f(f64::NAN, 1.0, Target::RatioAtLeast(0.9)), None);
+        assert_eq!(f(3.0, f64::NAN, Target::HostAtMost(10.0)), Some(true));
     }
 
     #[test]

@@ -129,12 +129,34 @@ pub fn payload() -> bytes::Bytes {
     bytes::Bytes::from(vec![b'x'; PAYLOAD_LEN])
 }
 
-/// When a counter first moved and when it reached its target (or stopped short).
+/// When a counter first moved and when it reached its target (or stopped short),
+/// with the machine's busy CPU time (all processes: bench, host, nats-server) at
+/// those moments.
 #[derive(Debug)]
 pub struct Progress {
     pub first: Option<Instant>,
     pub last: Instant,
     pub reached: u64,
+    pub cpu_at_first: f64,
+    pub cpu_at_last: f64,
+}
+
+impl Progress {
+    /// Busy CPU µs per message from the first message to the last, machine-wide.
+    pub fn cpu_us_per_message(&self) -> f64 {
+        (self.cpu_at_last - self.cpu_at_first) * 1e6 / self.reached.max(1) as f64
+    }
+}
+
+/// Busy CPU seconds of the whole machine so far (/proc/stat: everything but idle
+/// and iowait), to tell a side that saturates the cores from one that waits.
+pub fn cpu_busy_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return f64::NAN };
+    let Some(line) = stat.lines().next() else { return f64::NAN };
+    let ticks: Vec<f64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal …; USER_HZ is 100 on Linux.
+    let busy: f64 = ticks.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).take(7).map(|(_, t)| t).sum();
+    busy / 100.0
 }
 
 /// Poll `counter` every millisecond until it reaches `target` or stalls. Hosts
@@ -142,6 +164,7 @@ pub struct Progress {
 /// millisecond at each end) is the same on both sides.
 pub async fn wait_for(counter: impl Fn() -> u64, target: u64) -> Progress {
     let mut first = None;
+    let mut cpu_at_first = cpu_busy_seconds();
     let mut seen = 0;
     let mut moved = Instant::now();
     loop {
@@ -149,15 +172,16 @@ pub async fn wait_for(counter: impl Fn() -> u64, target: u64) -> Progress {
         let at = Instant::now();
         if now > 0 && first.is_none() {
             first = Some(at);
+            cpu_at_first = cpu_busy_seconds();
         }
         if now >= target {
-            return Progress { first, last: at, reached: now };
+            return Progress { first, last: at, reached: now, cpu_at_first, cpu_at_last: cpu_busy_seconds() };
         }
         if now != seen {
             seen = now;
             moved = at;
         } else if at.duration_since(moved) > STALL {
-            return Progress { first, last: moved, reached: now };
+            return Progress { first, last: moved, reached: now, cpu_at_first, cpu_at_last: cpu_busy_seconds() };
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

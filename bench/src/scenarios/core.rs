@@ -16,14 +16,17 @@ use crate::stats::median;
 const FULL: usize = 1_000_000;
 const SCENARIO: &str = "core 1M x 128B";
 
-/// One side's run: throughput and messages lost.
+/// One side's run: throughput, messages lost, and the machine's busy CPU per
+/// message (bench, host and nats-server together), which says whether the run
+/// was bound by the cores.
 struct Run {
     rate: f64,
     dropped: u64,
+    cpu_us: f64,
 }
 
 impl Run {
-    const SKIPPED: Run = Run { rate: f64::NAN, dropped: 0 };
+    const SKIPPED: Run = Run { rate: f64::NAN, dropped: 0, cpu_us: f64::NAN };
 }
 
 pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
@@ -33,7 +36,14 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
         // Alternate so drift on the machine touches both sides alike.
         raw_runs.push(if bench.raw_side() { raw(bench, n).await? } else { Run::SKIPPED });
         host_runs.push(if bench.host_side() { host(bench, n).await? } else { Run::SKIPPED });
-        eprintln!("  core run {}: host {:.0} msg/s, raw {:.0} msg/s", i + 1, host_runs[i].rate, raw_runs[i].rate);
+        eprintln!(
+            "  core run {}: host {:.0} msg/s ({:.2} µs CPU/msg), raw {:.0} msg/s ({:.2} µs CPU/msg)",
+            i + 1,
+            host_runs[i].rate,
+            host_runs[i].cpu_us,
+            raw_runs[i].rate,
+            raw_runs[i].cpu_us
+        );
     }
     let rates = |runs: &[Run]| median(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
     let dropped = |runs: &[Run]| runs.iter().map(|r| r.dropped).sum::<u64>() as f64;
@@ -83,6 +93,7 @@ async fn publish_and_wait(bench: &Bench, subject: &str, n: usize, counter: impl 
     let publisher = bench.plain_client().await?;
     let payload = setup::payload();
     let subject = async_nats::Subject::from(subject);
+    let cpu_at_start = setup::cpu_busy_seconds();
     let started = Instant::now();
     for _ in 0..n {
         publisher.publish(subject.clone(), payload.clone()).await?;
@@ -90,5 +101,9 @@ async fn publish_and_wait(bench: &Bench, subject: &str, n: usize, counter: impl 
     publisher.flush().await?;
     let progress = setup::wait_for(counter, n as u64).await;
     let elapsed = progress.last.duration_since(started).as_secs_f64();
-    Ok(Run { rate: progress.reached as f64 / elapsed, dropped: n as u64 - progress.reached.min(n as u64) })
+    Ok(Run {
+        rate: progress.reached as f64 / elapsed,
+        dropped: n as u64 - progress.reached.min(n as u64),
+        cpu_us: (progress.cpu_at_last - cpu_at_start) * 1e6 / progress.reached.max(1) as f64,
+    })
 }

@@ -40,17 +40,25 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
 
     let (mut host_rates, mut raw_rates) = (Vec::new(), Vec::new());
     for i in 0..bench.runs {
-        raw_rates.push(f64::NAN);
-        host_rates.push(f64::NAN);
+        let (mut raw_run, mut host_run) = ((f64::NAN, f64::NAN), (f64::NAN, f64::NAN));
         if bench.raw_side() {
             stage(&js, &config, n).await?;
-            raw_rates[i] = raw(&js, &config.routes[0], n).await?;
+            raw_run = raw(&js, &config.routes[0], n).await?;
         }
         if bench.host_side() {
             stage(&js, &config, n).await?;
-            host_rates[i] = host(bench, &body, n).await?;
+            host_run = host(bench, &body, n).await?;
         }
-        eprintln!("  jetstream run {}: host {:.0} msg/s, raw {:.0} msg/s", i + 1, host_rates[i], raw_rates[i]);
+        host_rates.push(host_run.0);
+        raw_rates.push(raw_run.0);
+        eprintln!(
+            "  jetstream run {}: host {:.0} msg/s ({:.2} µs CPU/msg), raw {:.0} msg/s ({:.2} µs CPU/msg)",
+            i + 1,
+            host_run.0,
+            host_run.1,
+            raw_run.0,
+            raw_run.1
+        );
     }
     Ok(vec![Figure::new(
         SCENARIO,
@@ -87,7 +95,8 @@ async fn ack_of(ack: jetstream::context::PublishAckFuture) -> anyhow::Result<jet
 }
 
 /// A raw pull consumer with the route's settings, acking every message.
-async fn raw(js: &jetstream::Context, route: &RouteConfig, n: usize) -> anyhow::Result<f64> {
+/// Messages per second and busy CPU µs per message.
+async fn raw(js: &jetstream::Context, route: &RouteConfig, n: usize) -> anyhow::Result<(f64, f64)> {
     let stream = js.get_stream(STREAM).await?;
     let consumer = stream
         .create_consumer(pull::Config {
@@ -113,7 +122,7 @@ async fn raw(js: &jetstream::Context, route: &RouteConfig, n: usize) -> anyhow::
     rate(&progress, n)
 }
 
-async fn host(bench: &Bench, body: &str, n: usize) -> anyhow::Result<f64> {
+async fn host(bench: &Bench, body: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     let host = bench.host("jetstream", body).await?;
     let metrics = host.metrics.clone();
     let progress = setup::wait_for(|| metrics.acked.load(Ordering::Relaxed), n as u64).await;
@@ -121,8 +130,9 @@ async fn host(bench: &Bench, body: &str, n: usize) -> anyhow::Result<f64> {
     rate(&progress, n)
 }
 
-fn rate(progress: &Progress, n: usize) -> anyhow::Result<f64> {
+fn rate(progress: &Progress, n: usize) -> anyhow::Result<(f64, f64)> {
     let first = progress.first.context("no message was handled")?;
     anyhow::ensure!(progress.reached >= n as u64, "only {} of {n} messages were acked", progress.reached);
-    Ok((progress.reached - 1) as f64 / progress.last.duration_since(first).as_secs_f64())
+    let rate = (progress.reached - 1) as f64 / progress.last.duration_since(first).as_secs_f64();
+    Ok((rate, progress.cpu_us_per_message()))
 }

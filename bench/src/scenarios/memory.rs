@@ -4,14 +4,13 @@
 //! 10 subjects (`switchyard-bench idle-client`): what a process costs that talks
 //! to NATS and does nothing else.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
+use crate::process;
 use crate::report::{Figure, Target};
 use crate::setup::Bench;
 use crate::stats::median;
@@ -27,11 +26,7 @@ const SETTLE: Duration = Duration::from_secs(2);
 pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let config = write_config(bench)?;
     let (mut host, mut raw) = (Vec::new(), Vec::new());
-    let serve = || {
-        let mut command = Command::new(switchyard_binary()?);
-        command.arg("run").arg(&config);
-        anyhow::Ok(command)
-    };
+    let serve = || process::switchyard_run(&config);
     if bench.host_side() {
         // Uncounted: the first start compiles the plugins into the cache; a
         // restarted host (the case measured) deserializes them.
@@ -72,49 +67,13 @@ fn write_config(bench: &Bench) -> anyhow::Result<PathBuf> {
     bench.write_config("memory", &body)
 }
 
-/// `$SWITCHYARD_BIN`, else the `switchyard` built next to this binary.
-fn switchyard_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("SWITCHYARD_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().context("locating the bench binary")?;
-    let path = exe.parent().map(|dir| dir.join("switchyard")).unwrap_or_default();
-    anyhow::ensure!(path.is_file(), "{} is missing: build it with `cargo build --release -p switchyard`", path.display());
-    Ok(path)
-}
-
-/// Start `command`, wait for a stdout line starting with `ready`, let it settle,
-/// read its VmRSS in MiB, then stop it.
-async fn rss_when_ready(mut command: Command, ready: &str) -> anyhow::Result<f64> {
-    let mut child: Child =
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true).spawn().context("spawning")?;
-    let stdout = child.stdout.take().context("child stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let wait = async {
-        while let Some(line) = lines.next_line().await? {
-            if line.starts_with(ready) {
-                return Ok(());
-            }
-        }
-        anyhow::bail!("exited before printing `{ready}`")
-    };
-    tokio::time::timeout(Duration::from_secs(60), wait).await.context("not ready within 60s")??;
+/// Start `command`, let it settle once ready, and read its resident set.
+async fn rss_when_ready(command: Command, ready: &str) -> anyhow::Result<f64> {
+    let mut child = process::spawn_ready(command, ready).await?;
     tokio::time::sleep(SETTLE).await;
-    let pid = child.id().context("child already exited")?;
-    let rss = vm_rss_mib(&Path::new("/proc").join(pid.to_string()).join("status"))?;
+    let rss = process::rss_mib(child.id().context("child already exited")?);
     let _ = child.kill().await;
-    Ok(rss)
-}
-
-fn vm_rss_mib(status: &Path) -> anyhow::Result<f64> {
-    let text = std::fs::read_to_string(status).with_context(|| format!("reading {}", status.display()))?;
-    let kib: f64 = text
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .context("no VmRSS line")?;
-    Ok(kib / 1024.0)
+    rss
 }
 
 /// The baseline process: connect like the host, subscribe to `subjects`

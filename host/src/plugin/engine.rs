@@ -29,9 +29,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// is retried like any other plugin failure.
 pub const FRESH_SLOTS: u32 = 1000;
 
-/// Bytes of each pooled linear memory (and fiber stack) kept mapped and reset in
-/// place, page by page, when its instance ends. A no-op Rust plugin touches about
-/// 100 KiB per message; the next instance in the slot then takes no page faults.
+/// Bytes of each pooled linear memory (and fiber stack) kept resident and reset
+/// in place, page by page, when its instance ends, so the next instance in the
+/// slot does not fault in again what a small handler touches per message.
 const KEEP_RESIDENT: usize = 2 << 20;
 
 /// The shared wasm runtime: engines, module cache location, epoch ticker.

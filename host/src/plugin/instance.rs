@@ -36,6 +36,9 @@ pub struct Instance {
     handle: TypedFunc<(i32, i32), i64>,
     abi_version: TypedFunc<(), i32>,
     init: Option<TypedFunc<(i32, i32), i64>>,
+    /// The encoded message of the last call, kept so each call reuses its
+    /// allocation instead of growing a new buffer field by field.
+    input: Vec<u8>,
 }
 
 impl Instance {
@@ -97,6 +100,7 @@ impl Instance {
             plugin: plugin.clone(),
             store,
             memory,
+            input: Vec::new(),
         })
     }
 
@@ -115,9 +119,9 @@ impl Instance {
         let Some(init) = self.init.clone() else {
             return Ok(());
         };
-        let config = self.plugin.spec.config.clone();
-        begin(&mut self.store, &self.plugin, false);
-        let (ptr, len) = self.write_input(&config).await.map_err(NewError::Call)?;
+        let plugin = self.plugin.clone();
+        begin(&mut self.store, &plugin, false);
+        let (ptr, len) = self.write_input(&plugin.spec.config).await.map_err(NewError::Call)?;
         let packed = init.call_async(&mut self.store, (ptr, len)).await.map_err(|err| NewError::Call(self.classify(err)))?;
         if packed == 0 {
             return Ok(());
@@ -128,12 +132,15 @@ impl Instance {
 
     /// Run `switchyard_handle` on one message under the plugin's limits.
     pub async fn handle(&mut self, msg: &Message) -> Result<Handled, CallError> {
-        let input = switchyard_abi::encode(msg).map_err(|err| CallError::Abi(format!("encoding the message: {err}")))?;
+        let mut input = std::mem::take(&mut self.input);
+        encode_message(msg, &mut input)?;
         begin(&mut self.store, &self.plugin, true);
-        let (ptr, len) = self.write_input(&input).await?;
+        let written = self.write_input(&input).await;
+        self.input = input;
+        let (ptr, len) = written?;
         let packed = self.handle.call_async(&mut self.store, (ptr, len)).await.map_err(|err| self.classify(err))?;
-        let bytes = self.read_output(packed)?;
-        let outcome = switchyard_abi::decode::<Outcome>(&bytes).map_err(|err| CallError::BadOutcome(err.to_string()))?;
+        // Decoded in place: the outcome is read straight out of guest memory.
+        let outcome = decode_outcome(self.output(packed)?)?;
         let publishes = self.store.data_mut().publishes.take().unwrap_or_default();
         Ok(Handled { outcome, publishes })
     }
@@ -153,18 +160,46 @@ impl Instance {
     }
 
     fn read_output(&self, packed: i64) -> Result<Vec<u8>, CallError> {
+        self.output(packed).map(<[u8]>::to_vec)
+    }
+
+    /// The guest's result buffer, checked to lie inside its memory.
+    fn output(&self, packed: i64) -> Result<&[u8], CallError> {
         let (ptr, len) = switchyard_abi::unpack(packed as u64);
         let (start, len) = (ptr as usize, len as usize);
         self.memory
             .data(&self.store)
             .get(start..start.saturating_add(len))
-            .map(<[u8]>::to_vec)
             .ok_or_else(|| CallError::BadOutcome(format!("result {ptr:#x}+{len} lies outside guest memory")))
     }
 
     fn classify(&self, err: wasmtime::Error) -> CallError {
         classify(err, &self.plugin, self.store.data().last_error.clone())
     }
+}
+
+/// Encode `msg` into `buf` (emptied first) exactly as `switchyard_abi::encode`
+/// does, sized up front: growing a small buffer field by field cost more than
+/// the rest of the encoding.
+fn encode_message(msg: &Message, buf: &mut Vec<u8>) -> Result<(), CallError> {
+    buf.clear();
+    let headers: usize = msg.headers.iter().map(|(name, value)| name.len() + value.len() + 10).sum();
+    buf.reserve(ENCODING_OVERHEAD + msg.subject.len() + msg.reply.as_ref().map_or(0, String::len) + headers + msg.payload.len());
+    rmp_serde::encode::write_named(buf, msg).map_err(|err| CallError::Abi(format!("encoding the message: {err}")))
+}
+
+/// Field names, markers and delivery info of an encoded message, generously.
+const ENCODING_OVERHEAD: usize = 192;
+
+/// `{"kind":"ack"}` as MessagePack: the outcome of most calls, recognised without
+/// the generic decoder (an internally tagged enum buffers its fields first).
+const ACK: &[u8] = b"\x81\xa4kind\xa3ack";
+
+fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CallError> {
+    if bytes == ACK {
+        return Ok(Outcome::Ack);
+    }
+    switchyard_abi::decode::<Outcome>(bytes).map_err(|err| CallError::BadOutcome(err.to_string()))
 }
 
 /// Reset per-call state: deadline, fuel, publish buffer.
@@ -193,5 +228,38 @@ fn classify(err: wasmtime::Error, plugin: &Plugin, last_error: Option<String>) -
             None => CallError::Trap(trap.to_string()),
         },
         None => CallError::Trap(err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_abi::{Delivery, Message, Outcome};
+
+    #[test]
+    fn the_ack_shortcut_agrees_with_the_decoder() {
+        let bytes = switchyard_abi::encode(&Outcome::Ack).expect("encodes");
+        assert_eq!(bytes, super::ACK);
+        assert_eq!(super::decode_outcome(&bytes).expect("decodes"), Outcome::Ack);
+        let reply = Outcome::Reply { payload: b"x".to_vec(), headers: Vec::new() };
+        let bytes = switchyard_abi::encode(&reply).expect("encodes");
+        assert_eq!(super::decode_outcome(&bytes).expect("decodes"), reply);
+    }
+
+    #[test]
+    fn the_reused_buffer_holds_exactly_what_the_abi_encodes() {
+        let mut buf = vec![0xff; 3];
+        let small = Message { subject: "a".into(), ..Message::default() };
+        let full = Message {
+            subject: "orders.created".into(),
+            reply: Some("_INBOX.x".into()),
+            headers: vec![("k".into(), "v".repeat(500))],
+            payload: vec![7; 4096],
+            attempt: 3,
+            delivery: Some(Delivery { max_deliver: 5, stream: "ORDERS".into(), stream_sequence: 42, ..Default::default() }),
+        };
+        for msg in [&small, &full, &small] {
+            super::encode_message(msg, &mut buf).expect("encodes");
+            assert_eq!(buf, switchyard_abi::encode(msg).expect("encodes"));
+        }
     }
 }

@@ -2,13 +2,13 @@
 //! artifact), check its exports and ABI version, and run `init` with its config on
 //! a first instance. All of this happens off the message path.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use switchyard_abi::{ABI_VERSION, names};
-use wasmtime::{ExternType, FuncType, InstancePre, Linker, Module, ValType};
+use wasmtime::{Engine, ExternType, FuncType, InstancePre, Linker, Module, ValType};
 
 use super::engine::{Runtime, TickerGuard};
 use super::error::LoadError;
@@ -82,30 +82,19 @@ impl Plugin {
             .await
             .map_err(|source| LoadError::Read { plugin: plugin.clone(), path: path.clone(), source })?;
         check_magic(&bytes).map_err(|reason| LoadError::NotWasm { plugin: plugin.clone(), path: path.clone(), reason })?;
-        let hash = content_hash(&bytes);
 
         let engine = runtime
             .engine(spec.fuel.is_some(), spec.isolation)
             .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("{err:#}") })?;
         let cache_dir = runtime.cache_dir.clone();
-        let hash_for_compile = hash.clone();
-        // Compiling takes a core for tens to hundreds of milliseconds: keep it off
-        // the async workers that are serving messages.
-        let module = tokio::task::spawn_blocking(move || {
-            super::cache::compile(&engine, cache_dir.as_deref(), &hash_for_compile, &bytes)
-        })
-        .await
-        .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("compiler task failed: {err}") })?
-        .map_err(|err| LoadError::NotWasm { plugin: plugin.clone(), path: path.clone(), reason: format!("{err:#}") })?;
-
-        let has_init = check_exports(&module).map_err(|reason| LoadError::BadModule { plugin: plugin.clone(), reason })?;
-        let mut linker = Linker::new(module.engine());
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)
-            .and_then(|()| host_fns::add_to_linker(&mut linker))
-            .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("linker setup: {err:#}") })?;
-        let pre = linker
-            .instantiate_pre(&module)
-            .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("{err:#}") })?;
+        let (name, file) = (plugin.clone(), path.clone());
+        // Hashing, compiling (tens to hundreds of milliseconds), linking and
+        // building the memory image all take a core: keep them off the async
+        // workers, which may be serving messages during a hot reload.
+        let Prepared { hash, pre, has_init } =
+            tokio::task::spawn_blocking(move || prepare(&engine, cache_dir.as_deref(), &bytes, &name, &file))
+                .await
+                .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("compiler task failed: {err}") })??;
 
         let version = Arc::new(Plugin {
             name: spec.name.as_str().into(),
@@ -131,9 +120,36 @@ impl Plugin {
     }
 }
 
+/// A compiled, linked module, ready to instantiate.
+struct Prepared {
+    hash: String,
+    pre: InstancePre<HostState>,
+    has_init: bool,
+}
+
+/// The blocking part of a load: hash, compile (or load the cached artifact),
+/// check the exports, link, and build the copy-on-write memory image that
+/// instances start from.
+fn prepare(engine: &Engine, cache_dir: Option<&Path>, bytes: &[u8], plugin: &str, path: &str) -> Result<Prepared, LoadError> {
+    let bad = |reason: String| LoadError::BadModule { plugin: plugin.to_owned(), reason };
+    let hash = content_hash(bytes);
+    let module = super::cache::compile(engine, cache_dir, &hash, bytes)
+        .map_err(|err| LoadError::NotWasm { plugin: plugin.to_owned(), path: path.to_owned(), reason: format!("{err:#}") })?;
+    let has_init = check_exports(&module).map_err(bad)?;
+    let mut linker = Linker::new(module.engine());
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)
+        .and_then(|()| host_fns::add_to_linker(&mut linker))
+        .map_err(|err| bad(format!("linker setup: {err:#}")))?;
+    let pre = linker.instantiate_pre(&module).map_err(|err| bad(format!("{err:#}")))?;
+    module.initialize_copy_on_write_image().map_err(|err| bad(format!("building the memory image: {err:#}")))?;
+    Ok(Prepared { hash, pre, has_init })
+}
+
 /// The version name of a module file: the first 12 hex digits of its SHA-256.
+/// Hashed on a blocking thread: a reload checks every plugin file this way.
 pub async fn file_hash(path: &std::path::Path) -> std::io::Result<String> {
-    Ok(content_hash(&tokio::fs::read(path).await?))
+    let bytes = tokio::fs::read(path).await?;
+    tokio::task::spawn_blocking(move || content_hash(&bytes)).await.map_err(std::io::Error::other)
 }
 
 fn content_hash(bytes: &[u8]) -> String {

@@ -4,7 +4,7 @@
 //! gets a new instance for every message instead; nothing is kept but the one
 //! the loader made, which serves the first message.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -20,6 +20,9 @@ pub struct Pool {
     current: ArcSwap<Plugin>,
     /// The version swapped in last, while it is on probation.
     rollout: Mutex<Option<Rollout>>,
+    /// Whether `rollout` is `Some`: read on every call, so the common case (no
+    /// version on probation) takes no lock.
+    probation: AtomicBool,
     idle: Mutex<Vec<Instance>>,
     /// Idle instances kept; the route's concurrency.
     max_idle: usize,
@@ -38,6 +41,7 @@ impl Pool {
         Self {
             current: ArcSwap::new(plugin),
             rollout: Mutex::new(None),
+            probation: AtomicBool::new(false),
             idle: Mutex::new(vec![first]),
             max_idle: max_idle.max(1),
             rollbacks: AtomicU64::new(0),
@@ -53,8 +57,12 @@ impl Pool {
     /// version they started with, whose idle instances are dropped. The new
     /// version is on probation (see [`Rollout`]); `first` is an instance of it.
     pub fn swap(&self, plugin: Arc<Plugin>, first: Option<Instance>) {
-        let previous = self.current.swap(plugin.clone());
-        *lock(&self.rollout) = Rollout::start(previous, plugin.clone());
+        // Probation starts before the first message can reach the new version.
+        let mut rollout = lock(&self.rollout);
+        *rollout = Rollout::start(self.current.load_full(), plugin.clone());
+        self.probation.store(rollout.is_some(), Ordering::Release);
+        drop(rollout);
+        self.current.store(plugin.clone());
         let mut idle = lock(&self.idle);
         idle.retain(|instance| Arc::ptr_eq(instance.plugin(), &plugin));
         idle.extend(first);
@@ -71,6 +79,9 @@ impl Pool {
 
     /// Count a result against a version on probation; roll back or accept it.
     fn judge(&self, plugin: &Arc<Plugin>, result: &Result<Handled, CallError>) -> bool {
+        if !self.probation.load(Ordering::Acquire) {
+            return false;
+        }
         let mut rollout = lock(&self.rollout);
         let Some(watch) = rollout.as_mut().filter(|r| Arc::ptr_eq(&r.candidate, plugin)) else {
             return false;
@@ -81,6 +92,7 @@ impl Pool {
             Judgement::Accepted => {
                 tracing::info!(plugin = %plugin.spec.name, version = %plugin.hash, "new version accepted after probation");
                 *rollout = None;
+                self.probation.store(false, Ordering::Release);
             }
             Judgement::RollBack { failed, seen } => {
                 let previous = watch.previous.clone();
@@ -91,6 +103,7 @@ impl Pool {
                 self.current.store(previous);
                 self.rollbacks.fetch_add(1, Ordering::Relaxed);
                 *rollout = None;
+                self.probation.store(false, Ordering::Release);
                 lock(&self.idle).clear();
             }
         }

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use switchyard_abi::{Message, Outcome};
 
-use super::{CallError, Plugin, PluginSpec, Runtime};
+use super::{CallError, Plugin, PluginSpec, Pool, Runtime};
+use crate::config::Isolation;
 
 /// A module around one `switchyard_handle` body. Offset 16 holds the encoded
 /// `{"kind":"ack"}` (10 bytes); `ACK` is its packed pointer/length.
@@ -120,4 +121,33 @@ async fn deadlines_still_fire_after_the_runtime_is_dropped() {
     drop(runtime);
     let result = instance.handle(&Message::default()).await;
     assert!(matches!(result, Err(CallError::Timeout(_))), "{result:?}");
+}
+
+/// Traps when it has handled a message before in this instance (it marks its
+/// memory), so it shows whether instances are shared between messages.
+const ONCE_PER_INSTANCE: &str = "(if (i32.ne (i32.load (i32.const 64)) (i32.const 0)) (then unreachable))
+     (i32.store (i32.const 64) (i32.const 1))";
+
+async fn outcomes(isolation: Isolation, calls: usize) -> Vec<bool> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = Runtime::new(None).expect("runtime");
+    let mut spec = spec(dir.path(), &module(&format!("{ONCE_PER_INSTANCE} {ACK}")));
+    spec.isolation = isolation;
+    let (plugin, first) = Plugin::load(&runtime, spec).await.expect("load");
+    let pool = Pool::new(plugin, first, 1);
+    let mut ok = Vec::new();
+    for _ in 0..calls {
+        ok.push(pool.call(&Message::default()).await.result.is_ok());
+    }
+    ok
+}
+
+#[tokio::test]
+async fn pooled_instances_keep_state_between_messages() {
+    assert_eq!(outcomes(Isolation::Pooled, 2).await, [true, false]);
+}
+
+#[tokio::test]
+async fn fresh_isolation_gives_every_message_a_new_instance() {
+    assert_eq!(outcomes(Isolation::Fresh, 5).await, [true; 5]);
 }
