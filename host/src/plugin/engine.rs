@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
+use super::function_cache::FunctionCache;
 use crate::config::Isolation;
 
 /// How often the epoch advances. Per-call deadlines are checked at this
@@ -47,6 +48,9 @@ pub struct Runtime {
     /// Shared with every plugin version loaded through this runtime, so the
     /// ticker runs as long as anything that can run wasm exists.
     pub(super) ticker: Arc<TickerGuard>,
+    /// Compiled functions shared by every engine, so a reload recompiles only
+    /// what changed.
+    functions: Arc<FunctionCache>,
 }
 
 /// Stops the epoch ticker when the last holder drops it. Without ticks no
@@ -70,8 +74,10 @@ impl Runtime {
     /// Build the engines. `cache_dir` holds precompiled artifacts keyed by the
     /// module's content hash; `None` disables the cache.
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
-        let plain = Engine::new(&engine_config(false)).map_err(anyhow::Error::from).context("creating the wasm engine")?;
-        let fueled = Engine::new(&engine_config(true)).map_err(anyhow::Error::from).context("creating the fuel-metered wasm engine")?;
+        let functions = Arc::new(FunctionCache::default());
+        let plain = Engine::new(&engine_config(false, &functions)?).map_err(anyhow::Error::from).context("creating the wasm engine")?;
+        let fueled =
+            Engine::new(&engine_config(true, &functions)?).map_err(anyhow::Error::from).context("creating the fuel-metered wasm engine")?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticked = Arc::new(Mutex::new(vec![plain.clone(), fueled.clone()]));
         spawn_ticker(ticked.clone(), stop.clone())?;
@@ -83,6 +89,7 @@ impl Runtime {
             cache_dir,
             ticked,
             ticker: Arc::new(TickerGuard(stop)),
+            functions,
         })
     }
 
@@ -95,7 +102,7 @@ impl Runtime {
                 if let Some(engine) = cell.get() {
                     return Ok(engine.clone());
                 }
-                let made = Engine::new(&fresh_config(fuel))
+                let made = Engine::new(&fresh_config(fuel, &self.functions)?)
                     .map_err(anyhow::Error::from)
                     .context("creating the wasm engine for fresh instances (pooling allocator)")?;
                 // Two loads racing may both make one; only the winner is used and ticked.
@@ -110,15 +117,16 @@ impl Runtime {
     }
 }
 
-fn engine_config(fuel: bool) -> Config {
+fn engine_config(fuel: bool, functions: &Arc<FunctionCache>) -> anyhow::Result<Config> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.consume_fuel(fuel);
     config.cranelift_opt_level(OptLevel::Speed);
-    config
+    config.enable_incremental_compilation(functions.clone()).map_err(anyhow::Error::from).context("enabling the function cache")?;
+    Ok(config)
 }
 
-fn fresh_config(fuel: bool) -> Config {
+fn fresh_config(fuel: bool, functions: &Arc<FunctionCache>) -> anyhow::Result<Config> {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_core_instances(FRESH_SLOTS)
         .total_memories(FRESH_SLOTS)
@@ -130,9 +138,9 @@ fn fresh_config(fuel: bool) -> Config {
         // Reset only the pages an instance dirtied (Linux 6.7+; else memset up
         // to the keep-resident size).
         .pagemap_scan(Enabled::Auto);
-    let mut config = engine_config(fuel);
+    let mut config = engine_config(fuel, functions)?;
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    config
+    Ok(config)
 }
 
 /// A plain thread, not a tokio task: the ticker must keep running when every

@@ -8,6 +8,7 @@
 mod cache;
 mod engine;
 mod error;
+mod function_cache;
 mod host_fns;
 mod instance;
 mod load;

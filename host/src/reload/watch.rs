@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::Request;
 
 /// Quiet time after the last file event before a reload.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 pub struct Watcher {
     inner: RecommendedWatcher,

@@ -6,11 +6,12 @@
 //! Unordered routes share the subscription between `concurrency` workers;
 //! routes with `order_by` read it in one task and hand messages to ordering lanes.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::{HeaderMap, Subscriber};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use switchyard_abi::{Message, Publish};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -23,15 +24,43 @@ use crate::policy::{DeadLetter, Permit};
 use crate::telemetry::Metrics;
 use crate::workers::Workers;
 
+/// How many already-received messages a worker moves from the subscription into
+/// the shared buffer at once.
+const PREFETCH: usize = 64;
+
 /// A subscription that stops cleanly: on cancel it is drained (the server stops
 /// sending, what is buffered is still handed out), then it ends.
+///
+/// Workers share it behind a lock. The worker that finds `buffered` empty waits
+/// for the next message, then moves what else the subscription already holds
+/// into `buffered`, so under load the others take their next message from there
+/// without waiting on the lock holder or being woken one message at a time.
 struct Feed {
     subscriber: Subscriber,
+    buffered: VecDeque<async_nats::Message>,
     draining: bool,
 }
 
 impl Feed {
+    fn new(subscriber: Subscriber) -> Self {
+        Self { subscriber, buffered: VecDeque::with_capacity(PREFETCH), draining: false }
+    }
+
     async fn next(&mut self, cancel: &CancellationToken) -> Option<async_nats::Message> {
+        if let Some(msg) = self.buffered.pop_front() {
+            return Some(msg);
+        }
+        let msg = self.receive(cancel).await?;
+        while self.buffered.len() < PREFETCH {
+            match self.subscriber.next().now_or_never() {
+                Some(Some(more)) => self.buffered.push_back(more),
+                _ => break,
+            }
+        }
+        Some(msg)
+    }
+
+    async fn receive(&mut self, cancel: &CancellationToken) -> Option<async_nats::Message> {
         loop {
             if cancel.is_cancelled() && !self.draining {
                 self.draining = true;
@@ -54,7 +83,7 @@ pub async fn start(route: Arc<Route>, out: Outputs, cancel: CancellationToken, w
             Some(queue) => out.client.queue_subscribe(subject.clone(), queue.clone()).await?,
             None => out.client.subscribe(subject.clone()).await?,
         };
-        let mut feed = Feed { subscriber, draining: false };
+        let mut feed = Feed::new(subscriber);
         let name = format!("route `{}` ({subject})", route.name);
         match route.config.order_by.clone() {
             Some(order_by) => {
@@ -172,9 +201,15 @@ async fn done(out: &Outputs, msg: &Message, reply: Option<Reply>, publishes: Vec
 }
 
 async fn send(out: &Outputs, subject: String, headers: &[switchyard_abi::Header], payload: Vec<u8>) {
-    let result = match convert::header_map(headers) {
-        Ok(map) => out.client.publish_with_headers(subject.clone(), map, payload.into()).await.map_err(|e| e.to_string()),
-        Err(err) => Err(err),
+    // Without headers, a plain PUB: an empty header block would still make the
+    // receiver parse an HPUB.
+    let result = if headers.is_empty() {
+        out.client.publish(subject.clone(), payload.into()).await.map_err(|e| e.to_string())
+    } else {
+        match convert::header_map(headers) {
+            Ok(map) => out.client.publish_with_headers(subject.clone(), map, payload.into()).await.map_err(|e| e.to_string()),
+            Err(err) => Err(err),
+        }
     };
     if let Err(err) = result {
         Metrics::bump(&out.metrics.publish_failures);

@@ -7,6 +7,7 @@
 
 mod settle;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,9 +29,17 @@ const REOPEN_DELAY: Duration = Duration::from_secs(1);
 /// when a message has failed `max_deliver` times (see settle::retry).
 pub const BREAKER_HEADROOM: i64 = 20;
 
-/// The consumer's message stream, opened lazily and re-opened after errors.
+/// How many already-received messages a worker moves from the pull stream into
+/// the shared buffer at once (see the core driver's `Feed`).
+const PREFETCH: usize = 64;
+
+/// The consumer's message stream, opened lazily and re-opened after errors, and
+/// the messages a worker already took from it for the others: under load a
+/// worker takes its next message from `buffered` without waiting on the lock
+/// holder or being woken one message at a time.
 struct Feed {
     messages: Option<pull::Stream>,
+    buffered: VecDeque<JsMessage>,
     /// Opened with a batch of `probes` while the breaker was half-open.
     probing: bool,
 }
@@ -38,7 +47,7 @@ struct Feed {
 pub async fn start(route: Arc<Route>, out: Outputs, cancel: CancellationToken, workers: &mut Workers) -> anyhow::Result<()> {
     // Bind once now so a bad stream or consumer config fails startup loudly.
     let messages = open(&route, &out, false).await?;
-    let feed = Arc::new(Mutex::new(Feed { messages: Some(messages), probing: false }));
+    let feed = Arc::new(Mutex::new(Feed { messages: Some(messages), buffered: VecDeque::with_capacity(PREFETCH), probing: false }));
     let name = format!("route `{}`", route.name);
     match route.config.order_by.clone() {
         Some(order_by) => {
@@ -131,6 +140,9 @@ async fn next(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &M
             // The breaker changed phase: re-open with the batch size that fits.
             nak_buffered(route, &mut feed, Duration::from_millis(1)).await;
         }
+        if let Some(msg) = feed.buffered.pop_front() {
+            return Some(msg);
+        }
         if feed.messages.is_none() {
             match open(route, out, probing).await {
                 Ok(messages) => {
@@ -151,7 +163,10 @@ async fn next(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &M
         tokio::select! {
             () = cancel.cancelled() => return None,
             next = messages.next() => match next {
-                Some(Ok(msg)) => return Some(msg),
+                Some(Ok(msg)) => {
+                    prefetch(route, &mut feed);
+                    return Some(msg);
+                }
                 // Heartbeats lost to a slow moment or a reconnect: not fatal.
                 Some(Err(err)) if err.kind() == MessagesErrorKind::MissingHeartbeat => {
                     tracing::debug!(route = %route.name, "missing heartbeat");
@@ -170,7 +185,7 @@ async fn next(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &M
 /// stop pulling until it lets probes through.
 async fn stop_pulling(route: &Route, feed: &Mutex<Feed>, wait: Duration) {
     let mut feed = feed.lock().await;
-    if feed.messages.is_some() {
+    if feed.messages.is_some() || !feed.buffered.is_empty() {
         tracing::info!(route = %route.name, ?wait, "breaker open: pausing the consumer");
         nak_buffered(route, &mut feed, wait).await;
     }
@@ -179,9 +194,37 @@ async fn stop_pulling(route: &Route, feed: &Mutex<Feed>, wait: Duration) {
 /// Drop the message stream after nak'ing (with `delay`) every message it has
 /// already received, so none waits out `ack_wait` in a dropped buffer.
 async fn nak_buffered(route: &Route, feed: &mut Feed, delay: Duration) {
-    let Some(mut messages) = feed.messages.take() else { return };
-    while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
+    let mut held: Vec<JsMessage> = feed.buffered.drain(..).collect();
+    if let Some(mut messages) = feed.messages.take() {
+        while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
+            held.push(msg);
+        }
+    }
+    for msg in held {
         settle::count_breaker_nak(route, &msg);
         settle::ack(route, &msg, AckKind::Nak(Some(delay))).await;
+    }
+}
+
+/// Move what the pull stream already holds into `feed.buffered`, without waiting.
+fn prefetch(route: &Route, feed: &mut Feed) {
+    let Some(messages) = feed.messages.as_mut() else { return };
+    while feed.buffered.len() < PREFETCH {
+        match messages.next().now_or_never() {
+            Some(Some(Ok(msg))) => feed.buffered.push_back(msg),
+            Some(Some(Err(err))) if err.kind() == MessagesErrorKind::MissingHeartbeat => {
+                tracing::debug!(route = %route.name, "missing heartbeat");
+            }
+            Some(Some(Err(err))) => {
+                tracing::warn!(route = %route.name, "consumer stream error: {err}; re-opening");
+                feed.messages = None;
+                return;
+            }
+            Some(None) => {
+                feed.messages = None;
+                return;
+            }
+            None => return,
+        }
     }
 }

@@ -69,6 +69,8 @@ async fn keep_alive<F: Future>(route: &Route, js_msg: &JsMessage, work: F) -> F:
     };
     tokio::pin!(work);
     tokio::select! {
+        // Work first: a call that finishes in its first poll never arms the timer.
+        biased;
         output = &mut work => output,
         () = pulse => work.await,
     }
