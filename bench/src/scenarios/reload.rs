@@ -5,14 +5,14 @@
 //!
 //! - the time from the rename to the first reply made by the new version, and
 //! - request latency around the swap (sent from the rename until a second after
-//!   the new version first answered), p99 and max, against the steady p99 of
-//!   the two seconds before the rename.
+//!   the new version first answered), p99 and max, against the steady p99 and
+//!   max of the two seconds before the rename.
 //!
 //! Versions alternate between `noop` (replies bare) and `echo` (replies with an
 //! `echoed-by` header), so every reply says which one made it; each version also
 //! carries a unique custom section, so it is a new module to compile, as a real
 //! new version is. There is no raw NATS counterpart to a reload: the "raw"
-//! column holds the same host's steady p99.
+//! column holds the same host's steady figures.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -95,11 +95,12 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
         );
     }
     load.abort();
-    let steady = median(&swaps.steady_p99);
+    // A maximum is compared with the maximum of the steady window: on this kind
+    // of VM the steady max alone is 10-60 x the steady p99, swap or no swap.
     Ok(vec![
         Figure::new(SCENARIO, "file written -> new version serving", "ms", median(&swaps.serving_ms), f64::NAN, Target::HostAtMost(250.0)),
-        Figure::new(SCENARIO, "p99 around a swap vs steady p99", "µs", median(&swaps.around_p99), steady, Target::RatioAtMost(2.0)),
-        Figure::new(SCENARIO, "max around a swap vs steady p99", "µs", median(&swaps.around_max), steady, Target::RatioAtMost(2.0)),
+        Figure::new(SCENARIO, "p99 around a swap vs steady p99", "µs", median(&swaps.around_p99), median(&swaps.steady_p99), Target::RatioAtMost(2.0)),
+        Figure::new(SCENARIO, "max around a swap vs steady max", "µs", median(&swaps.around_max), median(&swaps.steady_max), Target::RatioAtMost(2.0)),
     ])
 }
 

@@ -64,7 +64,7 @@ mod tests {
         assert!(cache.insert(b"a", vec![2; 4]), "replacing an entry");
         assert_eq!(cache.entries.lock().expect("lock").bytes, 5);
         assert!(!cache.insert(b"huge", vec![0; CAPACITY]), "an entry larger than the cache is refused");
-        assert!(cache.insert(b"b", vec![0; CAPACITY - 10]));
+        assert!(cache.insert(b"b", vec![0; CAPACITY - 2]), "fits alone, not beside `a`");
         assert!(cache.get(b"a").is_none(), "filling the cache started it over");
         assert!(cache.get(b"b").is_some());
     }
