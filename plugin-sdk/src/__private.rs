@@ -13,7 +13,7 @@ use crate::{Context, IntoOutcome, PluginConfig};
 #[cfg(target_arch = "wasm32")]
 mod guest;
 #[cfg(target_arch = "wasm32")]
-pub use guest::{abi_version, alloc, free, handle, init};
+pub use guest::{abi_features, abi_version, alloc, free, handle, init};
 
 /// Compile-time check emitted by `#[handler]` for its return type.
 pub const fn require_into_outcome<T: IntoOutcome>() {}

@@ -2,6 +2,7 @@
 //! protocol (write the message into guest memory, call, read the outcome back).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use switchyard_abi::{Message, Outcome, Publish, names};
@@ -35,6 +36,8 @@ pub struct Instance {
     alloc: TypedFunc<i32, i32>,
     handle: TypedFunc<(i32, i32), i64>,
     abi_version: TypedFunc<(), i32>,
+    /// For the exports read once per version (at load), not once per instance.
+    exports: wasmtime::Instance,
     init: Option<TypedFunc<(i32, i32), i64>>,
     /// The encoded message of the last call, kept so each call reuses its
     /// allocation instead of growing a new buffer field by field.
@@ -96,6 +99,7 @@ impl Instance {
             alloc: instance.get_typed_func(&mut store, names::ALLOC).map_err(abi)?,
             handle: instance.get_typed_func(&mut store, names::HANDLE).map_err(abi)?,
             abi_version: instance.get_typed_func(&mut store, names::ABI_VERSION).map_err(abi)?,
+            exports: instance,
             init: if plugin.has_init { Some(instance.get_typed_func(&mut store, names::INIT).map_err(abi)?) } else { None },
             plugin: plugin.clone(),
             store,
@@ -113,6 +117,15 @@ impl Instance {
         begin(&mut self.store, &self.plugin, false);
         let version = self.abi_version.call_async(&mut self.store, ()).await.map_err(|err| self.classify(err))?;
         Ok(i64::from(version))
+    }
+
+    /// The value of the optional `switchyard_abi_features` export; 0 without it.
+    pub async fn abi_features(&mut self) -> Result<u32, CallError> {
+        // Optional, and already type-checked by the loader: absent means none.
+        let Ok(features) = self.exports.get_typed_func::<(), i32>(&mut self.store, names::FEATURES) else { return Ok(0) };
+        begin(&mut self.store, &self.plugin, false);
+        let bits = features.call_async(&mut self.store, ()).await.map_err(|err| self.classify(err))?;
+        Ok(bits as u32)
     }
 
     pub(super) async fn init(&mut self) -> Result<(), NewError> {
@@ -133,7 +146,7 @@ impl Instance {
     /// Run `switchyard_handle` on one message under the plugin's limits.
     pub async fn handle(&mut self, msg: &Message) -> Result<Handled, CallError> {
         let mut input = std::mem::take(&mut self.input);
-        encode_message(msg, &mut input)?;
+        encode_message(msg, &mut input, self.plugin.positional.load(Ordering::Relaxed))?;
         begin(&mut self.store, &self.plugin, true);
         let written = self.write_input(&input).await;
         self.input = input;
@@ -178,14 +191,13 @@ impl Instance {
     }
 }
 
-/// Encode `msg` into `buf` (emptied first) exactly as `switchyard_abi::encode`
-/// does, sized up front: growing a small buffer field by field cost more than
-/// the rest of the encoding.
-fn encode_message(msg: &Message, buf: &mut Vec<u8>) -> Result<(), CallError> {
+/// Encode `msg` into `buf` (emptied first), sized up front: growing a small
+/// buffer field by field cost more than the rest of the encoding.
+fn encode_message(msg: &Message, buf: &mut Vec<u8>, positional: bool) -> Result<(), CallError> {
     buf.clear();
     let headers: usize = msg.headers.iter().map(|(name, value)| name.len() + value.len() + 10).sum();
     buf.reserve(ENCODING_OVERHEAD + msg.subject.len() + msg.reply.as_ref().map_or(0, String::len) + headers + msg.payload.len());
-    rmp_serde::encode::write_named(buf, msg).map_err(|err| CallError::Abi(format!("encoding the message: {err}")))
+    switchyard_abi::encode_message_into(buf, msg, positional).map_err(|err| CallError::Abi(format!("encoding the message: {err}")))
 }
 
 /// Field names, markers and delivery info of an encoded message, generously.
@@ -258,8 +270,10 @@ mod tests {
             delivery: Some(Delivery { max_deliver: 5, stream: "ORDERS".into(), stream_sequence: 42, ..Default::default() }),
         };
         for msg in [&small, &full, &small] {
-            super::encode_message(msg, &mut buf).expect("encodes");
+            super::encode_message(msg, &mut buf, false).expect("encodes");
             assert_eq!(buf, switchyard_abi::encode(msg).expect("encodes"));
+            super::encode_message(msg, &mut buf, true).expect("encodes");
+            assert_eq!(&switchyard_abi::decode::<Message>(&buf).expect("decodes"), msg);
         }
     }
 }

@@ -4,10 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
-use switchyard_abi::{ABI_VERSION, names};
+use switchyard_abi::{ABI_VERSION, features, names};
 use wasmtime::{Engine, ExternType, FuncType, InstancePre, Linker, Module, ValType};
 
 use super::engine::{Runtime, TickerGuard};
@@ -63,6 +64,9 @@ pub struct Plugin {
     pub(super) allow: Arc<[String]>,
     pub(super) pre: InstancePre<HostState>,
     pub(super) has_init: bool,
+    /// Whether the module decodes positional messages (`features::POSITIONAL_MESSAGE`),
+    /// learnt from its first instance before the version serves anything.
+    pub(super) positional: AtomicBool,
     _ticker: Arc<TickerGuard>,
 }
 
@@ -104,6 +108,7 @@ impl Plugin {
             loaded_at: SystemTime::now(),
             pre,
             has_init,
+            positional: AtomicBool::new(false),
             _ticker: runtime.ticker.clone(),
         });
         let refused = |err| match err {
@@ -115,6 +120,8 @@ impl Plugin {
         if found != i64::from(ABI_VERSION) {
             return Err(LoadError::AbiVersion { plugin, found, expected: ABI_VERSION });
         }
+        let features = instance.abi_features().await.map_err(|call| LoadError::Call { plugin: plugin.clone(), call })?;
+        version.positional.store(features & features::POSITIONAL_MESSAGE != 0, Ordering::Relaxed);
         instance.init().await.map_err(refused)?;
         Ok((version, instance))
     }
@@ -189,6 +196,7 @@ fn check_exports(module: &Module) -> Result<bool, String> {
     expect(names::ABI_VERSION, &[], &[I32], true)?;
     expect(names::ALLOC, &[I32], &[I32], true)?;
     expect(names::HANDLE, &[I32, I32], &[I64], true)?;
+    expect(names::FEATURES, &[], &[I32], false)?;
     if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
         return Err("module does not export its memory as `memory`".into());
     }

@@ -31,10 +31,27 @@ pub mod names {
     /// `(ptr: i32, len: i32) -> i64`: handle one encoded [`crate::Message`]; returns a
     /// packed ptr/len of an encoded [`crate::Outcome`].
     pub const HANDLE: &str = "switchyard_handle";
+    /// `() -> i32`: optional; the [`crate::features`] the module understands.
+    pub const FEATURES: &str = "switchyard_abi_features";
     /// Host import `(ptr: i32, len: i32) -> i32`: buffer one encoded [`crate::Publish`].
     pub const PUBLISH: &str = "publish";
     /// Host import `(level: i32, ptr: i32, len: i32) -> i32`: log a UTF-8 line.
     pub const LOG: &str = "log";
+}
+
+/// Optional ABI features, bits of what `switchyard_abi_features` returns. A
+/// module without that export gets none of them; unknown bits are ignored.
+pub mod features {
+    /// The module decodes a [`crate::Message`] (and its `delivery`) given as
+    /// MessagePack *arrays* in field order instead of maps with named keys, as
+    /// serde-derived decoders do: the guest then skips decoding and checking
+    /// every field name on every message.
+    pub const POSITIONAL_MESSAGE: u32 = 1;
+}
+
+/// Encode a message for a module, positionally if it said it decodes that.
+pub fn encode_message_into(buf: &mut Vec<u8>, msg: &Message, positional: bool) -> Result<(), rmp_serde::encode::Error> {
+    if positional { rmp_serde::encode::write(buf, msg) } else { rmp_serde::encode::write_named(buf, msg) }
 }
 
 /// Codes returned by host functions. Zero is success; every failure is negative so a
@@ -232,6 +249,25 @@ mod tests {
         let negative = Delivery { timestamp_unix_nanos: -5, ..Delivery::default() };
         assert_eq!(decode::<Delivery>(&encode(&negative).expect("encode")).expect("decode"), negative);
         assert_eq!(decode::<Delivery>(&bytes).expect("decode"), delivery);
+    }
+
+    #[test]
+    fn a_positional_message_decodes_like_a_named_one() {
+        let msg = Message {
+            subject: "orders.created".into(),
+            reply: Some("_INBOX.1".into()),
+            headers: vec![("k".into(), "v".into())],
+            payload: b"x".to_vec(),
+            attempt: 2,
+            delivery: Some(Delivery { max_deliver: 5, stream: "S".into(), consumer: "c".into(), stream_sequence: 9, timestamp_unix_nanos: 7 }),
+        };
+        let mut positional = Vec::new();
+        encode_message_into(&mut positional, &msg, true).expect("encode");
+        assert_eq!(positional[0], 0x96, "an array of six fields");
+        assert_eq!(decode::<Message>(&positional).expect("decode"), msg);
+        let mut named = Vec::new();
+        encode_message_into(&mut named, &msg, false).expect("encode");
+        assert_eq!(named, encode(&msg).expect("encode"));
     }
 
     #[test]

@@ -103,8 +103,14 @@ fn check(func: &ItemFn) -> syn::Result<(Shape, &syn::Type)> {
 /// one in this module, or the SDK's accept-everything default otherwise (see `INIT_HOOK`).
 fn exports(call: &TokenStream) -> TokenStream {
     let lit = |name: &str| LitStr::new(name, Span::call_site());
-    let (abi_version, alloc, free, init, handle) =
-        (lit(names::ABI_VERSION), lit(names::ALLOC), lit(names::FREE), lit(names::INIT), lit(names::HANDLE));
+    let (abi_version, features, alloc, free, init, handle) = (
+        lit(names::ABI_VERSION),
+        lit(names::FEATURES),
+        lit(names::ALLOC),
+        lit(names::FREE),
+        lit(names::INIT),
+        lit(names::HANDLE),
+    );
     let hook = format_ident!("{}", crate::INIT_HOOK);
     quote! {
         #[cfg(target_arch = "wasm32")]
@@ -119,6 +125,11 @@ fn exports(call: &TokenStream) -> TokenStream {
             #[unsafe(export_name = #abi_version)]
             extern "C" fn __switchyard_abi_version() -> i32 {
                 ::switchyard_sdk::__private::abi_version()
+            }
+
+            #[unsafe(export_name = #features)]
+            extern "C" fn __switchyard_abi_features() -> i32 {
+                ::switchyard_sdk::__private::abi_features()
             }
 
             #[unsafe(export_name = #alloc)]
@@ -300,7 +311,7 @@ mod tests {
     #[test]
     fn export_names_come_from_the_abi() {
         let out = exports(&quote!(h(msg, ctx))).to_string();
-        for name in [names::ABI_VERSION, names::ALLOC, names::FREE, names::INIT, names::HANDLE] {
+        for name in [names::ABI_VERSION, names::FEATURES, names::ALLOC, names::FREE, names::INIT, names::HANDLE] {
             assert!(out.contains(&format!("\"{name}\"")), "{name} missing from {out}");
         }
     }

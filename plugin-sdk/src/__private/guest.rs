@@ -35,6 +35,13 @@ pub fn abi_version() -> i32 {
     ABI_VERSION as i32
 }
 
+/// `switchyard_abi_features`: the SDK decodes messages with serde, which reads
+/// positional messages as well as named ones.
+pub fn abi_features() -> i32 {
+    // A small constant bit set; the export's type is i32.
+    switchyard_abi::features::POSITIONAL_MESSAGE as i32
+}
+
 /// `switchyard_alloc`: `len` bytes, or 0 when `len` is negative or memory is exhausted. Zero
 /// bytes give a non-null dangling pointer that `free` ignores.
 pub fn alloc(len: i32) -> i32 {

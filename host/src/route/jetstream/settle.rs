@@ -121,6 +121,9 @@ async fn dead_letter(route: &Route, out: &Outputs, plugin: &Plugin, js_msg: &JsM
 /// a redelivered source message does not publish twice into a stream. A subject no stream captures has no
 /// JetStream ack to wait for: it goes out as a core message.
 async fn publish_confirmed(out: &Outputs, msg: &Message, publishes: Vec<Publish>) -> Result<(), String> {
+    if publishes.is_empty() {
+        return Ok(());
+    }
     let id_prefix = msg.delivery.as_ref().map(|d| format!("{}:{}", d.stream, d.stream_sequence)).unwrap_or_default();
     let mut pending = Vec::with_capacity(publishes.len());
     for (n, publish) in publishes.into_iter().enumerate() {
