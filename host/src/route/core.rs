@@ -3,17 +3,16 @@
 //! bounds (attempts and time), then dead-lettered; a request gets an error reply.
 //! A rate limit waits up to `max_wait`, then sheds; an open breaker fails fast.
 //!
-//! Unordered routes share the subscription between `concurrency` workers;
-//! routes with `order_by` read it in one task and hand messages to ordering lanes.
+//! Unordered routes run `concurrency` workers, each with its own subscription in
+//! one queue group; routes with `order_by` read one subscription in one task and
+//! hand messages to ordering lanes.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::{HeaderMap, Subscriber};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use switchyard_abi::{Message, Publish};
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{self, Reply, Verdict};
@@ -24,43 +23,23 @@ use crate::policy::{DeadLetter, Permit};
 use crate::telemetry::Metrics;
 use crate::workers::Workers;
 
-/// How many already-received messages a worker moves from the subscription into
-/// the shared buffer at once.
-const PREFETCH: usize = 64;
-
 /// A subscription that stops cleanly: on cancel it is drained (the server stops
 /// sending, what is buffered is still handed out), then it ends.
-///
-/// Workers share it behind a lock. The worker that finds `buffered` empty waits
-/// for the next message, then moves what else the subscription already holds
-/// into `buffered`, so under load the others take their next message from there
-/// without waiting on the lock holder or being woken one message at a time.
 struct Feed {
     subscriber: Subscriber,
-    buffered: VecDeque<async_nats::Message>,
     draining: bool,
 }
 
 impl Feed {
-    fn new(subscriber: Subscriber) -> Self {
-        Self { subscriber, buffered: VecDeque::with_capacity(PREFETCH), draining: false }
+    async fn subscribe(out: &Outputs, subject: &str, queue: Option<&str>) -> anyhow::Result<Self> {
+        let subscriber = match queue {
+            Some(queue) => out.client.queue_subscribe(subject.to_owned(), queue.to_owned()).await?,
+            None => out.client.subscribe(subject.to_owned()).await?,
+        };
+        Ok(Self { subscriber, draining: false })
     }
 
     async fn next(&mut self, cancel: &CancellationToken) -> Option<async_nats::Message> {
-        if let Some(msg) = self.buffered.pop_front() {
-            return Some(msg);
-        }
-        let msg = self.receive(cancel).await?;
-        while self.buffered.len() < PREFETCH {
-            match self.subscriber.next().now_or_never() {
-                Some(Some(more)) => self.buffered.push_back(more),
-                _ => break,
-            }
-        }
-        Some(msg)
-    }
-
-    async fn receive(&mut self, cancel: &CancellationToken) -> Option<async_nats::Message> {
         loop {
             if cancel.is_cancelled() && !self.draining {
                 self.draining = true;
@@ -78,17 +57,23 @@ impl Feed {
 }
 
 pub async fn start(route: Arc<Route>, out: Outputs, cancel: CancellationToken, workers: &mut Workers) -> anyhow::Result<()> {
+    let concurrency = route.config.concurrency.max(1);
+    // Unordered workers each own a subscription in one queue group, so the server
+    // hands each message to one of them: no lock, no hand-off between workers.
+    // Without a configured group the group is this route's own on this host, so
+    // every other subscriber (another host included) still gets its copy.
+    let queue = match &route.config.queue {
+        Some(queue) => Some(queue.clone()),
+        None if route.config.order_by.is_none() && concurrency > 1 => Some(private_queue(&route.name, &out.client)),
+        None => None,
+    };
     for subject in &route.config.subjects {
-        let subscriber = match &route.config.queue {
-            Some(queue) => out.client.queue_subscribe(subject.clone(), queue.clone()).await?,
-            None => out.client.subscribe(subject.clone()).await?,
-        };
-        let mut feed = Feed::new(subscriber);
         let name = format!("route `{}` ({subject})", route.name);
         match route.config.order_by.clone() {
             Some(order_by) => {
+                let mut feed = Feed::subscribe(&out, subject, queue.as_deref()).await?;
                 let (r, o, c) = (route.clone(), out.clone(), cancel.clone());
-                let lanes = Lanes::start(route.config.concurrency, &name, workers, move |msg: Message| {
+                let lanes = Lanes::start(concurrency, &name, workers, move |msg: Message| {
                     let (route, out, cancel) = (r.clone(), o.clone(), c.clone());
                     async move { handle(&route, &out, &cancel, msg).await }
                 });
@@ -102,13 +87,11 @@ pub async fn start(route: Arc<Route>, out: Outputs, cancel: CancellationToken, w
                 });
             }
             None => {
-                let feed = Arc::new(Mutex::new(feed));
-                for _ in 0..route.config.concurrency {
-                    let (route, out, cancel, feed) = (route.clone(), out.clone(), cancel.clone(), feed.clone());
+                for _ in 0..concurrency {
+                    let mut feed = Feed::subscribe(&out, subject, queue.as_deref()).await?;
+                    let (route, out, cancel) = (route.clone(), out.clone(), cancel.clone());
                     workers.spawn(name.clone(), async move {
-                        loop {
-                            let next = feed.lock().await.next(&cancel).await;
-                            let Some(msg) = next else { return };
+                        while let Some(msg) = feed.next(&cancel).await {
                             handle(&route, &out, &cancel, convert::from_core(&msg)).await;
                         }
                     });
@@ -117,6 +100,13 @@ pub async fn start(route: Arc<Route>, out: Outputs, cancel: CancellationToken, w
         }
     }
     Ok(())
+}
+
+/// A queue group no other subscriber shares: the route's name and a unique token.
+fn private_queue(route: &str, client: &async_nats::Client) -> String {
+    let inbox = client.new_inbox();
+    let token = inbox.rsplit('.').next().unwrap_or(&inbox);
+    format!("_switchyard_{route}_{token}")
 }
 
 async fn handle(route: &Route, out: &Outputs, cancel: &CancellationToken, mut msg: Message) {
