@@ -170,3 +170,56 @@ breaker = {{ consecutive_failures = 2, open_for = "30s" }}
     assert!(output.contains("breaker_rejected=2"), "{output}");
     assert!(output.contains("dead_lettered=2"), "only real failures are dead-lettered:\n{output}");
 }
+
+/// A route without `queue` spreads its messages over its workers through a
+/// queue group of its own: each host must still get every message, exactly once.
+#[tokio::test]
+async fn without_a_queue_every_host_gets_every_message_once() {
+    let nats = NatsServer::start();
+    let config = |target: &str| {
+        format!(
+            r#"{}
+[plugins.transform]
+path = "{}"
+publish = ["{target}.>"]
+[plugins.transform.config]
+target = "{target}"
+
+[[routes]]
+name = "fan"
+plugin = "transform"
+subjects = ["fan.>"]
+concurrency = 4
+"#,
+            preamble(nats.url()),
+            plugin("transform").display()
+        )
+    };
+    let a = Host::start(&config("a")).await;
+    let b = Host::start(&config("b")).await;
+    let client = nats.client().await;
+    let mut out = client.subscribe("*.fan.>").await.expect("subscribe");
+    client.flush().await.expect("flush");
+
+    const N: u64 = 200;
+    for id in 0..N {
+        client.publish("fan.out", format!(r#"{{"name":"n","id":{id}}}"#).into()).await.expect("publish");
+    }
+    client.flush().await.expect("flush");
+    let mut seen: HashMap<String, Vec<u64>> = HashMap::new();
+    while seen.values().map(Vec::len).sum::<usize>() < 2 * N as usize {
+        let msg = within(WAIT, "the forwarded messages", out.next()).await.expect("a message");
+        let body: serde_json::Value = serde_json::from_slice(&msg.payload).expect("json");
+        let host = msg.subject.split('.').next().unwrap_or_default().to_owned();
+        seen.entry(host).or_default().push(body["id"].as_u64().expect("id"));
+    }
+    // Nothing more: a duplicate would arrive within this window.
+    assert!(switchyard_tests::js::quiet(&mut out, Duration::from_millis(300)).await.is_empty(), "duplicates");
+    for host in ["a", "b"] {
+        let mut ids = seen.remove(host).unwrap_or_default();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..N).collect::<Vec<_>>(), "host {host} did not handle every message exactly once");
+    }
+    a.stop().await;
+    b.stop().await;
+}
