@@ -30,3 +30,21 @@ stream = "JOBS"
         plugin("faulty").display()
     )
 }
+
+/// The `transform` plugin, forwarding to `<target>.<subject>`, behind `rest`
+/// (streams and routes, as TOML).
+pub fn transform(url: &str, target: &str, rest: &str) -> String {
+    format!(
+        r#"{}
+[plugins.transform]
+path = "{}"
+publish = ["{target}.>"]
+[plugins.transform.config]
+target = "{target}"
+
+{rest}
+"#,
+        preamble(url),
+        plugin("transform").display()
+    )
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use switchyard_tests::host::preamble;
-use switchyard_tests::{Host, NatsServer, plugin, within};
+use switchyard_tests::{Host, NatsServer, configs, plugin, within};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -47,22 +47,8 @@ async fn request_is_answered_by_the_plugin() {
 #[tokio::test]
 async fn transform_forwards_json_on_core_nats() {
     let nats = NatsServer::start();
-    let config = format!(
-        r#"{}
-[plugins.transform]
-path = "{}"
-publish = ["processed.>"]
-[plugins.transform.config]
-target = "processed"
-
-[[routes]]
-name = "events"
-plugin = "transform"
-subjects = ["events.>"]
-"#,
-        preamble(nats.url()),
-        plugin("transform").display()
-    );
+    let route = "[[routes]]\nname = \"events\"\nplugin = \"transform\"\nsubjects = [\"events.>\"]\n";
+    let config = configs::transform(nats.url(), "processed", route);
     let host = Host::start(&config).await;
     let client = nats.client().await;
     let mut out = client.subscribe("processed.>").await.expect("subscribe");
@@ -176,25 +162,8 @@ breaker = {{ consecutive_failures = 2, open_for = "30s" }}
 #[tokio::test]
 async fn without_a_queue_every_host_gets_every_message_once() {
     let nats = NatsServer::start();
-    let config = |target: &str| {
-        format!(
-            r#"{}
-[plugins.transform]
-path = "{}"
-publish = ["{target}.>"]
-[plugins.transform.config]
-target = "{target}"
-
-[[routes]]
-name = "fan"
-plugin = "transform"
-subjects = ["fan.>"]
-concurrency = 4
-"#,
-            preamble(nats.url()),
-            plugin("transform").display()
-        )
-    };
+    let route = "[[routes]]\nname = \"fan\"\nplugin = \"transform\"\nsubjects = [\"fan.>\"]\nconcurrency = 4\n";
+    let config = |target: &str| configs::transform(nats.url(), target, route);
     let a = Host::start(&config("a")).await;
     let b = Host::start(&config("b")).await;
     let client = nats.client().await;

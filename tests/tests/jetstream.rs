@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use futures::StreamExt;
 use switchyard_tests::configs;
-use switchyard_tests::host::preamble;
 use switchyard_tests::js::{count, create_stream, drained, header, messages, pending, publish_many, quiet};
-use switchyard_tests::{Host, NatsServer, eventually, plugin, within};
+use switchyard_tests::{Host, NatsServer, eventually, within};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -19,28 +18,17 @@ fn faulty_config(url: &str, route_extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_are_each_handled_and_acked() {
     let nats = NatsServer::start();
-    let config = format!(
-        r#"{}
-[[streams]]
+    let rest = r#"[[streams]]
 name = "ORDERS"
 subjects = ["orders.>"]
 retention = "workqueue"
-
-[plugins.transform]
-path = "{}"
-publish = ["processed.>"]
-[plugins.transform.config]
-target = "processed"
 
 [[routes]]
 name = "orders"
 plugin = "transform"
 stream = "ORDERS"
-concurrency = 4
-"#,
-        preamble(nats.url()),
-        plugin("transform").display()
-    );
+concurrency = 4"#;
+    let config = configs::transform(nats.url(), "processed", rest);
     let host = Host::start(&config).await;
     let js = jetstream::new(nats.client().await);
     create_stream(&js, "PROCESSED", &["processed.>"]).await;
