@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use switchyard_tests::configs::faulty_jobs;
 use switchyard_tests::host::binary;
-use switchyard_tests::js::{count, create_stream, messages, pending, publish_many};
+use switchyard_tests::js::{count, create_stream, drained, messages, publish_many};
 use switchyard_tests::{Host, NatsServer, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -60,7 +60,7 @@ async fn dead_letters_are_listed_and_replayed_after_the_fix() {
     let fixed = Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"done.x\"] }", "")).await;
     assert!(dlq(nats.url(), &["replay", "--route", "jobs"]).contains("replayed 4 dead letter(s)"));
     eventually(WAIT, "all five handled", || async { (count(&js, "DONE").await == 5).then_some(()) }).await;
-    eventually(WAIT, "nothing pending", || async { (pending(&js, "JOBS", "jobs").await == (0, 0)).then_some(()) }).await;
+    drained(&js, "JOBS", "jobs").await;
     assert_eq!(count(&js, "SWITCHYARD_DLQ").await, 0, "the dead-letter stream is empty");
     assert!(dlq(nats.url(), &["list"]).contains("0 dead letter(s)"));
     fixed.stop().await;
