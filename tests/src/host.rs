@@ -36,18 +36,27 @@ impl Host {
         Self::start_in(dir, config).await
     }
 
+    /// Start a config some of whose routes are expected not to run.
+    pub async fn start_partial(config: &str) -> Host {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("runtime.toml");
+        std::fs::write(&path, config).expect("write runtime.toml");
+        Self::spawn(dir, &path, None).await.0
+    }
+
     pub async fn start_in(dir: tempfile::TempDir, config: &str) -> Host {
         let path = dir.path().join("runtime.toml");
         std::fs::write(&path, config).expect("write runtime.toml");
-        Self::spawn(dir, &path, None).await
+        Self::all_routes_running(Self::spawn(dir, &path, None).await)
     }
 
     /// Run a runtime.toml where it lies (an example's), on the given server.
     pub async fn start_file(path: &Path, nats_url: &str) -> Host {
-        Self::spawn(tempfile::tempdir().expect("temp dir"), path, Some(nats_url)).await
+        Self::all_routes_running(Self::spawn(tempfile::tempdir().expect("temp dir"), path, Some(nats_url)).await)
     }
 
-    async fn spawn(dir: tempfile::TempDir, path: &Path, nats_url: Option<&str>) -> Host {
+    /// Start the host and wait for its `ready:` line; returns both.
+    async fn spawn(dir: tempfile::TempDir, path: &Path, nats_url: Option<&str>) -> (Host, String) {
         let mut command = Command::new(binary());
         command.arg("run").arg(path);
         if let Some(url) = nats_url {
@@ -68,8 +77,19 @@ impl Host {
         collect(child.stderr.take().expect("stderr"), output.clone(), None);
         let host = Host { child, dir, output };
         match tokio::time::timeout(Duration::from_secs(60), ready_rx).await {
-            Ok(Ok(())) => host,
+            Ok(Ok(line)) => (host, line),
             _ => panic!("switchyard did not become ready; its output:\n{}", host.output()),
+        }
+    }
+
+    /// A route that did not start fails the test here, with the host's output,
+    /// rather than later as a puzzling "no responders" or a missing message.
+    fn all_routes_running((host, ready): (Host, String)) -> Host {
+        // "ready: X of Y route(s) running; ..."
+        let words: Vec<&str> = ready.trim_start_matches("ready: ").split(' ').collect();
+        match words.as_slice() {
+            [running, "of", total, ..] if running == total => host,
+            _ => panic!("not every route started ({ready}); the host's output:\n{}", host.output()),
         }
     }
 
@@ -116,7 +136,7 @@ impl Host {
 fn collect(
     stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
     output: Arc<Mutex<Vec<(Instant, String)>>>,
-    mut ready: Option<tokio::sync::oneshot::Sender<()>>,
+    mut ready: Option<tokio::sync::oneshot::Sender<String>>,
 ) {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
@@ -130,7 +150,7 @@ fn collect(
             if line.starts_with("ready:")
                 && let Some(tx) = ready.take()
             {
-                let _ = tx.send(());
+                let _ = tx.send(line);
             }
         }
     });

@@ -2,11 +2,13 @@
 //! the host starts when no URL is configured, and the JetStream streams that
 //! runtime.toml declares.
 
+mod barrier;
 mod connect;
 mod embedded;
 mod stream_index;
 mod streams;
 
+pub use barrier::barrier;
 pub use connect::connect;
 pub use embedded::EmbeddedServer;
 pub use stream_index::StreamIndex;

@@ -94,6 +94,7 @@ impl Host {
             let running = RunningRoute::start(route.clone(), plugin, first, &host.out).await?;
             host.routes.insert(name.clone(), running);
         }
+        broker::barrier(&host.client).await?;
         host.config = config;
         Ok(host)
     }

@@ -68,6 +68,9 @@ impl Host {
 
         let mut spares = self.load_changed_plugins(&new, report).await;
         self.apply_routes(&new, &mut spares, report).await;
+        if let Err(err) = broker::barrier(&self.out.client).await {
+            report.refused.push(format!("{err:#}"));
+        }
         self.plugins.retain(|name, _| new.plugins.contains_key(name));
         self.config = new;
     }

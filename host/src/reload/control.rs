@@ -14,6 +14,7 @@ use super::Request;
 pub async fn spawn(client: &async_nats::Client, prefix: &str, requests: mpsc::Sender<Request>) -> anyhow::Result<JoinHandle<()>> {
     let status = client.subscribe(format!("{prefix}.status")).await.context("subscribing to control requests")?;
     let reload = client.subscribe(format!("{prefix}.reload")).await.context("subscribing to control requests")?;
+    crate::broker::barrier(client).await?;
     let mut both = futures::stream::select(status.map(|m| (false, m)), reload.map(|m| (true, m)));
     Ok(tokio::spawn(async move {
         while let Some((is_reload, msg)) = both.next().await {
