@@ -38,16 +38,18 @@ impl Host {
 
     /// Start a config some of whose routes are expected not to run.
     pub async fn start_partial(config: &str) -> Host {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("runtime.toml");
-        std::fs::write(&path, config).expect("write runtime.toml");
-        Self::spawn(dir, &path, None).await.0
+        Self::spawn_config(tempfile::tempdir().expect("temp dir"), config).await.0
     }
 
     pub async fn start_in(dir: tempfile::TempDir, config: &str) -> Host {
+        Self::all_routes_running(Self::spawn_config(dir, config).await)
+    }
+
+    /// Write `config` as `runtime.toml` in `dir` and run it.
+    async fn spawn_config(dir: tempfile::TempDir, config: &str) -> (Host, String) {
         let path = dir.path().join("runtime.toml");
         std::fs::write(&path, config).expect("write runtime.toml");
-        Self::all_routes_running(Self::spawn(dir, &path, None).await)
+        Self::spawn(dir, &path, None).await
     }
 
     /// Run a runtime.toml where it lies (an example's), on the given server.

@@ -17,7 +17,7 @@ const WITHIN: Duration = Duration::from_secs(10);
 pub async fn barrier(client: &async_nats::Client) -> anyhow::Result<()> {
     let inbox = client.new_inbox();
     let mut echo = client.subscribe(inbox.clone()).await?;
-    client.publish(inbox, "".into()).await?;
+    client.publish(inbox, bytes::Bytes::new()).await?;
     tokio::time::timeout(WITHIN, echo.next())
         .await
         .ok()
