@@ -20,6 +20,14 @@ pub enum PublishError {
     InvalidSubject { subject: String },
     #[error("publish is not available here (only while handling a message)")]
     Unavailable,
+    /// Headers and payload together are larger than the NATS server's `max_payload`: no server
+    /// would take the message, so the host refused it rather than fail after an `Ack`.
+    #[error("publish to `{subject}` is larger than the server's max_payload")]
+    TooLarge { subject: String },
+    /// A header name or value NATS cannot carry (names: printable ASCII without `:`; values: no
+    /// CR, LF or NUL). `problem` names the header when the SDK could tell which one.
+    #[error("publish to `{subject}` has a header nats cannot carry: {problem}")]
+    InvalidHeader { subject: String, problem: String },
     /// The host could not read the request (out of bounds, bad encoding): an SDK or host bug.
     #[error("host refused the publish to `{subject}`: {}", status::describe(*code))]
     Host { code: i32, subject: String },
@@ -36,7 +44,35 @@ impl PublishError {
             status::LIMIT_EXCEEDED => Self::LimitExceeded { subject },
             status::INVALID_SUBJECT => Self::InvalidSubject { subject },
             status::UNAVAILABLE => Self::Unavailable,
+            status::TOO_LARGE => Self::TooLarge { subject },
+            status::INVALID_HEADER => Self::InvalidHeader { subject, problem: status::describe(code).to_owned() },
             code => Self::Host { code, subject },
+        }
+    }
+
+    /// The error for a status code returned for `publish`, naming the offending header when the
+    /// host refused one.
+    fn refused(code: i32, publish: &Publish) -> Self {
+        match (code, switchyard_abi::header::problem(&publish.headers)) {
+            (status::INVALID_HEADER, Some(problem)) => {
+                Self::InvalidHeader { subject: publish.subject.clone(), problem }
+            }
+            _ => Self::from_status(code, &publish.subject),
+        }
+    }
+
+    /// The `switchyard_abi::status` code of this refusal (`BAD_ENCODING` for a payload that did
+    /// not encode), for handlers that report or branch on it.
+    pub fn status(&self) -> i32 {
+        match self {
+            Self::NotAllowed { .. } => status::NOT_ALLOWED,
+            Self::LimitExceeded { .. } => status::LIMIT_EXCEEDED,
+            Self::InvalidSubject { .. } => status::INVALID_SUBJECT,
+            Self::Unavailable => status::UNAVAILABLE,
+            Self::TooLarge { .. } => status::TOO_LARGE,
+            Self::InvalidHeader { .. } => status::INVALID_HEADER,
+            Self::Host { code, .. } => *code,
+            Self::Encode(_) => status::BAD_ENCODING,
         }
     }
 }
@@ -93,7 +129,7 @@ impl Context {
     pub fn send(&mut self, publish: Publish) -> Result<(), PublishError> {
         match crate::host::publish(&publish) {
             status::OK => Ok(()),
-            code => Err(PublishError::from_status(code, &publish.subject)),
+            code => Err(PublishError::refused(code, &publish)),
         }
     }
 
@@ -152,6 +188,43 @@ mod tests {
         assert_eq!(
             PublishError::from_status(status::INVALID_SUBJECT, "a.*").to_string(),
             "invalid publish subject `a.*`"
+        );
+        assert_eq!(
+            PublishError::from_status(status::TOO_LARGE, "a").to_string(),
+            "publish to `a` is larger than the server's max_payload"
+        );
+        assert_eq!(
+            PublishError::from_status(status::INVALID_HEADER, "a").to_string(),
+            "publish to `a` has a header nats cannot carry: invalid header name or value"
+        );
+    }
+
+    #[test]
+    fn every_error_gives_back_its_status_code() {
+        for code in [
+            status::NOT_ALLOWED,
+            status::LIMIT_EXCEEDED,
+            status::INVALID_SUBJECT,
+            status::UNAVAILABLE,
+            status::TOO_LARGE,
+            status::INVALID_HEADER,
+            status::OUT_OF_BOUNDS,
+        ] {
+            assert_eq!(PublishError::from_status(code, "a").status(), code);
+        }
+        assert_eq!(PublishError::Encode("x".into()).status(), status::BAD_ENCODING);
+    }
+
+    #[test]
+    fn a_refused_header_is_named() {
+        let publish =
+            Publish { subject: "a".into(), headers: vec![("bad name".into(), "v".into())], payload: Vec::new() };
+        let err = PublishError::refused(status::INVALID_HEADER, &publish);
+        assert_eq!(err.status(), status::INVALID_HEADER);
+        assert!(
+            err.to_string()
+                .starts_with("publish to `a` has a header nats cannot carry: invalid header name \"bad name\""),
+            "{err}"
         );
     }
 }

@@ -77,6 +77,7 @@ pub struct MockHost {
     config_bytes: Vec<u8>,
     config: Rc<PluginConfig>,
     publish_limit: Option<usize>,
+    max_payload: Option<usize>,
     init_logs: Vec<(Level, String)>,
 }
 
@@ -94,6 +95,14 @@ impl MockHost {
     /// Cap the number of publishes per call; one more fails with `PublishError::LimitExceeded`.
     pub fn publish_limit(mut self, limit: usize) -> Self {
         self.publish_limit = Some(limit);
+        self
+    }
+
+    /// Refuse publishes larger than `bytes` (headers and payload, as NATS counts them) with
+    /// `PublishError::TooLarge`, as the daemon does with its server's `max_payload`. (The daemon
+    /// also counts the `Nats-Msg-Id` header it adds to the publishes of a JetStream message.)
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = Some(bytes);
         self
     }
 
@@ -149,6 +158,7 @@ impl MockHost {
         let installed = mock::Installed::new(mock::State {
             allow: self.allow.clone(),
             publish_limit: self.publish_limit,
+            max_payload: self.max_payload,
             can_publish: true,
             ..mock::State::default()
         });
@@ -228,6 +238,29 @@ mod tests {
             MockHost::new().allow(">").publish_limit(1).call(publish_to, &Message::builder("in").text("a,b").build());
         assert_eq!(handled.outcome, Outcome::retry("publish limit exceeded for this message (at subject `b`)"));
         assert_eq!(handled.publishes.len(), 1);
+    }
+
+    #[test]
+    fn bad_headers_and_oversized_publishes_are_refused_like_the_daemon_does() {
+        fn send(msg: &Message, ctx: &mut Context) -> Result<Outcome, PublishError> {
+            let name = msg.text().unwrap_or_default();
+            ctx.publish_with_headers("a", [(name, "v")], vec![b'x'; 10])?;
+            Ok(Outcome::Ack)
+        }
+        let host = MockHost::new().allow(">").max_payload(40);
+        let handled = host.call(send, &Message::builder("in").text("bad name").build());
+        assert_eq!(
+            handled.outcome,
+            Outcome::retry(
+                "publish to `a` has a header nats cannot carry: invalid header name \"bad name\": \
+                 a header name may hold only printable ascii characters other than `:`"
+            )
+        );
+        // "NATS/1.0\r\n" (10) + "long-name: v\r\n" (14) + "\r\n" (2) + 10 bytes = 36; a 16-byte name: 43.
+        assert_eq!(host.call(send, &Message::builder("in").text("long-name").build()).outcome, Outcome::Ack);
+        let handled = host.call(send, &Message::builder("in").text("much-longer-name").build());
+        assert_eq!(handled.outcome, Outcome::retry("publish to `a` is larger than the server's max_payload"));
+        assert!(handled.publishes.is_empty());
     }
 
     #[test]

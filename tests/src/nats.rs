@@ -25,9 +25,25 @@ pub struct NatsServer {
 impl NatsServer {
     /// Start a server on a free port and wait until it listens.
     pub fn start() -> Self {
+        Self::launch(None, &[])
+    }
+
+    /// Start a server on `port` (one a host was already told to use).
+    pub fn start_on(port: u16) -> Self {
+        Self::launch(Some(port), &[])
+    }
+
+    /// Start a server like [`NatsServer::start`] with `args` added to its command
+    /// line, e.g. `["-c", "small.conf"]` for settings that have no flag (the
+    /// harness's own flags win over the file). [`NatsServer::restart`] drops them.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::launch(None, args)
+    }
+
+    fn launch(port: Option<u16>, args: &[&str]) -> Self {
         let store = tempfile::tempdir().expect("temp dir for JetStream");
         let ports = tempfile::tempdir().expect("temp dir for the ports file");
-        let (child, url) = spawn(store.path(), ports.path(), None);
+        let (child, url) = spawn(store.path(), ports.path(), port, args);
         let port = port_of(&url);
         Self { child, url, port, store, ports }
     }
@@ -44,7 +60,7 @@ impl NatsServer {
         for entry in std::fs::read_dir(self.ports.path()).expect("ports dir").flatten() {
             let _ = std::fs::remove_file(entry.path());
         }
-        let (child, url) = spawn(self.store.path(), self.ports.path(), Some(self.port));
+        let (child, url) = spawn(self.store.path(), self.ports.path(), Some(self.port), &[]);
         self.child = child;
         self.url = url;
     }
@@ -63,9 +79,10 @@ impl Drop for NatsServer {
     }
 }
 
-fn spawn(store: &Path, ports: &Path, port: Option<u16>) -> (Child, String) {
+fn spawn(store: &Path, ports: &Path, port: Option<u16>, args: &[&str]) -> (Child, String) {
     let port = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
     let mut child = Command::new(binary())
+        .args(args)
         .args(["--addr", "127.0.0.1", "--port", &port, "--jetstream", "--store_dir"])
         .arg(store)
         .arg("--ports_file_dir")
@@ -81,9 +98,9 @@ fn spawn(store: &Path, ports: &Path, port: Option<u16>) -> (Child, String) {
             return (child, url);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("nats-server exited at startup: {status}");
+            panic!("nats-server {args:?} exited at startup: {status}");
         }
-        assert!(Instant::now() < deadline, "nats-server did not start within 15s");
+        assert!(Instant::now() < deadline, "nats-server {args:?} did not start within 15s");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

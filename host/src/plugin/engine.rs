@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use super::function_cache::FunctionCache;
+use super::state::PayloadLimit;
 use crate::config::Isolation;
 
 /// How often the epoch advances. Per-call deadlines are checked at this
@@ -51,6 +52,9 @@ pub struct Runtime {
     /// Compiled functions shared by every engine, so a reload recompiles only
     /// what changed.
     functions: Arc<FunctionCache>,
+    /// The NATS server's `max_payload`, shared with every plugin version loaded
+    /// here, so `publish` refuses what no server would take.
+    pub(super) max_payload: PayloadLimit,
 }
 
 /// Stops the epoch ticker when the last holder drops it. Without ticks no
@@ -90,7 +94,17 @@ impl Runtime {
             ticked,
             ticker: Arc::new(TickerGuard(stop)),
             functions,
+            max_payload: PayloadLimit::default(),
         })
+    }
+
+    /// Tell every plugin version loaded through this runtime (before or after
+    /// this call) the connected server's `max_payload`, so a publish larger than
+    /// that is refused when the plugin makes it (`TOO_LARGE`) instead of failing
+    /// after the message was acked. 0 means unknown: sizes are not checked then.
+    /// Call it again when a reconnect lands on a server with another limit.
+    pub fn set_max_payload(&self, bytes: usize) {
+        self.max_payload.set(bytes);
     }
 
     /// The engine for a plugin with these settings.

@@ -4,7 +4,7 @@
 //! memory, every byte decoded defensively, and every failure returned as a
 //! negative status code. Nothing here panics or traps on bad guest input.
 
-use switchyard_abi::{IMPORT_MODULE, Publish, level, names, status};
+use switchyard_abi::{IMPORT_MODULE, Publish, header, level, names, status};
 use wasmtime::{Caller, Extern, Linker};
 
 use super::state::{HostState, MAX_PUBLISH_BYTES_PER_CALL, MAX_PUBLISHES_PER_CALL};
@@ -34,34 +34,60 @@ fn publish(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
         Ok(bytes) => bytes,
         Err(code) => return code,
     };
-    let Ok(msg) = switchyard_abi::decode::<Publish>(&bytes) else {
+    let Ok(mut msg) = switchyard_abi::decode::<Publish>(&bytes) else {
         return status::BAD_ENCODING;
     };
     let state = caller.data_mut();
-    check_publish(state, &msg).unwrap_or_else(|| {
-        state.publish_bytes += msg.payload.len();
-        if let Some(buffer) = state.publishes.as_mut() {
-            buffer.push(msg);
-        }
-        status::OK
-    })
+    let Some(buffered) = state.publishes.as_ref().map(Vec::len) else {
+        return status::UNAVAILABLE;
+    };
+    if let Some(code) = refusal(&state.allow, &msg) {
+        return code;
+    }
+    // Numbered before the size check: the id is part of what NATS counts.
+    stamp_msg_id(&state.msg_id_prefix, buffered, &mut msg);
+    if let Some(code) = oversize(&msg, state.max_payload.get()) {
+        return code;
+    }
+    if buffered >= MAX_PUBLISHES_PER_CALL || state.publish_bytes + msg.payload.len() > MAX_PUBLISH_BYTES_PER_CALL {
+        return status::LIMIT_EXCEEDED;
+    }
+    state.publish_bytes += msg.payload.len();
+    if let Some(buffer) = state.publishes.as_mut() {
+        buffer.push(msg);
+    }
+    status::OK
 }
 
-/// The reason a publish is refused, if it is.
-fn check_publish(state: &HostState, msg: &Publish) -> Option<i32> {
-    let Some(buffered) = state.publishes.as_ref() else {
-        return Some(status::UNAVAILABLE);
-    };
+/// Why NATS, or the plugin's allow-list, would refuse `msg`, if either would.
+/// Checked now so the plugin learns it from `publish`, not after its Ack.
+fn refusal(allow: &[String], msg: &Publish) -> Option<i32> {
     if !subject::is_valid_subject(&msg.subject, false) {
         return Some(status::INVALID_SUBJECT);
     }
-    if !state.allow.iter().any(|pattern| subject::matches(pattern, &msg.subject)) {
+    if !allow.iter().any(|pattern| subject::matches(pattern, &msg.subject)) {
         return Some(status::NOT_ALLOWED);
     }
-    if buffered.len() >= MAX_PUBLISHES_PER_CALL || state.publish_bytes + msg.payload.len() > MAX_PUBLISH_BYTES_PER_CALL {
-        return Some(status::LIMIT_EXCEEDED);
+    header::problem(&msg.headers).map(|_| status::INVALID_HEADER)
+}
+
+/// Give the `n`th publish of a JetStream message (`prefix` = `<stream>:<sequence>`)
+/// its `Nats-Msg-Id`, so a redelivery publishes nothing twice into a stream —
+/// unless the plugin named its own id (an event id, say). Core subjects get it
+/// too: a subscriber can dedupe on it the same way.
+fn stamp_msg_id(prefix: &str, n: usize, msg: &mut Publish) {
+    if prefix.is_empty() || msg.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case(header::MSG_ID)) {
+        return;
     }
-    None
+    msg.headers.push((header::MSG_ID.to_owned(), format!("{prefix}:{n}")));
+}
+
+/// `TOO_LARGE` when headers and payload exceed the server's `max_payload`
+/// (when known): the client would refuse to send it, and the server would
+/// close the connection on it.
+fn oversize(msg: &Publish, max_payload: Option<usize>) -> Option<i32> {
+    let size = header::wire_size(&msg.headers, msg.payload.len());
+    max_payload.is_some_and(|max| size > max).then_some(status::TOO_LARGE)
 }
 
 fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> i32 {
@@ -94,4 +120,50 @@ fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> i32
         _ => tracing::trace!(target: "switchyard::plugin", plugin, "{text}"),
     }
     status::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_abi::{Publish, status};
+
+    use super::{oversize, refusal, stamp_msg_id};
+
+    fn publish(subject: &str, headers: &[(&str, &str)], payload: usize) -> Publish {
+        let headers = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Publish { subject: subject.to_owned(), headers, payload: vec![b'x'; payload] }
+    }
+
+    #[test]
+    fn subject_allow_list_and_headers_are_checked_in_that_order() {
+        let allow = ["out.>".to_owned()];
+        assert_eq!(refusal(&allow, &publish("out.a", &[("k", "v")], 1)), None);
+        assert_eq!(refusal(&allow, &publish("out.*", &[], 1)), Some(status::INVALID_SUBJECT));
+        assert_eq!(refusal(&allow, &publish("elsewhere", &[("bad name", "v")], 1)), Some(status::NOT_ALLOWED));
+        for bad in [("bad name", "v"), ("a:b", "v"), ("", "v"), ("k", "a\r\nPUB x 0"), ("k", "nul\0")] {
+            assert_eq!(refusal(&allow, &publish("out.a", &[bad], 1)), Some(status::INVALID_HEADER), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn size_counts_headers_and_payload_against_max_payload() {
+        // "NATS/1.0\r\n" (10) + "k: v\r\n" (6) + "\r\n" (2) + 82 bytes = 100.
+        let exact = publish("a", &[("k", "v")], 82);
+        assert_eq!(oversize(&exact, Some(100)), None);
+        assert_eq!(oversize(&exact, Some(99)), Some(status::TOO_LARGE));
+        assert_eq!(oversize(&publish("a", &[], 100), Some(100)), None, "no headers: a plain PUB");
+        assert_eq!(oversize(&publish("a", &[], 1 << 20), None), None, "unknown limit: not checked");
+    }
+
+    #[test]
+    fn jetstream_publishes_are_numbered_unless_they_carry_an_id() {
+        let mut first = publish("a", &[], 1);
+        stamp_msg_id("ORDERS:7", 0, &mut first);
+        assert_eq!(first.headers, [("Nats-Msg-Id".to_owned(), "ORDERS:7:0".to_owned())]);
+        let mut own = publish("a", &[("nats-msg-id", "evt-1")], 1);
+        stamp_msg_id("ORDERS:7", 1, &mut own);
+        assert_eq!(own.headers, [("nats-msg-id".to_owned(), "evt-1".to_owned())]);
+        let mut core = publish("a", &[], 1);
+        stamp_msg_id("", 0, &mut core);
+        assert!(core.headers.is_empty(), "a core message's publishes get no id");
+    }
 }

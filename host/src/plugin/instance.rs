@@ -68,6 +68,8 @@ impl Instance {
             allow: plugin.allow.clone(),
             publishes: None,
             publish_bytes: 0,
+            msg_id_prefix: String::new(),
+            max_payload: plugin.max_payload.clone(),
             deadline: Instant::now(),
             last_error: None,
         };
@@ -148,6 +150,7 @@ impl Instance {
         let mut input = std::mem::take(&mut self.input);
         encode_message(msg, &mut input, self.plugin.positional.load(Ordering::Relaxed))?;
         begin(&mut self.store, &self.plugin, true);
+        self.store.data_mut().number_publishes_after(msg.delivery.as_ref());
         let written = self.write_input(&input).await;
         self.input = input;
         let (ptr, len) = written?;

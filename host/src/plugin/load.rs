@@ -15,7 +15,7 @@ use super::engine::{Runtime, TickerGuard};
 use super::error::LoadError;
 use super::host_fns;
 use super::instance::{Instance, NewError};
-use super::state::HostState;
+use super::state::{HostState, PayloadLimit};
 use crate::config::{Isolation, PluginConfig, RolloutConfig};
 
 /// Everything the host needs to know to run a plugin, independent of its bytes.
@@ -67,6 +67,8 @@ pub struct Plugin {
     /// Whether the module decodes positional messages (`features::POSITIONAL_MESSAGE`),
     /// learnt from its first instance before the version serves anything.
     pub(super) positional: AtomicBool,
+    /// The runtime's, so a limit learnt after the load still applies.
+    pub(super) max_payload: PayloadLimit,
     _ticker: Arc<TickerGuard>,
 }
 
@@ -109,6 +111,7 @@ impl Plugin {
             pre,
             has_init,
             positional: AtomicBool::new(false),
+            max_payload: runtime.max_payload.clone(),
             _ticker: runtime.ticker.clone(),
         });
         let refused = |err| match err {

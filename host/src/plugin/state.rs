@@ -1,10 +1,14 @@
 //! The per-instance state a wasm store carries: WASI context, memory limiter, the
-//! publishes buffered during the current call, and the call's deadline.
+//! publishes buffered during the current call (with what `publish` checks them
+//! against: the server's `max_payload`, the message's id prefix), and the call's
+//! deadline.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use switchyard_abi::Publish;
+use switchyard_abi::{Delivery, Publish};
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -24,6 +28,21 @@ pub struct MemoryLimitHit(pub u64);
 #[error("deadline exceeded")]
 pub struct DeadlineHit;
 
+/// The NATS server's `max_payload` in bytes, shared by the runtime and every
+/// instance; 0 while the daemon has not said (no size check then).
+#[derive(Debug, Clone, Default)]
+pub struct PayloadLimit(Arc<AtomicUsize>);
+
+impl PayloadLimit {
+    pub fn set(&self, bytes: usize) {
+        self.0.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<usize> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&bytes| bytes > 0)
+    }
+}
+
 pub struct HostState {
     pub wasi: WasiP1Ctx,
     pub plugin: Arc<str>,
@@ -33,6 +52,10 @@ pub struct HostState {
     /// `Some` only while `switchyard_handle` runs; publishing during init is refused.
     pub publishes: Option<Vec<Publish>>,
     pub publish_bytes: usize,
+    /// `<stream>:<sequence>` of the JetStream message being handled, empty for a
+    /// core message: its publishes get `Nats-Msg-Id = <this>:<n>`.
+    pub msg_id_prefix: String,
+    pub max_payload: PayloadLimit,
     pub deadline: Instant,
     /// The last ERROR line the guest logged during this call (the SDK logs panic
     /// messages there), to explain a trap.
@@ -44,7 +67,19 @@ impl HostState {
         self.deadline = deadline;
         self.publishes = collect_publishes.then(Vec::new);
         self.publish_bytes = 0;
+        self.msg_id_prefix.clear();
         self.last_error = None;
+    }
+
+    /// Number the publishes of this call after the JetStream message `delivery`
+    /// describes (none for a core message). The buffer is reused: no allocation
+    /// per message once it has grown.
+    pub fn number_publishes_after(&mut self, delivery: Option<&Delivery>) {
+        self.msg_id_prefix.clear();
+        if let Some(delivery) = delivery {
+            // Writing into a String cannot fail.
+            let _ = write!(self.msg_id_prefix, "{}:{}", delivery.stream, delivery.stream_sequence);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use switchyard_abi::{Message, Outcome};
+use switchyard_abi::{Delivery, Message, Outcome, Publish, status};
 
 use super::{CallError, Plugin, PluginSpec, Pool, Runtime};
 use crate::config::Isolation;
@@ -11,12 +11,18 @@ use crate::config::Isolation;
 /// A module around one `switchyard_handle` body. Offset 16 holds the encoded
 /// `{"kind":"ack"}` (10 bytes); `ACK` is its packed pointer/length.
 fn module(handle_body: &str) -> Vec<u8> {
+    module_with_data(handle_body, "")
+}
+
+/// [`module`] with more data segments.
+fn module_with_data(handle_body: &str, data: &str) -> Vec<u8> {
     let wat = format!(
         r#"(module
           (import "switchyard" "publish" (func $publish (param i32 i32) (result i32)))
           (import "switchyard" "log" (func $log (param i32 i32 i32) (result i32)))
           (memory (export "memory") 1)
           (data (i32.const 16) "\81\a4kind\a3ack")
+          {data}
           (func (export "switchyard_abi_version") (result i32) i32.const 1)
           (func (export "switchyard_alloc") (param i32) (result i32) i32.const 1024)
           (func (export "switchyard_handle") (param i32 i32) (result i64) {handle_body}))"#
@@ -150,4 +156,42 @@ async fn pooled_instances_keep_state_between_messages() {
 #[tokio::test]
 async fn fresh_isolation_gives_every_message_a_new_instance() {
     assert_eq!(outcomes(Isolation::Fresh, 5).await, [true; 5]);
+}
+
+/// A module that publishes `publish` (encoded at offset 256) once per message
+/// and traps unless the host answers `expected`.
+fn publishing_module(publish: &Publish, expected: i32) -> Vec<u8> {
+    let bytes = switchyard_abi::encode(publish).expect("encode");
+    let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+    let body = format!(
+        "(if (i32.ne (call $publish (i32.const 256) (i32.const {})) (i32.const {expected})) (then unreachable)) {ACK}",
+        bytes.len()
+    );
+    module_with_data(&body, &format!("(data (i32.const 256) \"{escaped}\")"))
+}
+
+#[tokio::test]
+async fn a_publish_over_max_payload_is_refused_once_the_runtime_knows_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = Runtime::new(None).expect("runtime");
+    let big = Publish { subject: "out.a".into(), headers: Vec::new(), payload: vec![b'x'; 2000] };
+    let (_, mut instance) = Plugin::load(&runtime, spec(dir.path(), &publishing_module(&big, status::TOO_LARGE))).await.expect("load");
+    // Loaded before the limit was known: the limit still applies.
+    runtime.set_max_payload(1999);
+    let handled = instance.handle(&Message::default()).await.expect("TOO_LARGE, no trap");
+    assert!(handled.publishes.is_empty(), "a refused publish is not buffered");
+}
+
+#[tokio::test]
+async fn the_publishes_of_a_jetstream_message_carry_its_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = Runtime::new(None).expect("runtime");
+    runtime.set_max_payload(1 << 20);
+    let publish = Publish { subject: "out.a".into(), headers: Vec::new(), payload: b"x".to_vec() };
+    let (_, mut instance) = Plugin::load(&runtime, spec(dir.path(), &publishing_module(&publish, status::OK))).await.expect("load");
+    let delivery = Delivery { stream: "JOBS".into(), stream_sequence: 42, ..Delivery::default() };
+    let handled = instance.handle(&Message { delivery: Some(delivery), ..Message::default() }).await.expect("handle");
+    assert_eq!(handled.publishes[0].headers, [("Nats-Msg-Id".to_owned(), "JOBS:42:0".to_owned())]);
+    let core = instance.handle(&Message::default()).await.expect("handle");
+    assert!(core.publishes[0].headers.is_empty(), "a core message's publishes carry no id");
 }

@@ -8,7 +8,7 @@
 //! hand messages to ordering lanes.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_nats::{HeaderMap, Subscriber};
 use futures::StreamExt;
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::dispatch::{self, Reply, Verdict};
 use super::lanes::Lanes;
 use super::{Outputs, Route, convert};
+use crate::plugin::Plugin;
 use crate::policy::dead_letter::insert;
 use crate::policy::{DeadLetter, Permit};
 use crate::telemetry::Metrics;
@@ -118,7 +119,6 @@ async fn handle(route: &Route, out: &Outputs, cancel: &CancellationToken, mut ms
         error_reply(out, &msg, "rate limited", "429").await;
         return;
     }
-    let attempts = u64::from(route.config.retry.attempts.max(1));
     let started = Instant::now();
     loop {
         if let Some(breaker) = &route.breaker
@@ -133,34 +133,36 @@ async fn handle(route: &Route, out: &Outputs, cancel: &CancellationToken, mut ms
             breaker.record(!matches!(verdict, Verdict::Retry { .. }));
         }
         let reason = match verdict {
-            Verdict::Done { reply, publishes } => {
-                done(out, &msg, reply, publishes).await;
-                return;
-            }
-            Verdict::Retry { delay, reason } => {
-                let delay = delay.unwrap_or_else(|| route.backoff.delay_after(msg.attempt));
-                let in_budget = started.elapsed() + delay <= route.config.retry.max_elapsed;
-                if msg.attempt < attempts && in_budget && !cancel.is_cancelled() {
-                    Metrics::bump(&out.metrics.retried);
-                    tracing::debug!(route = %route.name, attempt = msg.attempt, ?delay, "retrying: {reason}");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        // Shutting down: stop waiting; the next attempt still runs.
-                        () = cancel.cancelled() => {}
-                    }
-                    msg.attempt += 1;
-                    continue;
-                }
-                format!("gave up after {} attempt(s) in {:?}: {reason}", msg.attempt, started.elapsed())
-            }
+            Verdict::Done { reply, publishes } => match done(route, out, &plugin, &msg, reply, publishes).await {
+                Ok(()) => return,
+                // Dead-lettered below, and the requester told why.
+                Err(Unsent::Reply(reason)) => reason,
+                Err(Unsent::Publish(reason)) => match retry(route, out, cancel, &mut msg, started, None, reason).await {
+                    Some(gave_up) => gave_up,
+                    None => continue,
+                },
+            },
+            Verdict::Retry { delay, reason } => match retry(route, out, cancel, &mut msg, started, delay, reason).await {
+                Some(gave_up) => gave_up,
+                None => continue,
+            },
             Verdict::Reject { reason } => reason,
         };
         let letter = DeadLetter { route: &route.name, plugin: &plugin, message: &msg, reason: &reason };
-        match out.dead_letters.send(letter).await {
-            Ok(()) => Metrics::bump(&out.metrics.dead_lettered),
-            Err(err) => tracing::error!(route = %route.name, subject = %msg.subject, "core message lost: dead letter failed: {err:#}"),
-        }
-        error_reply(out, &msg, &reason, "500").await;
+        // A requester told 500 may count on the dead letter; when it could not be
+        // stored the answer is 503, so it (or `dlq replay`) knows to try again.
+        let code = match out.dead_letters.send(letter).await {
+            Ok(()) => {
+                Metrics::bump(&out.metrics.dead_lettered);
+                "500"
+            }
+            Err(err) => {
+                Metrics::bump(&out.metrics.dead_letter_failures);
+                tracing::error!(route = %route.name, subject = %msg.subject, "core message lost: dead letter failed: {err:#}");
+                "503"
+            }
+        };
+        error_reply(out, &msg, &reason, code).await;
         return;
     }
 }
@@ -172,37 +174,109 @@ async fn error_reply(out: &Outputs, msg: &Message, reason: &str, code: &str) {
     let mut headers = HeaderMap::new();
     insert(&mut headers, "Nats-Service-Error", reason);
     insert(&mut headers, "Nats-Service-Error-Code", code);
-    let _ = out.client.publish_with_headers(reply_to.clone(), headers, Default::default()).await;
+    if let Err(err) = out.client.publish_with_headers(reply_to.clone(), headers, Default::default()).await {
+        Metrics::bump(&out.metrics.publish_failures);
+        tracing::warn!(subject = %msg.subject, reply = %reply_to, "error reply ({code}) not sent: {err}");
+    }
+}
+
+/// Why a Done verdict could not be carried out.
+enum Unsent {
+    /// A buffered publish: the message fails like a Retry.
+    Publish(String),
+    /// The reply: the requester gets an error reply, the message a dead letter.
+    Reply(String),
 }
 
 /// Send buffered publishes, then the reply (an empty one for an Ack to a request).
-async fn done(out: &Outputs, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) {
-    for publish in publishes {
-        send(out, publish.subject, &publish.headers, publish.payload).await;
+/// All are checked against what the server takes first, so a failure sends
+/// nothing (a retry then sends nothing twice) and names what failed.
+async fn done(
+    route: &Route,
+    out: &Outputs,
+    plugin: &Plugin,
+    msg: &Message,
+    reply: Option<Reply>,
+    publishes: Vec<Publish>,
+) -> Result<(), Unsent> {
+    let reply = msg.reply.as_ref().map(|to| (to, reply.unwrap_or(Reply { payload: Vec::new(), headers: Vec::new() })));
+    let max_payload = out.client.max_payload();
+    if let Some((to, reply)) = &reply
+        && let Some(why) = dispatch::unsendable(&reply.headers, reply.payload.len(), max_payload)
+    {
+        return Err(unsent_reply(route, plugin, msg, to, &why));
     }
-    match (&msg.reply, reply) {
-        (Some(reply_to), reply) => {
-            let reply = reply.unwrap_or(Reply { payload: Vec::new(), headers: Vec::new() });
-            send(out, reply_to.clone(), &reply.headers, reply.payload).await;
+    for publish in &publishes {
+        if let Some(why) = dispatch::unsendable(&publish.headers, publish.payload.len(), max_payload) {
+            return Err(unsent_publish(route, out, plugin, &publish.subject, &why));
+        }
+    }
+    for publish in publishes {
+        if let Err(why) = send(out, publish.subject.clone(), &publish.headers, publish.payload).await {
+            return Err(unsent_publish(route, out, plugin, &publish.subject, &why));
+        }
+    }
+    match reply {
+        Some((to, reply)) => {
+            send(out, to.clone(), &reply.headers, reply.payload).await.map_err(|why| unsent_reply(route, plugin, msg, to, &why))?;
             Metrics::bump(&out.metrics.replied);
         }
-        (None, _) => Metrics::bump(&out.metrics.acked),
+        None => Metrics::bump(&out.metrics.acked),
     }
+    Ok(())
 }
 
-async fn send(out: &Outputs, subject: String, headers: &[switchyard_abi::Header], payload: Vec<u8>) {
+fn unsent_publish(route: &Route, out: &Outputs, plugin: &Plugin, subject: &str, why: &str) -> Unsent {
+    Metrics::bump(&out.metrics.publish_failures);
+    let reason = format!("route `{}`, plugin `{}`: publish to `{subject}` not sent: {why}", route.name, plugin.spec.name);
+    tracing::warn!(route = %route.name, plugin = %plugin.spec.name, %subject, "{reason}; retrying the message");
+    Unsent::Publish(reason)
+}
+
+fn unsent_reply(route: &Route, plugin: &Plugin, msg: &Message, to: &str, why: &str) -> Unsent {
+    tracing::warn!(
+        route = %route.name, plugin = %plugin.spec.name, subject = %msg.subject, reply = %to,
+        "reply not sent: {why}; answering with an error and dead-lettering the message"
+    );
+    Unsent::Reply(format!("reply not sent: {why}"))
+}
+
+/// A Retry verdict, or a Done verdict whose publish could not be sent: wait out
+/// the delay (the plugin's, else the backoff) and return `None` to call the
+/// plugin again, or, out of attempts or time, the reason to dead-letter with.
+async fn retry(
+    route: &Route,
+    out: &Outputs,
+    cancel: &CancellationToken,
+    msg: &mut Message,
+    started: Instant,
+    delay: Option<Duration>,
+    reason: String,
+) -> Option<String> {
+    let delay = delay.unwrap_or_else(|| route.backoff.delay_after(msg.attempt));
+    let in_budget = started.elapsed() + delay <= route.config.retry.max_elapsed;
+    if msg.attempt < u64::from(route.config.retry.attempts.max(1)) && in_budget && !cancel.is_cancelled() {
+        Metrics::bump(&out.metrics.retried);
+        tracing::debug!(route = %route.name, attempt = msg.attempt, ?delay, "retrying: {reason}");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            // Shutting down: stop waiting; the next attempt still runs.
+            () = cancel.cancelled() => {}
+        }
+        msg.attempt += 1;
+        return None;
+    }
+    Some(format!("gave up after {} attempt(s) in {:?}: {reason}", msg.attempt, started.elapsed()))
+}
+
+/// Publish one message; the error names nothing but the failure (callers add
+/// route, plugin and subject).
+async fn send(out: &Outputs, subject: String, headers: &[switchyard_abi::Header], payload: Vec<u8>) -> Result<(), String> {
     // Without headers, a plain PUB: an empty header block would still make the
     // receiver parse an HPUB.
-    let result = if headers.is_empty() {
-        out.client.publish(subject.clone(), payload.into()).await.map_err(|e| e.to_string())
-    } else {
-        match convert::header_map(headers) {
-            Ok(map) => out.client.publish_with_headers(subject.clone(), map, payload.into()).await.map_err(|e| e.to_string()),
-            Err(err) => Err(err),
-        }
-    };
-    if let Err(err) = result {
-        Metrics::bump(&out.metrics.publish_failures);
-        tracing::warn!(%subject, "publish failed: {err}");
+    if headers.is_empty() {
+        return out.client.publish(subject, payload.into()).await.map_err(|e| e.to_string());
     }
+    let map = convert::header_map(headers)?;
+    out.client.publish_with_headers(subject, map, payload.into()).await.map_err(|e| e.to_string())
 }

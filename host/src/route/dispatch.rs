@@ -1,11 +1,12 @@
 //! Dispatch of one message: call the plugin and turn what happened into a verdict
 //! the driver carries out. Plugin failures (trap, timeout, memory, fuel, garbage)
-//! become retries, as the delivery contract says.
+//! become retries, as the delivery contract says. Also the check both drivers make
+//! before carrying out a Done verdict: would NATS take this message at all?
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_abi::{Header, Message, Outcome, Publish};
+use switchyard_abi::{Header, Message, Outcome, Publish, header};
 
 use super::Route;
 use crate::plugin::{Call, Handled, Plugin};
@@ -54,4 +55,42 @@ pub async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin
         }
     };
     (plugin, verdict)
+}
+
+/// Why NATS would refuse a message with these headers and a payload of
+/// `payload_len` bytes on a server whose `max_payload` is `max_payload` (0:
+/// unknown), or `None` when it would take it. The plugin's publishes were
+/// checked when it made them; this catches its reply, and a limit that changed
+/// since (a reconnect to another server).
+pub fn unsendable(headers: &[Header], payload_len: usize, max_payload: usize) -> Option<String> {
+    if let Some(problem) = header::problem(headers) {
+        return Some(problem);
+    }
+    let size = header::wire_size(headers, payload_len);
+    (max_payload > 0 && size > max_payload)
+        .then(|| format!("{size} bytes (headers and payload) exceed the server's max_payload of {max_payload}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsendable;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<switchyard_abi::Header> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn what_nats_would_refuse_is_named() {
+        assert_eq!(unsendable(&headers(&[("k", "v")]), 82, 100), None);
+        assert_eq!(
+            unsendable(&headers(&[("k", "v")]), 83, 100).as_deref(),
+            Some("101 bytes (headers and payload) exceed the server's max_payload of 100")
+        );
+        assert_eq!(unsendable(&[], 100, 100), None, "a plain PUB counts the payload alone");
+        assert_eq!(unsendable(&[], 1 << 30, 0), None, "an unknown limit is not checked");
+        let bad = unsendable(&headers(&[("k", "a\r\nPUB evil 0")]), 1, 100).expect("refused");
+        assert!(bad.starts_with("invalid value for header `k`"), "{bad}");
+        let bad = unsendable(&headers(&[("bad name", "v")]), 1, 100).expect("refused");
+        assert!(bad.starts_with("invalid header name \"bad name\""), "{bad}");
+    }
 }

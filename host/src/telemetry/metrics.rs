@@ -10,6 +10,8 @@ pub struct Metrics {
     pub replied: AtomicU64,
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Dead letters the dead-letter stream did not take (the message is kept).
+    pub dead_letter_failures: AtomicU64,
     pub plugin_failures: AtomicU64,
     pub publish_failures: AtomicU64,
     pub slow_consumer_events: AtomicU64,
@@ -37,6 +39,7 @@ impl Metrics {
             ("replied", read(&self.replied)),
             ("retried", read(&self.retried)),
             ("dead_lettered", read(&self.dead_lettered)),
+            ("dead_letter_failures", read(&self.dead_letter_failures)),
             ("plugin_failures", read(&self.plugin_failures)),
             ("publish_failures", read(&self.publish_failures)),
             ("slow_consumer_events", read(&self.slow_consumer_events)),

@@ -72,6 +72,11 @@ pub mod status {
     pub const UNAVAILABLE: i32 = -6;
     /// An unknown log level.
     pub const BAD_ARGUMENT: i32 = -7;
+    /// The publish (headers and payload as NATS counts them) is larger than the
+    /// server's `max_payload`: no server would take it.
+    pub const TOO_LARGE: i32 = -8;
+    /// A header name or value NATS cannot carry (see [`crate::header`]).
+    pub const INVALID_HEADER: i32 = -9;
 
     /// A short human name for a status code, for error messages on both sides.
     pub fn describe(code: i32) -> &'static str {
@@ -84,6 +89,8 @@ pub mod status {
             INVALID_SUBJECT => "invalid subject",
             UNAVAILABLE => "not available here",
             BAD_ARGUMENT => "bad argument",
+            TOO_LARGE => "larger than the server's max_payload",
+            INVALID_HEADER => "invalid header name or value",
             _ => "unknown status",
         }
     }
@@ -100,6 +107,58 @@ pub mod level {
 
 /// A NATS header: name and value. A name may appear more than once.
 pub type Header = (String, String);
+
+/// What NATS can carry in a header, and how many bytes a message counts against
+/// the server's `max_payload`. The host checks publishes with these when the
+/// plugin makes them, and the SDK's mock host applies the same rules.
+pub mod header {
+    use crate::Header;
+
+    /// The header a JetStream stream deduplicates on.
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+
+    /// Why `name` cannot be a header name, or `None` when it can. Names travel
+    /// as `name: value` lines, so a colon, a space or a control character
+    /// would end or split the line; async-nats refuses the same set.
+    pub fn name_problem(name: &str) -> Option<&'static str> {
+        if name.is_empty() {
+            return Some("a header name must not be empty");
+        }
+        if name.chars().any(|c| !c.is_ascii_graphic() || c == ':') {
+            return Some("a header name may hold only printable ascii characters other than `:`");
+        }
+        None
+    }
+
+    /// Why `value` cannot be a header value, or `None` when it can. CR and LF
+    /// would end the header line (and could smuggle in a protocol line); NUL
+    /// is the third character RFC 9110 calls invalid in a field value.
+    pub fn value_problem(value: &str) -> Option<&'static str> {
+        value.contains(['\r', '\n', '\0']).then_some("a header value must not contain cr, lf or nul")
+    }
+
+    /// The first header NATS cannot carry, described for an error message.
+    pub fn problem(headers: &[Header]) -> Option<String> {
+        headers.iter().find_map(|(name, value)| {
+            if let Some(why) = name_problem(name) {
+                return Some(format!("invalid header name {name:?}: {why}"));
+            }
+            value_problem(value).map(|why| format!("invalid value for header `{name}`: {why}"))
+        })
+    }
+
+    /// The bytes NATS counts against `max_payload` for a message with these
+    /// headers and a payload of `payload_len` bytes: without headers the
+    /// payload alone (a plain `PUB`), with them the `NATS/1.0` header block
+    /// too (an `HPUB`, whose total size the server checks).
+    pub fn wire_size(headers: &[Header], payload_len: usize) -> usize {
+        if headers.is_empty() {
+            return payload_len;
+        }
+        let lines: usize = headers.iter().map(|(name, value)| name.len() + value.len() + ": \r\n".len()).sum();
+        "NATS/1.0\r\n".len() + lines + "\r\n".len() + payload_len
+    }
+}
 
 /// One message handed to `switchyard_handle`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,6 +327,49 @@ mod tests {
         let mut named = Vec::new();
         encode_message_into(&mut named, &msg, false).expect("encode");
         assert_eq!(named, encode(&msg).expect("encode"));
+    }
+
+    #[test]
+    fn header_names_nats_cannot_carry_are_refused() {
+        for good in ["content-type", "Nats-Msg-Id", "x_y.z~!"] {
+            assert_eq!(header::name_problem(good), None, "{good}");
+        }
+        for bad in ["", "bad name", "a:b", "tab\there", "new\nline", "caf\u{e9}", "del\u{7f}"] {
+            assert!(header::name_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn header_values_with_line_breaks_or_nul_are_refused() {
+        for good in ["", "a b", "tab\tok", "caf\u{e9}", "x:y"] {
+            assert_eq!(header::value_problem(good), None, "{good:?}");
+        }
+        for bad in ["a\r\nPUB x 0", "cr\r", "lf\n", "nul\0"] {
+            assert!(header::value_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_bad_header_is_named() {
+        let headers: Vec<Header> =
+            [("ok", "v"), ("k", "a\r\nb"), ("bad name", "v")].iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        assert_eq!(header::problem(&headers[..1]), None);
+        assert_eq!(
+            header::problem(&headers).as_deref(),
+            Some("invalid value for header `k`: a header value must not contain cr, lf or nul")
+        );
+        assert_eq!(
+            header::problem(&headers[2..]).as_deref(),
+            Some("invalid header name \"bad name\": a header name may hold only printable ascii characters other than `:`")
+        );
+    }
+
+    #[test]
+    fn wire_size_counts_what_nats_counts() {
+        assert_eq!(header::wire_size(&[], 5), 5, "a plain PUB: the payload alone");
+        // "NATS/1.0\r\n" + "k: v\r\n" + "ab: c\r\n" + "\r\n" + payload
+        let headers = vec![("k".to_owned(), "v".to_owned()), ("ab".to_owned(), "c".to_owned())];
+        assert_eq!(header::wire_size(&headers, 5), 10 + 6 + 7 + 2 + 5);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The native stand-in for the host imports: a per-thread record of what the handler published
-//! and logged, with the daemon's rules (subject validity, allow-list, limits, no publish in init).
+//! and logged, with the daemon's rules (subject validity, allow-list, headers, size, limits, no publish in
+//! init).
 
 use std::cell::RefCell;
 
 use switchyard_abi::{Publish, status};
 
 use crate::Level;
-use switchyard_abi::subject;
+use switchyard_abi::{header, subject};
 
 thread_local! {
     static MOCK: RefCell<Option<State>> = const { RefCell::new(None) };
@@ -17,6 +18,8 @@ thread_local! {
 pub(crate) struct State {
     pub(crate) allow: Vec<String>,
     pub(crate) publish_limit: Option<usize>,
+    /// The NATS server's `max_payload` the daemon would check publishes against.
+    pub(crate) max_payload: Option<usize>,
     /// False during init: the daemon has no message to attach publishes to then.
     pub(crate) can_publish: bool,
     pub(crate) publishes: Vec<Publish>,
@@ -66,6 +69,12 @@ pub(crate) fn publish(message: &Publish) -> i32 {
         }
         if !state.allow.iter().any(|pattern| subject::matches(pattern, &message.subject)) {
             return status::NOT_ALLOWED;
+        }
+        if header::problem(&message.headers).is_some() {
+            return status::INVALID_HEADER;
+        }
+        if state.max_payload.is_some_and(|max| header::wire_size(&message.headers, message.payload.len()) > max) {
+            return status::TOO_LARGE;
         }
         if state.publish_limit.is_some_and(|limit| state.publishes.len() >= limit) {
             return status::LIMIT_EXCEEDED;

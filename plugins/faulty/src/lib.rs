@@ -12,6 +12,8 @@
 //! | `sleep_ms`   | integer           | then sleep this many milliseconds (the host waits; no core held) |
 //! | `fail_times` | integer N         | then `Retry { reason: "fail N" }` while `attempt <= N` |
 //! | `fail_until_unix_ms` | integer   | then `Retry { reason: "dependency down" }` until this wall-clock time |
+//! | `payload_bytes` | integer        | publishes and the reply carry this many bytes (`x`) instead of the message payload |
+//! | `headers`    | object of strings | add these headers to every publish and to the reply (names and values unchecked) |
 //! | `action`     | string            | then: `ack` (default), `reply` (the payload), `reject` (reason `rejected by request`), `retry` (reason `retry by request`), `trap` (wasm `unreachable`), `panic` (`faulty: asked to panic`), `loop` (spin forever), `alloc` (grow memory until the limit), `garbage` (return bytes that are not an outcome), `log` (log the payload at INFO, ack) |
 //!
 //! Config only: `tag` (string) is added to every publish as header `faulty-tag`;
@@ -19,7 +21,7 @@
 //! `trap_on_init = true` makes init trap. Init also refuses config values of the wrong type.
 //!
 //! A refused publish or a key of the wrong type in the message rejects the message with a reason
-//! that says so. `garbage` makes `switchyard_handle` return the 8 bytes `c1 67 61 72 62 61 67 65`
+//! that says so; for a refused publish it ends with the host's status code, `(status -8)`. `garbage` makes `switchyard_handle` return the 8 bytes `c1 67 61 72 62 61 67 65`
 //! (`0xc1`, a byte MessagePack never uses, then `garbage`), through the SDK's hidden
 //! `Context::__override_outcome_bytes` test hook.
 
@@ -55,15 +57,20 @@ fn handle(msg: &Message, ctx: &mut Context) -> Outcome {
         Ok(plan) => plan,
         Err(reason) => return Outcome::reject(reason),
     };
+    let payload = match plan.payload_bytes {
+        Some(size) => vec![b'x'; size],
+        None => msg.payload.clone(),
+    };
     for subject in &plan.publish {
         // The attempt (and the config's `tag`) ride along so tests can see which
         // delivery, and which plugin version, made each publish.
-        let mut headers = vec![("faulty-attempt", msg.attempt.to_string())];
+        let mut headers = vec![("faulty-attempt".to_owned(), msg.attempt.to_string())];
         if let Ok(Some(tag)) = ctx.config().get::<String>("tag") {
-            headers.push(("faulty-tag", tag));
+            headers.push(("faulty-tag".to_owned(), tag));
         }
-        if let Err(e) = ctx.publish_with_headers(subject, headers, msg.payload.clone()) {
-            return Outcome::reject(format!("faulty: publish to `{subject}` refused: {e}"));
+        headers.extend(plan.headers.iter().cloned());
+        if let Err(e) = ctx.publish_with_headers(subject, headers, payload.clone()) {
+            return Outcome::reject(format!("faulty: publish to `{subject}` refused: {e} (status {})", e.status()));
         }
     }
     if plan.log_calls {
@@ -84,7 +91,7 @@ fn handle(msg: &Message, ctx: &mut Context) -> Outcome {
     }
     match plan.action {
         Action::Ack => Outcome::Ack,
-        Action::Reply => Outcome::reply(msg.payload.clone()),
+        Action::Reply => Outcome::Reply { payload, headers: plan.headers },
         Action::Reject => Outcome::reject("rejected by request"),
         Action::Retry => Outcome::retry("retry by request"),
         Action::Trap => trap("faulty: asked to trap"),
@@ -111,6 +118,8 @@ struct Plan {
     sleep_ms: u64,
     fail_times: u64,
     fail_until_unix_ms: u64,
+    payload_bytes: Option<usize>,
+    headers: Vec<(String, String)>,
     action: Action,
 }
 
@@ -155,8 +164,32 @@ impl Plan {
             None => false,
             Some(value) => value.as_bool().ok_or_else(|| invalid("log_calls", "a boolean", value))?,
         };
+        let payload_bytes = match lookup("payload_bytes") {
+            None => None,
+            Some(value) => Some(
+                value
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| invalid("payload_bytes", "a non-negative integer", value))?,
+            ),
+        };
+        let headers = match lookup("headers") {
+            None => Vec::new(),
+            Some(Value::Object(pairs)) => pairs
+                .iter()
+                .map(|(name, value)| {
+                    value
+                        .as_str()
+                        .map(|v| (name.clone(), v.to_owned()))
+                        .ok_or_else(|| invalid("headers", "an object of strings", value))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => return Err(invalid("headers", "an object of strings", other)),
+        };
         Ok(Plan {
             publish,
+            payload_bytes,
+            headers,
             log_calls,
             busy_ms: number("busy_ms")?,
             sleep_ms: number("sleep_ms")?,
@@ -293,6 +326,32 @@ mod tests {
         assert_eq!(host.call(handle, &not_json).outcome, Outcome::reply("plain"));
         assert_eq!(host.call(handle, &msg(json!({"action": "ack"}))).outcome, Outcome::Ack);
         assert_eq!(host.call(handle, &msg(json!({"other": 1}))).outcome, Outcome::reply(r#"{"other":1}"#));
+    }
+
+    #[test]
+    fn sized_payloads_and_extra_headers_go_on_publishes_and_the_reply() {
+        let body = json!({"publish": ["out.a"], "payload_bytes": 3, "headers": {"k": "v"}, "action": "reply"});
+        let handled = MockHost::new().allow("out.>").call(handle, &msg(body));
+        assert_eq!(handled.outcome, Outcome::reply("xxx").with_header("k", "v"));
+        assert_eq!(handled.sent()[0].payload, b"xxx");
+        assert_eq!(handled.sent()[0].headers.last(), Some(&("k".to_owned(), "v".to_owned())));
+    }
+
+    #[test]
+    fn a_refused_publish_names_the_status_code() {
+        let host = MockHost::new().allow("out.>").max_payload(100);
+        let too_large = host.call(handle, &msg(json!({"publish": ["out.a"], "payload_bytes": 200})));
+        match too_large.outcome {
+            Outcome::Reject { reason } => assert!(reason.ends_with("max_payload (status -8)"), "{reason}"),
+            other => panic!("expected reject, got {other:?}"),
+        }
+        let bad_header = host.call(handle, &msg(json!({"publish": ["out.a"], "headers": {"bad name": "v"}})));
+        match bad_header.outcome {
+            Outcome::Reject { reason } => {
+                assert!(reason.contains("invalid header name") && reason.ends_with("(status -9)"), "{reason}")
+            }
+            other => panic!("expected reject, got {other:?}"),
+        }
     }
 
     #[test]
