@@ -89,9 +89,23 @@ pub enum DlqAction {
     List(DlqFilter),
     /// One dead letter, all headers and the payload.
     Show { sequence: u64 },
-    /// Republish to the original subject (with a `Switchyard-Replay` header) and
-    /// remove what was replayed from the dead-letter stream.
-    Replay(DlqFilter),
+    /// Send each dead letter back the way it first came (JetStream publish,
+    /// request, or publish to a listener), with a `Switchyard-Replay` header, and
+    /// remove it once its delivery is confirmed; the others are kept.
+    Replay(DlqReplay),
+}
+
+/// `dlq replay`: which dead letters, and how long to wait for each.
+#[derive(Debug, Args)]
+pub struct DlqReplay {
+    #[command(flatten)]
+    pub filter: DlqFilter,
+    /// Print what would be sent where, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long to wait, per dead letter, for the stream's ack or a reply.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 /// Which dead letters: every filter given must match.

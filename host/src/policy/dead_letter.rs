@@ -19,6 +19,8 @@ pub mod headers {
     pub const DELIVERIES: &str = "Switchyard-Delivery-Count";
     pub const STREAM: &str = "Switchyard-Stream";
     pub const SEQUENCE: &str = "Switchyard-Stream-Sequence";
+    /// `true` when the original was a core request, so a replay sends it as one.
+    pub const REQUEST: &str = "Switchyard-Request";
 }
 
 /// Publishes dead letters to `<prefix>.<route>` and waits for the stream's ack.
@@ -55,6 +57,9 @@ impl DeadLetters {
         insert(&mut map, headers::PLUGIN_HASH, &letter.plugin.hash);
         insert(&mut map, headers::REASON, letter.reason);
         insert(&mut map, headers::DELIVERIES, &msg.attempt.to_string());
+        if msg.reply.is_some() {
+            insert(&mut map, headers::REQUEST, "true");
+        }
         if let Some(delivery) = &msg.delivery {
             insert(&mut map, headers::STREAM, &delivery.stream);
             insert(&mut map, headers::SEQUENCE, &delivery.stream_sequence.to_string());
