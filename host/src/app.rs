@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::{Cli, Command};
 use crate::commands;
-use crate::config;
+use crate::config::{self, ServerList};
 use crate::daemon::{ConfigSource, Host};
 use crate::reload::{Request, Watcher, control};
 
@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// SIGHUP and control requests.
 pub async fn serve(path: &Path, nats_url: Option<String>) -> anyhow::Result<()> {
     let mut config = config::load(path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
+    let nats_url = nats_url.as_deref().map(ServerList::parse);
     if nats_url.is_some() {
         config.nats.url.clone_from(&nats_url);
     }

@@ -52,6 +52,25 @@ impl Host {
         Self::spawn(dir, &path, None).await
     }
 
+    /// Run `config` when it is expected to fail at start: the exit status and
+    /// everything printed, once it exits (bounded by `limit`).
+    pub async fn start_failing(config: &str, limit: Duration) -> (ExitStatus, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("runtime.toml");
+        std::fs::write(&path, config).expect("write runtime.toml");
+        let output = Command::new(binary())
+            .arg("run")
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = crate::within(limit, "switchyard to exit at start", output).await.expect("run switchyard");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status, text)
+    }
+
     /// Run a runtime.toml where it lies (an example's), on the given server.
     pub async fn start_file(path: &Path, nats_url: &str) -> Host {
         Self::all_routes_running(Self::spawn(tempfile::tempdir().expect("temp dir"), path, Some(nats_url)).await)

@@ -73,7 +73,8 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
 /// A fresh stream holding `n` messages, created exactly as the host creates it.
 async fn stage(js: &jetstream::Context, config: &Config, n: usize) -> anyhow::Result<()> {
     let _ = js.delete_stream(STREAM).await;
-    switchyard::broker::ensure_streams(js, &config.streams).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    switchyard::broker::ensure_streams(js, &config.streams, deadline).await?;
     let payload = setup::payload();
     let mut acks = VecDeque::with_capacity(PUBLISH_WINDOW);
     for _ in 0..n {

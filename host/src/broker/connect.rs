@@ -1,21 +1,36 @@
 //! The NATS client connection, built from `[nats]`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use anyhow::Context as _;
-use async_nats::{ConnectOptions, Event};
+use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 
+use super::startup::{Failure, retrying};
 use crate::config::NatsConfig;
 use crate::telemetry::Metrics;
 
-/// Connect to `url` with the credentials and limits of `config`. Connection state
-/// changes are logged; slow-consumer events (messages dropped by a full
-/// subscription buffer) are logged and counted, because they are otherwise silent.
-pub async fn connect(config: &NatsConfig, url: &str, metrics: Arc<Metrics>) -> anyhow::Result<async_nats::Client> {
+/// Connect to one of `urls` (a cluster's nodes: the client tries each, and
+/// later reconnects to whichever is up) with the credentials and limits of
+/// `config`. A NATS that is not reachable yet is waited for, with a log line
+/// per try, until `deadline`; a refused login or a bad TLS setup ends at once.
+pub async fn connect(config: &NatsConfig, urls: &[String], deadline: Instant, metrics: Arc<Metrics>) -> anyhow::Result<async_nats::Client> {
+    let shown = urls.join(",");
+    retrying(&format!("connecting to NATS at {shown}"), deadline, || async {
+        connect_once(config, urls, metrics.clone()).await.map_err(|err| match err.kind() {
+            ConnectErrorKind::Io | ConnectErrorKind::TimedOut | ConnectErrorKind::Dns | ConnectErrorKind::MaxReconnects => {
+                Failure::Transient(err.into())
+            }
+            _ => Failure::Fatal(err.into()),
+        })
+    })
+    .await
+}
+
+async fn connect_once(config: &NatsConfig, urls: &[String], metrics: Arc<Metrics>) -> Result<async_nats::Client, async_nats::ConnectError> {
     let mut options = match &config.credentials {
-        Some(path) => ConnectOptions::with_credentials_file(path)
-            .await
-            .with_context(|| format!("reading NATS credentials file `{}`", path.display()))?,
+        Some(path) => ConnectOptions::with_credentials_file(path).await.map_err(|e| {
+            async_nats::ConnectError::with_source(ConnectErrorKind::Authentication, anyhow::anyhow!("reading NATS credentials file `{}`: {e}", path.display()))
+        })?,
         None => ConnectOptions::new(),
     };
     options = options
@@ -55,5 +70,5 @@ pub async fn connect(config: &NatsConfig, url: &str, metrics: Arc<Metrics>) -> a
             }
         }
     });
-    options.connect(url).await.with_context(|| format!("connecting to NATS at {url}"))
+    options.connect(urls).await
 }

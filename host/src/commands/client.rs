@@ -19,7 +19,7 @@ pub(super) fn url(conn: &ConnArgs) -> String {
     }
     match config::load(&conn.config) {
         Ok(loaded) => match loaded.config.nats.url {
-            Some(url) => url,
+            Some(urls) => urls.to_string(),
             None => format!("nats://127.0.0.1:{}", loaded.config.nats.embedded.port),
         },
         Err(_) => "nats://127.0.0.1:4222".into(),
@@ -28,9 +28,10 @@ pub(super) fn url(conn: &ConnArgs) -> String {
 
 pub(super) async fn connect(conn: &ConnArgs) -> anyhow::Result<async_nats::Client> {
     let url = url(conn);
+    let servers = config::ServerList::parse(&url).0;
     async_nats::ConnectOptions::new()
         .name("switchyard-cli")
-        .connect(&url)
+        .connect(servers)
         .await
         .with_context(|| format!("connecting to NATS at {url} (is `switchyard run` up?)"))
 }

@@ -37,8 +37,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
-    /// One or more server URLs, comma separated ("nats://a:4222,nats://b:4222").
-    pub url: Option<String>,
+    /// One or more server URLs: a string, comma separated
+    /// (`"nats://a:4222,nats://b:4222"`), or an array of strings.
+    pub url: Option<ServerList>,
     #[serde(default = "defaults::client_name")]
     pub name: String,
     pub token: Option<String>,
@@ -51,6 +52,14 @@ pub struct NatsConfig {
     pub tls: Option<TlsConfig>,
     /// Reconnect attempts before giving up; absent = forever.
     pub max_reconnects: Option<usize>,
+    /// How long the host keeps trying, at start, to reach NATS and set up its
+    /// streams and consumers (a server still starting, a cluster without a
+    /// JetStream leader yet) before it exits.
+    #[serde(
+        default = "defaults::startup_timeout",
+        deserialize_with = "super::units::duration"
+    )]
+    pub startup_timeout: Duration,
     #[serde(
         default = "defaults::connect_timeout",
         deserialize_with = "super::units::duration"
@@ -128,9 +137,19 @@ pub struct DeadLetterConfig {
     pub max_age: Duration,
     #[serde(default)]
     pub storage: Storage,
+    /// Copies kept on a NATS cluster; use the data streams' replicas, so dead
+    /// letters survive a node loss as the messages do.
+    #[serde(default = "defaults::replicas")]
+    pub replicas: usize,
+    /// Apply differences between this section and an existing dead-letter
+    /// stream where NATS can do so without losing data; otherwise they are a
+    /// startup error.
+    #[serde(default)]
+    pub update: bool,
 }
 
-/// A JetStream stream the host creates or updates at startup.
+/// A JetStream stream the host creates when it is missing. An existing one must
+/// match (see `update`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamConfig {
@@ -151,6 +170,11 @@ pub struct StreamConfig {
     /// Window in which `Nats-Msg-Id` duplicates are dropped.
     #[serde(default, deserialize_with = "super::units::option_duration")]
     pub duplicate_window: Option<Duration>,
+    /// When the stream exists with other settings: apply those NATS can change
+    /// without losing data (more subjects, replicas, higher limits) and log
+    /// each, instead of refusing to start.
+    #[serde(default)]
+    pub update: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -281,6 +305,10 @@ pub struct RouteConfig {
     /// JetStream: wait for the server to confirm each ack (slower, exact).
     #[serde(default)]
     pub double_ack: bool,
+    /// JetStream: when the durable consumer exists with other settings, update
+    /// it to these instead of refusing to start.
+    #[serde(default)]
+    pub update_consumer: bool,
     /// Limit the rate at which messages are handled.
     pub rate_limit: Option<RateLimitConfig>,
     /// Stop calling a failing plugin for a while.
@@ -386,6 +414,7 @@ impl Default for NatsConfig {
             nkey: None,
             tls: None,
             max_reconnects: None,
+            startup_timeout: defaults::startup_timeout(),
             connect_timeout: defaults::connect_timeout(),
             subscription_capacity: defaults::subscription_capacity(),
             embedded: EmbeddedConfig::default(),
@@ -421,6 +450,8 @@ impl Default for DeadLetterConfig {
             subject_prefix: defaults::dlq_subject_prefix(),
             max_age: defaults::dlq_max_age(),
             storage: Storage::File,
+            replicas: defaults::replicas(),
+            update: false,
         }
     }
 }
@@ -436,6 +467,38 @@ impl Default for RetryConfig {
             attempts: defaults::core_attempts(),
             max_elapsed: defaults::core_max_elapsed(),
         }
+    }
+}
+
+/// NATS server URLs, written as one comma-separated string or an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerList(pub Vec<String>);
+
+impl ServerList {
+    /// Split a comma-separated list (`--nats-url`, or the string form in the file).
+    pub fn parse(text: &str) -> Self {
+        Self(text.split(',').map(|url| url.trim().to_owned()).collect())
+    }
+}
+
+impl std::fmt::Display for ServerList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a URL string (comma separated for several) or an array of URL strings")]
+        enum Form {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::One(text) => Self::parse(&text),
+            Form::Many(urls) => Self(urls),
+        })
     }
 }
 
@@ -455,6 +518,9 @@ pub mod defaults {
     }
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(5)
+    }
+    pub fn startup_timeout() -> Duration {
+        Duration::from_secs(60)
     }
     pub fn subscription_capacity() -> usize {
         2 * 1024 * 1024

@@ -7,10 +7,10 @@ mod routes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use crate::broker::{self, EmbeddedServer, StreamIndex};
-use crate::config::Config;
+use crate::config::{Config, ServerList};
 use crate::plugin::{Instance, Plugin, PluginSpec, Runtime};
 use crate::policy::DeadLetters;
 use crate::reload::ReloadReport;
@@ -24,7 +24,7 @@ pub use routes::RunningRoute;
 pub struct ConfigSource {
     pub path: PathBuf,
     /// `--nats-url`, which wins over the file on every reload too.
-    pub nats_url: Option<String>,
+    pub nats_url: Option<ServerList>,
 }
 
 /// A running host. `serve` is this plus signals, file watching and control
@@ -59,19 +59,30 @@ impl Host {
             Some(_) => None,
             None => Some(EmbeddedServer::start(&config.nats.embedded).await?),
         };
-        let url = config.nats.url.clone().or_else(|| embedded.as_ref().map(|s| s.url().to_owned())).unwrap_or_default();
-        let client = broker::connect(&config.nats, &url, metrics.clone()).await?;
+        let urls = match (&config.nats.url, &embedded) {
+            (Some(list), _) => list.0.clone(),
+            (None, Some(server)) => vec![server.url().to_owned()],
+            (None, None) => Vec::new(),
+        };
+        let url = urls.join(",");
+        // A server still starting, a cluster without a JetStream leader yet, or
+        // hosts racing to create the same stream are waited out, up to here.
+        let deadline = Instant::now() + config.nats.startup_timeout;
+        let client = broker::connect(&config.nats, &urls, deadline, metrics.clone()).await?;
         let js = async_nats::jetstream::new(client.clone());
-        broker::ensure_dead_letter_stream(&js, &config.dead_letter).await?;
-        broker::ensure_streams(&js, &config.streams).await?;
+        broker::ensure_dead_letter_stream(&js, &config.dead_letter, deadline).await?;
+        broker::ensure_streams(&js, &config.streams, deadline).await?;
         let out = Outputs {
             client: client.clone(),
             js: js.clone(),
             dead_letters: DeadLetters::new(js.clone(), &config.dead_letter.subject_prefix),
             streams: Arc::new(StreamIndex::new(js)),
             metrics: metrics.clone(),
+            startup_timeout: config.nats.startup_timeout,
         };
         let runtime = Runtime::new(Some(config.host.cache_dir.clone()))?;
+        // Plugins learn the server's payload limit at publish() time, not at send time.
+        runtime.set_max_payload(client.server_info().max_payload);
         let mut host = Host {
             config: Config::default(),
             source,

@@ -60,8 +60,9 @@ impl Host {
         }
         let changed_streams: Vec<_> = new.streams.iter().filter(|s| !self.config.streams.contains(s)).cloned().collect();
         if !changed_streams.is_empty() {
-            match broker::ensure_streams(&self.out.js, &changed_streams).await {
-                Ok(()) => report.changes.extend(changed_streams.iter().map(|s| format!("stream `{}` updated", s.name.get_ref()))),
+            let deadline = std::time::Instant::now() + new.nats.startup_timeout;
+            match broker::ensure_streams(&self.out.js, &changed_streams, deadline).await {
+                Ok(()) => report.changes.extend(changed_streams.iter().map(|s| format!("stream `{}` set up", s.name.get_ref()))),
                 Err(err) => report.refused.push(format!("{err:#}")),
             }
         }

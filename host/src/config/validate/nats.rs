@@ -7,16 +7,16 @@ use super::super::schema::NatsConfig;
 use super::file_problem;
 
 pub(super) fn check(nats: &NatsConfig, problems: &mut Problems) {
-    if let Some(url) = &nats.url {
-        if url.trim().is_empty() {
+    if let Some(urls) = &nats.url {
+        if urls.0.iter().all(|u| u.trim().is_empty()) {
             problems.push_at(
                 &["nats", "url"],
                 "`nats.url` must not be empty (leave it out to start an embedded nats-server)",
             );
-        } else if url.split(',').any(|u| u.trim().is_empty()) {
+        } else if urls.0.iter().any(|u| u.trim().is_empty()) {
             problems.push_at(
                 &["nats", "url"],
-                format!("`nats.url` has an empty entry in `{url}`"),
+                format!("`nats.url` has an empty entry in `{urls}`"),
             );
         }
     }
@@ -99,6 +99,12 @@ pub(super) fn check(nats: &NatsConfig, problems: &mut Problems) {
         }
     }
 
+    if nats.startup_timeout.is_zero() {
+        problems.push_at(
+            &["nats", "startup_timeout"],
+            "`nats.startup_timeout` must be greater than zero",
+        );
+    }
     if nats.connect_timeout.is_zero() {
         problems.push_at(
             &["nats", "connect_timeout"],

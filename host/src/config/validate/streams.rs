@@ -105,6 +105,12 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
 
 fn check_dead_letter(config: &Config, problems: &mut Problems) {
     let dl = &config.dead_letter;
+    if !(1..=5).contains(&dl.replicas) {
+        problems.push_at(
+            &["dead_letter", "replicas"],
+            format!("`dead_letter.replicas` must be between 1 and 5, got `{}`", dl.replicas),
+        );
+    }
     if let Some(why) = token_name_problem(&dl.stream) {
         problems.push_at(
             &["dead_letter", "stream"],
