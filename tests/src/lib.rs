@@ -4,6 +4,7 @@
 //! Everything here is killed on Drop, and every wait has a deadline: a test fails
 //! with a message, it never hangs.
 
+pub mod cluster;
 pub mod configs;
 pub mod examples;
 pub mod host;
@@ -12,6 +13,7 @@ pub mod modules;
 pub mod nats;
 pub mod wait;
 
+pub use cluster::Cluster;
 pub use host::Host;
 pub use nats::NatsServer;
 pub use wait::{eventually, within};

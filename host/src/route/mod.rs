@@ -36,6 +36,10 @@ pub struct Route {
     pub rate_limit: Option<RateLimit>,
     pub breaker: Option<Breaker>,
     breaker_naks: naks::BreakerNaks,
+    /// JetStream: messages received and not yet started, kept alive.
+    held: jetstream::Held,
+    /// JetStream: failed messages whose dead letter could not be stored yet.
+    owed: jetstream::OwedDeadLetters,
 }
 
 /// Where verdicts go: the shared NATS handles and counters.
@@ -46,6 +50,8 @@ pub struct Outputs {
     pub dead_letters: DeadLetters,
     pub streams: Arc<StreamIndex>,
     pub metrics: Arc<Metrics>,
+    /// How long setting up a consumer may be retried (`nats.startup_timeout`).
+    pub startup_timeout: std::time::Duration,
 }
 
 impl Route {
@@ -56,6 +62,8 @@ impl Route {
             rate_limit: config.rate_limit.as_ref().map(RateLimit::new),
             breaker: config.breaker.as_ref().map(|b| Breaker::new(&name, b)),
             breaker_naks: naks::BreakerNaks::default(),
+            held: jetstream::Held::default(),
+            owed: jetstream::OwedDeadLetters::default(),
             name,
             config,
             pool,

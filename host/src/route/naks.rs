@@ -1,7 +1,7 @@
 //! Deliveries of a JetStream message that an open breaker spent (by nak'ing it
 //! unhandled), per stream sequence, so they are not counted as failed attempts.
-//! Kept in memory: after a restart they count again, which the server-side
-//! headroom on `max_deliver` absorbs.
+//! Kept in memory: after a restart (or on another host) they count again, so a
+//! message the breaker held back many times may be dead-lettered early there.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -5,29 +5,37 @@
 //! open breaker stops pulling (what is buffered is nak'd with the breaker's
 //! delay), and an unkeyed rate limit is waited for before the next pull.
 
+mod held;
+mod owed;
 mod settle;
+
+pub(super) use held::Held;
+pub(super) use owed::OwedDeadLetters;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
-use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::{AckKind, Message as JsMessage};
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::{AckKind, ErrorCode, Message as JsMessage};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::lanes::Lanes;
 use super::{Outputs, Route, convert};
+use crate::broker::{self, Failure};
 use crate::workers::Workers;
 
 /// Pause before re-opening a consumer whose message stream failed.
 const REOPEN_DELAY: Duration = Duration::from_secs(1);
-/// Extra deliveries the server allows when a breaker is configured: naks caused
-/// by an open breaker spend deliveries, and the host, not the server, decides
-/// when a message has failed `max_deliver` times (see settle::retry).
-pub const BREAKER_HEADROOM: i64 = 20;
+/// The server's `max_deliver` on every consumer the host makes: unlimited. The
+/// host counts a message's failed attempts (deliveries less those an open
+/// breaker spent) and dead-letters it at the route's `max_deliver`; were the
+/// server to stop first, a message whose dead letter could not be stored
+/// would end neither handled nor dead-lettered nor pending.
+const SERVER_MAX_DELIVER: i64 = -1;
 
 /// How many already-received messages a worker moves from the pull stream into
 /// the shared buffer at once (see the core driver's `Feed`).
@@ -45,10 +53,17 @@ struct Feed {
 }
 
 pub async fn start(route: Arc<Route>, out: Outputs, cancel: CancellationToken, workers: &mut Workers) -> anyhow::Result<()> {
-    // Bind once now so a bad stream or consumer config fails startup loudly.
-    let messages = open(&route, &out, false).await?;
+    // Bind once now so a bad stream or consumer config fails startup loudly; a
+    // cluster that is not ready yet is waited for.
+    let deadline = Instant::now() + out.startup_timeout;
+    let what = format!("route `{}`: binding its consumer", route.name);
+    let messages = broker::retrying(&what, deadline, || open(&route, &out, false)).await?;
     let feed = Arc::new(Mutex::new(Feed { messages: Some(messages), buffered: VecDeque::with_capacity(PREFETCH), probing: false }));
     let name = format!("route `{}`", route.name);
+    {
+        let (route, out, cancel, feed) = (route.clone(), out.clone(), cancel.clone(), feed.clone());
+        workers.spawn(format!("{name} keep-alive"), async move { keep_held_alive(&route, &out, &cancel, &feed).await });
+    }
     match route.config.order_by.clone() {
         Some(order_by) => {
             let (r, o) = (route.clone(), out.clone());
@@ -78,26 +93,27 @@ pub async fn start(route: Arc<Route>, out: Outputs, cancel: CancellationToken, w
     Ok(())
 }
 
-/// Create or update the durable consumer and start pulling from it.
-async fn open(route: &Route, out: &Outputs, probing: bool) -> anyhow::Result<pull::Stream> {
+/// Bind the durable consumer (created when missing, checked against the file
+/// when it exists) and start pulling from it.
+async fn open(route: &Route, out: &Outputs, probing: bool) -> Result<pull::Stream, Failure> {
     let cfg = &route.config;
     let stream_name = cfg.stream.as_ref().map(|s| s.get_ref().as_str()).unwrap_or_default();
-    let stream = out.js.get_stream(stream_name).await.map_err(|e| anyhow::anyhow!("stream `{stream_name}`: {e}"))?;
-    let max_deliver = match (&route.breaker, cfg.max_deliver) {
-        (Some(_), max) if max > 0 => max + BREAKER_HEADROOM,
-        (_, max) => max,
+    let stream = out.js.get_stream(stream_name).await.map_err(|err| {
+        let text = anyhow::anyhow!("stream `{stream_name}`: {err}");
+        match err.kind() {
+            GetStreamErrorKind::JetStream(e) if e.error_code() != ErrorCode::STREAM_NOT_FOUND => Failure::from_jetstream(Some(e.error_code()), text),
+            _ => Failure::Transient(text),
+        }
+    })?;
+    let wanted = pull::Config {
+        durable_name: Some(cfg.durable_name().to_owned()),
+        filter_subjects: cfg.subjects.clone(),
+        max_deliver: SERVER_MAX_DELIVER,
+        ack_wait: cfg.ack_wait,
+        max_ack_pending: cfg.max_ack_pending,
+        ..Default::default()
     };
-    let consumer: PullConsumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(cfg.durable_name().to_owned()),
-            filter_subjects: cfg.subjects.clone(),
-            max_deliver,
-            ack_wait: cfg.ack_wait,
-            max_ack_pending: cfg.max_ack_pending,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("consumer `{}` on stream `{stream_name}`: {e}", cfg.durable_name()))?;
+    let consumer = broker::ensure_consumer(&stream, wanted, cfg.update_consumer).await?;
     // While probing, pull only what the probes may take; a rate-limited route
     // pulls no more than its burst, so pulled messages do not age while waiting.
     let mut batch = cfg.batch;
@@ -112,7 +128,7 @@ async fn open(route: &Route, out: &Outputs, probing: bool) -> anyhow::Result<pul
         .max_messages_per_batch(batch)
         .messages()
         .await
-        .map_err(|e| anyhow::anyhow!("pulling from consumer `{}`: {e}", cfg.durable_name()))
+        .map_err(|e| Failure::Transient(anyhow::anyhow!("pulling from consumer `{}`: {e}", cfg.durable_name())))
 }
 
 /// The next message to handle, after the gates; `None` once cancelled.
@@ -149,7 +165,7 @@ async fn next(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &M
                     feed.messages = Some(messages);
                     feed.probing = probing;
                 }
-                Err(err) => {
+                Err(Failure::Transient(err) | Failure::Fatal(err)) => {
                     tracing::warn!(route = %route.name, "cannot open consumer: {err:#}; retrying");
                     drop(feed);
                     tokio::select! {
@@ -164,7 +180,8 @@ async fn next(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &M
             () = cancel.cancelled() => return None,
             next = messages.next() => match next {
                 Some(Ok(msg)) => {
-                    prefetch(route, &mut feed);
+                    route.held.hold(&msg);
+                    prefetch(route, &mut feed, PREFETCH);
                     return Some(msg);
                 }
                 // Heartbeats lost to a slow moment or a reconnect: not fatal.
@@ -201,17 +218,22 @@ async fn nak_buffered(route: &Route, feed: &mut Feed, delay: Duration) {
         }
     }
     for msg in held {
+        route.held.release(&msg, route.config.ack_wait);
         settle::count_breaker_nak(route, &msg);
         settle::ack(route, &msg, AckKind::Nak(Some(delay))).await;
     }
 }
 
-/// Move what the pull stream already holds into `feed.buffered`, without waiting.
-fn prefetch(route: &Route, feed: &mut Feed) {
+/// Move what the pull stream already received into `feed.buffered` (up to
+/// `limit` there), without waiting.
+fn prefetch(route: &Route, feed: &mut Feed, limit: usize) {
     let Some(messages) = feed.messages.as_mut() else { return };
-    while feed.buffered.len() < PREFETCH {
+    while feed.buffered.len() < limit {
         match messages.next().now_or_never() {
-            Some(Some(Ok(msg))) => feed.buffered.push_back(msg),
+            Some(Some(Ok(msg))) => {
+                route.held.hold(&msg);
+                feed.buffered.push_back(msg);
+            }
             Some(Some(Err(err))) if err.kind() == MessagesErrorKind::MissingHeartbeat => {
                 tracing::debug!(route = %route.name, "missing heartbeat");
             }
@@ -226,5 +248,24 @@ fn prefetch(route: &Route, feed: &mut Feed) {
             }
             None => return,
         }
+    }
+}
+
+/// Keep every message this host holds but has not started alive, every third
+/// of `ack_wait` (see `held`). What the pull stream received meanwhile is moved
+/// into the buffer first, so it is held too.
+async fn keep_held_alive(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &Mutex<Feed>) {
+    let period = (route.config.ack_wait / 3).max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        // A worker holding the lock is waiting for the next message, so nothing
+        // is buffered then: skip the move rather than wait for it.
+        if let Ok(mut feed) = tokio::time::timeout(period / 4, feed.lock()).await {
+            prefetch(route, &mut feed, usize::MAX);
+        }
+        route.held.keep_alive(&out.client).await;
     }
 }

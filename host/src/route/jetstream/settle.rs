@@ -4,6 +4,7 @@
 //! must exist first.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
@@ -17,7 +18,15 @@ use crate::policy::{DeadLetter, Permit};
 use crate::telemetry::Metrics;
 
 pub async fn handle(route: &Route, out: &Outputs, js_msg: JsMessage) {
+    if !route.held.release(&js_msg, route.config.ack_wait) {
+        tracing::warn!(route = %route.name, "a message held past its ack_wait (was the host paused?) is left to its redelivery");
+        return;
+    }
     let msg = convert::from_jetstream(&js_msg, route.config.max_deliver);
+    if let Some((plugin, reason)) = msg.delivery.as_ref().and_then(|d| route.owed.get(d.stream_sequence)) {
+        // Failed for good before; only its dead letter is missing.
+        return dead_letter(route, out, &plugin, &js_msg, &msg, reason).await;
+    }
     if let Some(breaker) = &route.breaker
         && let Permit::Denied(wait) = breaker.try_acquire()
     {
@@ -38,15 +47,20 @@ pub async fn handle(route: &Route, out: &Outputs, js_msg: JsMessage) {
             if reply.is_some_and(|r| !r.payload.is_empty()) {
                 tracing::debug!(route = %route.name, "reply to a JetStream message dropped: it has no requester");
             }
-            match publish_confirmed(out, &msg, publishes).await {
+            match publish_confirmed(out, publishes).await {
                 Ok(()) => {
                     ack(route, &js_msg, AckKind::Ack).await;
                     Metrics::bump(&out.metrics.acked);
                     forget(route, &msg);
                 }
-                Err(reason) => {
+                Err(why) => {
                     Metrics::bump(&out.metrics.publish_failures);
-                    retry(route, out, &plugin, &js_msg, &msg, None, format!("publish failed: {reason}")).await;
+                    let reason = format!("route `{}`, plugin `{}`: {why}", route.name, plugin.spec.name);
+                    tracing::warn!(
+                        route = %route.name, plugin = %plugin.spec.name, subject = %msg.subject,
+                        "{reason}; retrying the message"
+                    );
+                    retry(route, out, &plugin, &js_msg, &msg, None, reason).await;
                 }
             }
         }
@@ -81,7 +95,7 @@ async fn keep_alive<F: Future>(route: &Route, js_msg: &JsMessage, work: F) -> F:
 async fn retry(
     route: &Route,
     out: &Outputs,
-    plugin: &Plugin,
+    plugin: &Arc<Plugin>,
     js_msg: &JsMessage,
     msg: &Message,
     delay: Option<Duration>,
@@ -99,7 +113,7 @@ async fn retry(
     ack(route, js_msg, AckKind::Nak(Some(delay))).await;
 }
 
-async fn dead_letter(route: &Route, out: &Outputs, plugin: &Plugin, js_msg: &JsMessage, msg: &Message, reason: String) {
+async fn dead_letter(route: &Route, out: &Outputs, plugin: &Arc<Plugin>, js_msg: &JsMessage, msg: &Message, reason: String) {
     let letter = DeadLetter { route: &route.name, plugin, message: msg, reason: &reason };
     match out.dead_letters.send(letter).await {
         Ok(()) => {
@@ -109,42 +123,50 @@ async fn dead_letter(route: &Route, out: &Outputs, plugin: &Plugin, js_msg: &JsM
             forget(route, msg);
         }
         Err(err) => {
-            // Keep the message: the server redelivers it and we try again.
-            tracing::error!(route = %route.name, subject = %msg.subject, "dead letter failed, message kept: {err:#}");
-            ack(route, js_msg, AckKind::Nak(Some(route.backoff.delay_after(msg.attempt)))).await;
+            // Never give the message up: nak it (the server's max_deliver is
+            // unlimited) and write the dead letter when it comes back.
+            Metrics::bump(&out.metrics.dead_letter_failures);
+            let delay = route.backoff.delay_after(msg.attempt);
+            tracing::error!(
+                route = %route.name, subject = %msg.subject, attempt = msg.attempt,
+                "cannot store the dead letter ({err:#}); message kept, retrying in {delay:?}: {reason}"
+            );
+            if let Some(delivery) = &msg.delivery {
+                route.owed.owe(delivery.stream_sequence, plugin.clone(), reason);
+            }
+            ack(route, js_msg, AckKind::Nak(Some(delay))).await;
         }
     }
 }
 
 /// Publish the handler's buffered messages and wait for every stream ack. Each
-/// carries `Nats-Msg-Id = <stream>:<sequence>:<n>` (unless the plugin set one) so
-/// a redelivered source message does not publish twice into a stream. A subject no stream captures has no
-/// JetStream ack to wait for: it goes out as a core message.
-async fn publish_confirmed(out: &Outputs, msg: &Message, publishes: Vec<Publish>) -> Result<(), String> {
-    if publishes.is_empty() {
-        return Ok(());
+/// carries the `Nats-Msg-Id = <stream>:<sequence>:<n>` the host gave it when the
+/// plugin made it (unless the plugin set one), so a redelivered source message
+/// does not publish twice into a stream. A subject no stream captures has no
+/// JetStream ack to wait for: it goes out as a core message, id and all. All are
+/// checked before any is sent; the error names the subject that failed.
+async fn publish_confirmed(out: &Outputs, publishes: Vec<Publish>) -> Result<(), String> {
+    let max_payload = out.client.max_payload();
+    for publish in &publishes {
+        if let Some(why) = dispatch::unsendable(&publish.headers, publish.payload.len(), max_payload) {
+            return Err(format!("publish to `{}` not sent: {why}", publish.subject));
+        }
     }
-    let id_prefix = msg.delivery.as_ref().map(|d| format!("{}:{}", d.stream, d.stream_sequence)).unwrap_or_default();
     let mut pending = Vec::with_capacity(publishes.len());
-    for (n, publish) in publishes.into_iter().enumerate() {
-        let headers = convert::header_map(&publish.headers)?;
-        if !out.streams.captured(&publish.subject).await? {
-            out.client
-                .publish_with_headers(publish.subject.clone(), headers, publish.payload.into())
-                .await
-                .map_err(|e| format!("`{}`: {e}", publish.subject))?;
+    for publish in publishes {
+        let subject = publish.subject;
+        let failed = |e: &dyn std::fmt::Display| format!("publish to `{subject}` not sent: {e}");
+        let headers = convert::header_map(&publish.headers).map_err(|e| failed(&e))?;
+        if !out.streams.captured(&subject).await.map_err(|e| failed(&e))? {
+            out.client.publish_with_headers(subject.clone(), headers, publish.payload.into()).await.map_err(|e| failed(&e))?;
             continue;
         }
-        let mut message = PublishMessage::build().payload(publish.payload.into()).headers(headers);
-        // A plugin that names its own message id (say, an event id) keeps it.
-        if !publish.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("Nats-Msg-Id")) {
-            message = message.message_id(format!("{id_prefix}:{n}"));
-        }
-        let ack = out.js.send_publish(publish.subject.clone(), message).await.map_err(|e| format!("`{}`: {e}", publish.subject))?;
-        pending.push((publish.subject, ack));
+        let message = PublishMessage::build().payload(publish.payload.into()).headers(headers);
+        let ack = out.js.send_publish(subject.clone(), message).await.map_err(|e| failed(&e))?;
+        pending.push((subject, ack));
     }
     for (subject, ack) in pending {
-        ack.await.map_err(|e| format!("`{subject}`: {e}"))?;
+        ack.await.map_err(|e| format!("publish to `{subject}` not confirmed: {e}"))?;
     }
     Ok(())
 }
@@ -170,5 +192,6 @@ fn breaker_naks(route: &Route, msg: &Message) -> u64 {
 fn forget(route: &Route, msg: &Message) {
     if let Some(delivery) = &msg.delivery {
         route.breaker_naks.remove(delivery.stream_sequence);
+        route.owed.paid(delivery.stream_sequence);
     }
 }

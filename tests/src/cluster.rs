@@ -1,0 +1,167 @@
+//! A real 3-node nats-server cluster on loopback: free ports, JetStream on,
+//! a store per node, every node killed on Drop. Nodes can be killed (-9),
+//! restarted on the same ports and data, or paused with SIGSTOP.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use async_nats::jetstream;
+
+use crate::nats::binary;
+
+const NODES: usize = 3;
+
+struct Node {
+    name: String,
+    client_port: u16,
+    cluster_port: u16,
+    store: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Start three nodes and wait until JetStream has a meta leader.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the cluster");
+        let nodes = (0..NODES)
+            .map(|i| Node {
+                name: format!("n{}", i + 1),
+                client_port: free_port(),
+                cluster_port: free_port(),
+                store: dir.path().join(format!("n{}", i + 1)),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Self { nodes, _dir: dir };
+        for i in 0..NODES {
+            cluster.spawn(i);
+        }
+        cluster.ready().await;
+        cluster
+    }
+
+    /// The URL of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[i].client_port)
+    }
+
+    /// Every node's URL, comma separated (as `nats.url` takes them).
+    pub fn urls(&self) -> String {
+        (0..NODES).map(|i| self.url(i)).collect::<Vec<_>>().join(",")
+    }
+
+    /// The index of the node named `name` ("n2" → 1).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// A client that may connect to any node that is up.
+    pub async fn client(&self) -> async_nats::Client {
+        let urls: Vec<String> = (0..NODES).map(|i| self.url(i)).collect();
+        crate::within(Duration::from_secs(10), "connecting to the cluster", async_nats::connect(urls))
+            .await
+            .expect("connect to the cluster")
+    }
+
+    /// Kill node `i` as a crash would (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start node `i` again on its ports and its data.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+    }
+
+    /// Pause (SIGSTOP) or resume (SIGCONT) node `i`.
+    pub fn pause(&self, i: usize, paused: bool) {
+        let signal = if paused { nix::sys::signal::Signal::SIGSTOP } else { nix::sys::signal::Signal::SIGCONT };
+        if let Some(child) = &self.nodes[i].child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
+        }
+    }
+
+    /// Wait (bounded) until JetStream answers through the cluster: a meta
+    /// leader is elected.
+    pub async fn ready(&self) {
+        let js = jetstream::new(self.client().await);
+        crate::eventually(Duration::from_secs(30), "the cluster to elect a JetStream meta leader", || async {
+            js.query_account().await.ok().map(|_| ())
+        })
+        .await;
+    }
+
+    /// The index of the node leading `stream`'s replicas.
+    pub async fn stream_leader(&self, js: &jetstream::Context, stream: &str) -> usize {
+        crate::eventually(Duration::from_secs(30), &format!("a leader for stream `{stream}`"), || async {
+            let mut s = js.get_stream(stream).await.ok()?;
+            let info = s.info().await.ok()?;
+            let leader = info.cluster.as_ref()?.leader.clone()?;
+            self.index_of(&leader)
+        })
+        .await
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let routes: Vec<String> = self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.cluster_port)).collect();
+        let node = &mut self.nodes[i];
+        let child = command(node, &routes.join(","))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make tools`)", binary().display()));
+        node.child = Some(child);
+        wait_listening(node.client_port);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..NODES {
+            self.pause(i, false);
+            self.kill(i);
+        }
+    }
+}
+
+fn command(node: &Node, routes: &str) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .args(["--addr", "127.0.0.1", "--port", &node.client_port.to_string()])
+        .args(["--server_name", &node.name, "--cluster_name", "switchyard-test"])
+        .args(["--cluster", &format!("nats://127.0.0.1:{}", node.cluster_port), "--routes", routes])
+        .args(["--jetstream", "--store_dir"])
+        .arg(store_dir(&node.store))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+fn store_dir(path: &Path) -> &Path {
+    std::fs::create_dir_all(path).expect("node store dir");
+    path
+}
+
+/// A port nothing listens on now (the OS picks it; it is released at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// Wait (bounded) until a node accepts TCP connections on its client port.
+fn wait_listening(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nats-server on port {port} did not start within 15s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
