@@ -7,7 +7,7 @@ mod routes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::broker::{self, EmbeddedServer, StreamIndex};
 use crate::config::{Config, ServerList};
@@ -50,6 +50,9 @@ impl std::fmt::Debug for Host {
         f.debug_struct("Host").field("url", &self.url).field("routes", &self.routes.len()).finish_non_exhaustive()
     }
 }
+
+/// How long shutdown waits for the server to confirm the last acks and publishes.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Host {
     /// Connect (or start nats-server), provision streams, load plugins, start routes.
@@ -161,6 +164,15 @@ impl Host {
         let still_busy: Vec<String> = futures::future::join_all(stops).await.into_iter().flatten().collect();
         if !still_busy.is_empty() {
             tracing::warn!("shutdown deadline ({deadline:?}) passed; aborted: {}", still_busy.join(", "));
+        }
+        // The last acks and publishes may still sit in the client's write buffer:
+        // `drain` only queues the unsubscribes and returns, so wait for the
+        // server's PONG to everything first, or a finished message's ack can be
+        // lost with the process and the message handled again elsewhere.
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!("flushing the NATS connection: {err}; the last acks may be lost"),
+            Err(_) => tracing::warn!("flushing the NATS connection took over {FLUSH_TIMEOUT:?}; the last acks may be lost"),
         }
         if let Err(err) = self.client.drain().await {
             tracing::warn!("draining the NATS connection: {err}");
