@@ -84,6 +84,12 @@ async fn main() -> anyhow::Result<()> {
     println!("\n{}", report::table(&figures));
     let json = if args.json.is_relative() { std::env::current_dir()?.join(&args.json) } else { args.json.clone() };
     report::write_json(&json, &figures)?;
-    println!("median of {} run(s), scale {}; {:.0} s; written to {}", args.runs, args.scale, started.elapsed().as_secs_f64(), json.display());
+    println!(
+        "median of {} run(s), scale {}; {:.0} s; written to {}",
+        args.runs,
+        args.scale,
+        started.elapsed().as_secs_f64(),
+        json.display()
+    );
     Ok(())
 }

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use switchyard::daemon::Host;
 use switchyard::broker::EmbeddedServer;
 use switchyard::config::{EmbeddedConfig, defaults};
+use switchyard::daemon::Host;
 
 /// Every payload in the bench is this long.
 pub const PAYLOAD_LEN: usize = 128;
@@ -41,9 +41,7 @@ impl Bench {
     pub async fn start(scale: f64, runs: usize, side: Side) -> anyhow::Result<Self> {
         let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
         let scratch = tempfile::tempdir().context("creating the bench's temp folder")?;
-        let binary = std::env::var_os("NATS_SERVER_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace.join("tools/nats/bin/nats-server"));
+        let binary = std::env::var_os("NATS_SERVER_BIN").map(PathBuf::from).unwrap_or_else(|| workspace.join("tools/nats/bin/nats-server"));
         anyhow::ensure!(binary.is_file(), "nats-server not found at `{}`: run `make tools` or set NATS_SERVER_BIN", binary.display());
         let server = EmbeddedServer::start(&EmbeddedConfig { binary: Some(binary), port: 0, data_dir: scratch.path().join("nats") })
             .await

@@ -54,11 +54,7 @@ pub(crate) struct Dispatched {
 
 /// Decode one message, run the handler, encode its outcome. A message that does not decode is
 /// rejected rather than trapping: retrying the same bytes cannot help, and a trap would hide why.
-pub(crate) fn dispatch(
-    input: &[u8],
-    config: Rc<PluginConfig>,
-    handler: impl FnOnce(&Message, &mut Context) -> Outcome,
-) -> Dispatched {
+pub(crate) fn dispatch(input: &[u8], config: Rc<PluginConfig>, handler: impl FnOnce(&Message, &mut Context) -> Outcome) -> Dispatched {
     let mut ctx = Context::new(config);
     let outcome = match switchyard_abi::decode::<Message>(input) {
         Ok(msg) => handler(&msg, &mut ctx),
@@ -77,10 +73,7 @@ fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
 }
 
 /// Read the configuration bytes and run the init hook; `Err` is the refusal text.
-pub(crate) fn configure(
-    input: &[u8],
-    hook: impl FnOnce(&PluginConfig) -> Result<(), String>,
-) -> Result<PluginConfig, String> {
+pub(crate) fn configure(input: &[u8], hook: impl FnOnce(&PluginConfig) -> Result<(), String>) -> Result<PluginConfig, String> {
     let config = PluginConfig::from_msgpack(input).map_err(|e| e.to_string())?;
     match hook(&config) {
         Ok(()) => Ok(config),

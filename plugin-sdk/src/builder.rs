@@ -96,13 +96,7 @@ mod tests {
 
     #[test]
     fn builds_every_field() {
-        let msg = Message::builder("orders.new")
-            .text("x")
-            .header("k", "v")
-            .reply("_INBOX.1")
-            .attempt(3)
-            .jetstream("ORDERS", 42)
-            .build();
+        let msg = Message::builder("orders.new").text("x").header("k", "v").reply("_INBOX.1").attempt(3).jetstream("ORDERS", 42).build();
         assert_eq!(msg.subject, "orders.new");
         assert_eq!(msg.payload, b"x");
         assert_eq!(msg.headers, [("k".to_owned(), "v".to_owned())]);

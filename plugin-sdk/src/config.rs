@@ -42,8 +42,7 @@ impl PluginConfig {
         if bytes.is_empty() {
             return Ok(Self::empty());
         }
-        let value: Option<Map<String, Value>> =
-            rmp_serde::from_slice(bytes).map_err(|e| ConfigError::NotAMap(e.to_string()))?;
+        let value: Option<Map<String, Value>> = rmp_serde::from_slice(bytes).map_err(|e| ConfigError::NotAMap(e.to_string()))?;
         Ok(Self { map: value.unwrap_or_default() })
     }
 
@@ -73,9 +72,7 @@ impl PluginConfig {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
         self.map
             .get(key)
-            .map(|value| {
-                T::deserialize(value).map_err(|e| ConfigError::Invalid { key: key.to_owned(), reason: e.to_string() })
-            })
+            .map(|value| T::deserialize(value).map_err(|e| ConfigError::Invalid { key: key.to_owned(), reason: e.to_string() }))
             .transpose()
     }
 
@@ -113,14 +110,10 @@ mod tests {
 
     #[test]
     fn get_require_and_deserialize() {
-        let config =
-            PluginConfig::from_serialize(&json!({"target": "out", "n": 3, "nested": {"on": true}})).expect("config");
+        let config = PluginConfig::from_serialize(&json!({"target": "out", "n": 3, "nested": {"on": true}})).expect("config");
         assert_eq!(config.get::<String>("target").expect("string"), Some("out".to_owned()));
         assert_eq!(config.get::<u32>("absent").expect("absent is fine"), None);
-        assert_eq!(
-            config.require::<u32>("absent").expect_err("required"),
-            ConfigError::Missing { key: "absent".into() }
-        );
+        assert_eq!(config.require::<u32>("absent").expect_err("required"), ConfigError::Missing { key: "absent".into() });
         let err = config.get::<String>("n").expect_err("n is a number");
         assert!(err.to_string().starts_with("config key `n` is invalid: invalid type: integer `3`"), "{err}");
 

@@ -54,9 +54,7 @@ impl PublishError {
     /// host refused one.
     fn refused(code: i32, publish: &Publish) -> Self {
         match (code, switchyard_abi::header::problem(&publish.headers)) {
-            (status::INVALID_HEADER, Some(problem)) => {
-                Self::InvalidHeader { subject: publish.subject.clone(), problem }
-            }
+            (status::INVALID_HEADER, Some(problem)) => Self::InvalidHeader { subject: publish.subject.clone(), problem },
             _ => Self::from_status(code, &publish.subject),
         }
     }
@@ -178,21 +176,12 @@ mod tests {
 
     #[test]
     fn status_codes_map_to_errors() {
-        assert_eq!(
-            PublishError::from_status(status::NOT_ALLOWED, "a"),
-            PublishError::NotAllowed { subject: "a".into() }
-        );
+        assert_eq!(PublishError::from_status(status::NOT_ALLOWED, "a"), PublishError::NotAllowed { subject: "a".into() });
         assert_eq!(PublishError::from_status(status::UNAVAILABLE, "a"), PublishError::Unavailable);
         let err = PublishError::from_status(status::OUT_OF_BOUNDS, "a");
         assert_eq!(err.to_string(), "host refused the publish to `a`: pointer or length out of bounds");
-        assert_eq!(
-            PublishError::from_status(status::INVALID_SUBJECT, "a.*").to_string(),
-            "invalid publish subject `a.*`"
-        );
-        assert_eq!(
-            PublishError::from_status(status::TOO_LARGE, "a").to_string(),
-            "publish to `a` is larger than the server's max_payload"
-        );
+        assert_eq!(PublishError::from_status(status::INVALID_SUBJECT, "a.*").to_string(), "invalid publish subject `a.*`");
+        assert_eq!(PublishError::from_status(status::TOO_LARGE, "a").to_string(), "publish to `a` is larger than the server's max_payload");
         assert_eq!(
             PublishError::from_status(status::INVALID_HEADER, "a").to_string(),
             "publish to `a` has a header nats cannot carry: invalid header name or value"
@@ -217,14 +206,9 @@ mod tests {
 
     #[test]
     fn a_refused_header_is_named() {
-        let publish =
-            Publish { subject: "a".into(), headers: vec![("bad name".into(), "v".into())], payload: Vec::new() };
+        let publish = Publish { subject: "a".into(), headers: vec![("bad name".into(), "v".into())], payload: Vec::new() };
         let err = PublishError::refused(status::INVALID_HEADER, &publish);
         assert_eq!(err.status(), status::INVALID_HEADER);
-        assert!(
-            err.to_string()
-                .starts_with("publish to `a` has a header nats cannot carry: invalid header name \"bad name\""),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("publish to `a` has a header nats cannot carry: invalid header name \"bad name\""), "{err}");
     }
 }

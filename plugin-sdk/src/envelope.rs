@@ -315,8 +315,7 @@ impl Expect {
 
     /// Parse `payload` as an envelope, check it, then read `data` as `T`.
     pub fn parse<T: DeserializeOwned>(&self, payload: &[u8]) -> Result<Envelope<T>, EnvelopeError> {
-        let envelope: Envelope<Value> =
-            serde_json::from_slice(payload).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        let envelope: Envelope<Value> = serde_json::from_slice(payload).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
         self.check(&envelope)?;
         let Envelope { kind, id, timestamp, data, metadata } = envelope;
         let data = T::deserialize(data).map_err(|e| EnvelopeError::Data(e.to_string()))?;
@@ -447,20 +446,14 @@ mod tests {
                 "not an envelope: unknown variant `rumour`, expected one of `event`, `command`, `query`, `reply` at line 1 column 117",
             ),
             (with(json!({"id": ""})), "invalid envelope `id`: must not be empty"),
-            (
-                with(json!({"id": "cmd 1"})),
-                "invalid envelope `id`: must be printable ascii without spaces, found `cmd 1`",
-            ),
+            (with(json!({"id": "cmd 1"})), "invalid envelope `id`: must be printable ascii without spaces, found `cmd 1`"),
             (with(json!({"id": "evt_1"})), "envelope id `evt_1` must start with `cmd_`"),
             (
                 with(json!({"timestamp": "yesterday"})),
                 "not an envelope: invalid timestamp `yesterday`: expected RFC 3339, e.g. `2024-03-20T10:00:00Z` at line 1 column 120",
             ),
             (with(json!({"metadata": {}})), "envelope has no `metadata.schema_version` (this handler reads 1.x)"),
-            (
-                with(json!({"metadata": {"schema_version": "2.0.0"}})),
-                "schema version 2.0.0 is not supported (this handler reads 1.x)",
-            ),
+            (with(json!({"metadata": {"schema_version": "2.0.0"}})), "schema version 2.0.0 is not supported (this handler reads 1.x)"),
             (
                 with(json!({"metadata": {"schema_version": "v1"}})),
                 "not an envelope: invalid schema version `v1`: expected MAJOR.MINOR.PATCH, e.g. `1.0.0` at line 1 column 141",
@@ -474,22 +467,14 @@ mod tests {
                 with(json!({"extra": 1})),
                 "not an envelope: unknown field `extra`, expected one of `type`, `id`, `timestamp`, `data`, `metadata` at line 1 column 104",
             ),
-            (
-                b"42".to_vec(),
-                "not an envelope: invalid type: integer `42`, expected struct Envelope at line 1 column 2",
-            ),
+            (b"42".to_vec(), "not an envelope: invalid type: integer `42`, expected struct Envelope at line 1 column 2"),
         ];
         for (payload, expected) in cases {
             let err = PAYMENTS.parse::<Payment>(&payload).expect_err(expected);
             // Column numbers depend on key order; compare up to them where present.
             let text = err.to_string();
             let trimmed = text.split(" at line ").next().unwrap_or_default();
-            assert_eq!(
-                trimmed,
-                expected.split(" at line ").next().unwrap_or_default(),
-                "{}",
-                String::from_utf8_lossy(&payload)
-            );
+            assert_eq!(trimmed, expected.split(" at line ").next().unwrap_or_default(), "{}", String::from_utf8_lossy(&payload));
         }
         let no_correlation = Expect::command().correlation_required().parse::<Value>(&command(json!({})));
         assert_eq!(no_correlation.expect_err("required"), EnvelopeError::CorrelationMissing);
@@ -511,13 +496,10 @@ mod tests {
 
     #[test]
     fn follow_ups_carry_the_conversation_and_are_deterministic() {
-        let cmd = PAYMENTS
-            .parse::<Payment>(&command(json!({"schema_version": "1.0.0", "correlation_id": "corr_9"})))
-            .expect("valid");
+        let cmd = PAYMENTS.parse::<Payment>(&command(json!({"schema_version": "1.0.0", "correlation_id": "corr_9"}))).expect("valid");
         let at = Timestamp::parse("2024-03-20T10:00:01Z").expect("time");
-        let event = cmd
-            .follow_up(EnvelopeKind::Event, "processed", at, json!({"ok": true}))
-            .with_schema_version(SchemaVersion::new(1, 0, 0));
+        let event =
+            cmd.follow_up(EnvelopeKind::Event, "processed", at, json!({"ok": true})).with_schema_version(SchemaVersion::new(1, 0, 0));
         assert!(event.id.starts_with("evt_") && event.id.len() == 28, "{}", event.id);
         assert_eq!(event.id, cmd.follow_up(EnvelopeKind::Event, "processed", at, ()).id, "same source, same id");
         assert_ne!(event.id, cmd.follow_up(EnvelopeKind::Event, "declined", at, ()).id);
@@ -530,11 +512,7 @@ mod tests {
                    "metadata": {"schema_version": "1.0.0", "correlation_id": "corr_9", "causation_id": "cmd_1"}})
         );
         // What it writes, it reads back.
-        let again = Expect::event()
-            .schema_major(1)
-            .prefixed_ids()
-            .parse::<Value>(&event.to_json().expect("json"))
-            .expect("round trip");
+        let again = Expect::event().schema_major(1).prefixed_ids().parse::<Value>(&event.to_json().expect("json")).expect("round trip");
         assert_eq!(again, event);
 
         let reply = cmd.reply(at, 5u8).with_meta("served_by", "payments");

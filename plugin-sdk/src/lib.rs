@@ -103,8 +103,8 @@ pub use validate::{FieldProblem, Validate, ValidationError, Validator, validate,
 /// Everything a handler usually needs: `use switchyard_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ConfigError, Context, Delivery, Envelope, EnvelopeError, EnvelopeKind, Expect, Header, Level, Message,
-        MessageExt, Outcome, OutcomeExt, PayloadError, PluginConfig, Publish, PublishError, PublishExt, SchemaVersion, Stop,
-        StopExt, Timestamp, TraceContext, Validate, ValidationError, Validator, handler, init, validated_json,
+        ConfigError, Context, Delivery, Envelope, EnvelopeError, EnvelopeKind, Expect, Header, Level, Message, MessageExt, Outcome,
+        OutcomeExt, PayloadError, PluginConfig, Publish, PublishError, PublishExt, SchemaVersion, Stop, StopExt, Timestamp, TraceContext,
+        Validate, ValidationError, Validator, handler, init, validated_json,
     };
 }

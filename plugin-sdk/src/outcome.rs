@@ -102,14 +102,8 @@ mod tests {
     fn constructors() {
         assert_eq!(Outcome::reply("x"), Outcome::Reply { payload: b"x".to_vec(), headers: vec![] });
         assert_eq!(Outcome::retry("r"), Outcome::Retry { delay_ms: None, reason: "r".into() });
-        assert_eq!(
-            Outcome::retry_after(Duration::from_millis(1500), "r"),
-            Outcome::Retry { delay_ms: Some(1500), reason: "r".into() }
-        );
-        assert_eq!(
-            Outcome::retry_after(Duration::MAX, "r"),
-            Outcome::Retry { delay_ms: Some(u64::MAX), reason: "r".into() }
-        );
+        assert_eq!(Outcome::retry_after(Duration::from_millis(1500), "r"), Outcome::Retry { delay_ms: Some(1500), reason: "r".into() });
+        assert_eq!(Outcome::retry_after(Duration::MAX, "r"), Outcome::Retry { delay_ms: Some(u64::MAX), reason: "r".into() });
         assert_eq!(Outcome::reject("no"), Outcome::Reject { reason: "no".into() });
         assert!(Outcome::Ack.is_success() && Outcome::reply("").is_success() && !Outcome::reject("").is_success());
     }

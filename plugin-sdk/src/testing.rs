@@ -113,9 +113,9 @@ impl MockHost {
     /// # Panics
     /// When `value` does not serialize to a map with string keys (the test's input is wrong).
     pub fn config(mut self, value: impl Serialize) -> Self {
-        let checked = switchyard_abi::encode(&value).map_err(|e| e.to_string()).and_then(|bytes| {
-            PluginConfig::from_msgpack(&bytes).map(|config| (bytes, config)).map_err(|e| e.to_string())
-        });
+        let checked = switchyard_abi::encode(&value)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| PluginConfig::from_msgpack(&bytes).map(|config| (bytes, config)).map_err(|e| e.to_string()));
         match checked {
             Ok((bytes, config)) => {
                 self.config_bytes = bytes;
@@ -164,12 +164,7 @@ impl MockHost {
         });
         let dispatched = dispatch(&input, Rc::clone(&self.config), |msg, ctx| handler.call(msg, ctx));
         let recorded = installed.finish();
-        Handled {
-            outcome: dispatched.outcome,
-            publishes: recorded.publishes,
-            logs: recorded.logs,
-            outcome_bytes: dispatched.bytes,
-        }
+        Handled { outcome: dispatched.outcome, publishes: recorded.publishes, logs: recorded.logs, outcome_bytes: dispatched.bytes }
     }
 }
 
@@ -234,8 +229,7 @@ mod tests {
     fn invalid_subjects_and_limits() {
         let handled = MockHost::new().allow(">").call(publish_to, &Message::builder("in").text("a.*").build());
         assert_eq!(handled.outcome, Outcome::retry("invalid publish subject `a.*`"));
-        let handled =
-            MockHost::new().allow(">").publish_limit(1).call(publish_to, &Message::builder("in").text("a,b").build());
+        let handled = MockHost::new().allow(">").publish_limit(1).call(publish_to, &Message::builder("in").text("a,b").build());
         assert_eq!(handled.outcome, Outcome::retry("publish limit exceeded for this message (at subject `b`)"));
         assert_eq!(handled.publishes.len(), 1);
     }
@@ -322,14 +316,10 @@ mod tests {
 
     #[test]
     fn state_is_restored_after_a_panicking_handler() {
-        let result = std::panic::catch_unwind(|| {
-            MockHost::new().allow(">").call(|_: &Message| -> Outcome { panic!("boom") }, &Message::default())
-        });
+        let result =
+            std::panic::catch_unwind(|| MockHost::new().allow(">").call(|_: &Message| -> Outcome { panic!("boom") }, &Message::default()));
         assert!(result.is_err());
         // No mock is left installed: a publish outside a call is unavailable again.
-        assert_eq!(
-            mock::publish(&Publish { subject: "a".into(), ..Publish::default() }),
-            switchyard_abi::status::UNAVAILABLE
-        );
+        assert_eq!(mock::publish(&Publish { subject: "a".into(), ..Publish::default() }), switchyard_abi::status::UNAVAILABLE);
     }
 }

@@ -147,9 +147,7 @@ fn parse(b: &[u8]) -> Result<Timestamp, &'static str> {
         return Err(SHAPE);
     }
     let num = |from: usize, to: usize| -> Result<i64, &'static str> {
-        b[from..to]
-            .iter()
-            .try_fold(0i64, |n, &c| if c.is_ascii_digit() { Ok(n * 10 + i64::from(c - b'0')) } else { Err(SHAPE) })
+        b[from..to].iter().try_fold(0i64, |n, &c| if c.is_ascii_digit() { Ok(n * 10 + i64::from(c - b'0')) } else { Err(SHAPE) })
     };
     let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
     let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);

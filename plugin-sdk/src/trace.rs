@@ -52,8 +52,7 @@ impl TraceContext {
         let [version, trace, span, flags, rest @ ..] = fields.as_slice() else {
             return Err(fail("expected `version-traceid-parentid-flags`"));
         };
-        let lower_hex =
-            |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let lower_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !lower_hex(version, 2) || *version == "ff" {
             return Err(fail("the version must be two lowercase hex digits other than `ff`"));
         }
@@ -161,14 +160,9 @@ mod tests {
     fn parses_and_writes_back() {
         let trace = TraceContext::parse(PARENT).expect("valid");
         assert_eq!(trace.to_string(), PARENT);
-        assert_eq!(
-            (trace.trace_id().as_str(), trace.span_id().as_str()),
-            ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
-        );
+        assert_eq!((trace.trace_id().as_str(), trace.span_id().as_str()), ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"));
         assert!(trace.sampled());
-        assert!(
-            !TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").expect("valid").sampled()
-        );
+        assert!(!TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").expect("valid").sampled());
         // A future version may add fields; its first four are read.
         let future = TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").expect("v1");
         assert_eq!(future.to_string(), PARENT);
@@ -178,10 +172,7 @@ mod tests {
     fn refuses_malformed_headers() {
         for (header, reason) in [
             ("", "expected `version-traceid-parentid-flags`"),
-            (
-                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                "the version must be two lowercase hex digits other than `ff`",
-            ),
+            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "the version must be two lowercase hex digits other than `ff`"),
             ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "the trace id must be 32 lowercase hex digits"),
             ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", "the trace id must not be all zeros"),
             ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "the parent id must not be all zeros"),
@@ -201,10 +192,7 @@ mod tests {
         assert_ne!(child.span_id(), parent.span_id());
         assert_eq!(child, parent.child_of("msg_1"), "same work, same span");
         assert_ne!(child.span_id(), parent.child_of("msg_2").span_id());
-        assert_eq!(
-            child.headers(),
-            [("traceparent".to_owned(), child.traceparent()), ("tracestate".to_owned(), "vendor=1".to_owned())]
-        );
+        assert_eq!(child.headers(), [("traceparent".to_owned(), child.traceparent()), ("tracestate".to_owned(), "vendor=1".to_owned())]);
         assert_eq!(TraceContext::from_message(&Message::builder("a").build()), Ok(None));
         let root = TraceContext::root("msg_1");
         assert_eq!(root, TraceContext::root("msg_1"));

@@ -139,9 +139,7 @@ impl Validator {
     /// ids before putting them into a subject, or the publish fails (or lands somewhere else).
     pub fn subject_token(&mut self, field: &str, value: &str) -> &mut Self {
         let ok = !value.is_empty() && !value.chars().any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace());
-        self.check(field, ok, || {
-            format!("must be usable as a subject token (no `.`, `*`, `>` or spaces), found `{value}`")
-        })
+        self.check(field, ok, || format!("must be usable as a subject token (no `.`, `*`, `>` or spaces), found `{value}`"))
     }
 
     /// An RFC 3339 timestamp; returns it when valid.
@@ -195,10 +193,7 @@ pub fn validate<T: Validate + ?Sized>(value: &T) -> Result<(), ValidationError> 
 /// problem with the `payload`.
 pub fn validated_json<T: DeserializeOwned + Validate>(payload: &[u8]) -> Result<T, ValidationError> {
     let value: T = serde_json::from_slice(payload).map_err(|e| ValidationError {
-        problems: vec![FieldProblem {
-            field: "payload".to_owned(),
-            problem: format!("payload is not a valid message: {e}"),
-        }],
+        problems: vec![FieldProblem { field: "payload".to_owned(), problem: format!("payload is not a valid message: {e}") }],
     })?;
     validate(&value)?;
     Ok(value)
@@ -241,8 +236,7 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_path() {
-        let payload =
-            br#"{"id":"nope","kind":"boat","seats":9,"stops":[{"lat":1,"lng":2},{"lat":95,"lng":-181}],"at":"noon"}"#;
+        let payload = br#"{"id":"nope","kind":"boat","seats":9,"stops":[{"lat":1,"lng":2},{"lat":95,"lng":-181}],"at":"noon"}"#;
         let err = validated_json::<Trip>(payload).err().expect("invalid");
         assert_eq!(
             err.to_string(),
@@ -258,10 +252,7 @@ mod tests {
     #[test]
     fn shape_errors_come_from_serde() {
         let err = validated_json::<Point>(br#"{"lat": 1}"#).err().expect("missing lng");
-        assert_eq!(
-            err.to_string(),
-            "message validation failed: payload is not a valid message: missing field `lng` at line 1 column 10"
-        );
+        assert_eq!(err.to_string(), "message validation failed: payload is not a valid message: missing field `lng` at line 1 column 10");
         let err = validated_json::<Point>(br#"{"lat": 1, "lng": 2, "alt": 3}"#).err().expect("unknown");
         assert!(err.to_string().contains("unknown field `alt`"), "{err}");
         assert!(validated_json::<Point>(br#"{"lat": -90, "lng": 180}"#).is_ok());
@@ -270,12 +261,7 @@ mod tests {
     #[test]
     fn small_checks() {
         let mut v = Validator::new();
-        v.required("name", "  ").min("distance", -0.5, 0.0).max_chars("note", "héllo", 4).range(
-            "x",
-            f64::NAN,
-            0.0,
-            1.0,
-        );
+        v.required("name", "  ").min("distance", -0.5, 0.0).max_chars("note", "héllo", 4).range("x", f64::NAN, 0.0, 1.0);
         v.subject_token("session", "a.b").subject_token("ok", "sess_1");
         assert!(!v.is_ok());
         let problems: Vec<String> = v.finish().expect_err("problems").problems.into_iter().map(|p| p.field).collect();

@@ -32,16 +32,10 @@ pub fn sample_json(name: &str, file: &str) -> serde_json::Value {
 /// does; panic with its output unless it passes. Returns stdout.
 pub fn check(name: &str, file: &str) -> String {
     let path = format!("examples/{name}/{file}");
-    let output = Command::new(crate::host::binary())
-        .args(["check", &path])
-        .current_dir(crate::workspace())
-        .output()
-        .expect("run switchyard check");
+    let output =
+        Command::new(crate::host::binary()).args(["check", &path]).current_dir(crate::workspace()).output().expect("run switchyard check");
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(
-        output.status.success(),
-        "`switchyard check {path}` failed (run `make plugins` if a .wasm is missing):\n{stdout}{stderr}"
-    );
+    assert!(output.status.success(), "`switchyard check {path}` failed (run `make plugins` if a .wasm is missing):\n{stdout}{stderr}");
     stdout.into_owned()
 }
 
@@ -79,12 +73,7 @@ pub fn header<'a>(msg: &'a async_nats::Message, name: &str) -> &'a str {
 }
 
 /// The next `n` messages of `sub`, each within `limit`.
-pub async fn next_n(
-    sub: &mut async_nats::Subscriber,
-    n: usize,
-    limit: Duration,
-    what: &str,
-) -> Vec<async_nats::Message> {
+pub async fn next_n(sub: &mut async_nats::Subscriber, n: usize, limit: Duration, what: &str) -> Vec<async_nats::Message> {
     let mut got = Vec::with_capacity(n);
     while got.len() < n {
         let label = format!("{what} ({} of {n} so far)", got.len());

@@ -31,11 +31,7 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 }
 
 fn traced(pods: &str) -> HeaderMap {
-    headers(&[
-        ("Chat-Reply-Pods", pods),
-        ("traceparent", &format!("00-{TRACE_ID}-{PARENT_SPAN}-01")),
-        ("tracestate", "vendor=abc"),
-    ])
+    headers(&[("Chat-Reply-Pods", pods), ("traceparent", &format!("00-{TRACE_ID}-{PARENT_SPAN}-01")), ("tracestate", "vendor=abc")])
 }
 
 /// One pod's view of an answer: chunk ids in arrival order, chunks concatenated, the last chunk,
@@ -65,10 +61,7 @@ async fn chunks_reach_each_pod_in_order_with_correlation_and_trace() {
     let mut broadcast = client.subscribe("chat.session.*.broadcast").await.expect("subscribe");
     client.flush().await.expect("flush");
 
-    client
-        .publish_with_headers(SUBJECT, traced("pod-1,pod-2"), sample(EXAMPLE, "workflow-request.json").into())
-        .await
-        .expect("publish");
+    client.publish_with_headers(SUBJECT, traced("pod-1,pod-2"), sample(EXAMPLE, "workflow-request.json").into()).await.expect("publish");
     for (pod, sub) in [("pod-1", &mut pod1), ("pod-2", &mut pod2)] {
         let chunks = next_n(sub, 8, WAIT, &format!("the answer on {pod}")).await;
         let (ids, text, last) = check_answer(&chunks, "corr_xyz");
@@ -78,10 +71,7 @@ async fn chunks_reach_each_pod_in_order_with_correlation_and_trace() {
         assert_eq!(last["chunk_type"], "metadata");
         assert_eq!(last["metadata"], json!({"model": "gpt-4", "tokens_used": 7, "finish_reason": "stop"}));
         let first = json(&chunks[0].payload);
-        assert_eq!(
-            (first["session_id"].as_str(), first["message_id"].as_str()),
-            (Some("sess_456"), Some("msg_abc123"))
-        );
+        assert_eq!((first["session_id"].as_str(), first["message_id"].as_str()), (Some("sess_456"), Some("msg_abc123")));
         assert_eq!(first["chunk_type"], "content");
         // The worker's span: same trace, its own span id, sampled; the vendor state carried along.
         let traceparent = header(&chunks[0], "traceparent");
@@ -110,17 +100,11 @@ async fn without_pods_the_session_broadcast_carries_the_answer_and_errors_reach_
     let (ids, text, _) = check_answer(&chunks, "corr_xyz");
     assert_eq!((ids, text.as_str()), ((0..8).collect::<Vec<u64>>(), ANSWER));
     let traceparent = header(&chunks[0], "traceparent");
-    assert!(
-        !traceparent.contains(TRACE_ID) && traceparent.starts_with("00-"),
-        "no trace given: a new one, {traceparent}"
-    );
+    assert!(!traceparent.contains(TRACE_ID) && traceparent.starts_with("00-"), "no trace given: a new one, {traceparent}");
 
     // An unavailable model: one error chunk to the pod, the request is done.
     let pod = headers(&[("Chat-Reply-Pods", "pod-1")]);
-    client
-        .publish_with_headers(SUBJECT, pod, sample(EXAMPLE, "workflow-request-unknown-model.json").into())
-        .await
-        .expect("publish");
+    client.publish_with_headers(SUBJECT, pod, sample(EXAMPLE, "workflow-request-unknown-model.json").into()).await.expect("publish");
     let error = next_n(&mut pods, 1, WAIT, "the error chunk").await;
     assert_eq!(error[0].subject.as_str(), "chat.pod.pod-1.response");
     let chunk = json(&error[0].payload);
@@ -148,10 +132,7 @@ async fn two_hosts_in_the_queue_group_handle_each_request_once() {
         let mut request = sample_json(EXAMPLE, "workflow-request.json");
         request["message_id"] = json!(format!("msg_{i}"));
         let payload = serde_json::to_vec(&request).expect("json");
-        client
-            .publish_with_headers(SUBJECT, headers(&[("Chat-Reply-Pods", "pod-1")]), payload.into())
-            .await
-            .expect("publish");
+        client.publish_with_headers(SUBJECT, headers(&[("Chat-Reply-Pods", "pod-1")]), payload.into()).await.expect("publish");
     }
     let chunks = next_n(&mut pod1, REQUESTS * 8, WAIT, "every answer").await;
     let mut answers: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -180,8 +161,7 @@ async fn pod_health_and_invalid_requests_over_request_reply() {
     let client = nats.client().await;
     let js = jetstream::new(client.clone());
 
-    let health =
-        within(WAIT, "the health reply", client.request("chat.pod.pod-1.health", "".into())).await.expect("reply");
+    let health = within(WAIT, "the health reply", client.request("chat.pod.pod-1.health", "".into())).await.expect("reply");
     let body = json(&health.payload);
     assert_eq!((body["pod_id"].as_str(), body["status"].as_str()), (Some("pod-1"), Some("healthy")));
 
@@ -219,10 +199,7 @@ async fn the_jetstream_variant_streams_the_same_answer() {
     let mut pod1 = client.subscribe("chat.pod.pod-1.response").await.expect("subscribe");
     client.flush().await.expect("flush");
 
-    let ack = js
-        .publish_with_headers(SUBJECT, traced("pod-1"), sample(EXAMPLE, "workflow-request.json").into())
-        .await
-        .expect("publish");
+    let ack = js.publish_with_headers(SUBJECT, traced("pod-1"), sample(EXAMPLE, "workflow-request.json").into()).await.expect("publish");
     assert_eq!(ack.await.expect("stored").stream, "WORKFLOW_REQUESTS");
     let chunks = next_n(&mut pod1, 8, WAIT, "the answer").await;
     let (ids, text, last) = check_answer(&chunks, "corr_xyz");
@@ -230,15 +207,10 @@ async fn the_jetstream_variant_streams_the_same_answer() {
     assert_eq!(last["is_final"], true);
     assert!(header(&chunks[0], "traceparent").contains(TRACE_ID));
 
-    js.publish(SUBJECT, sample(EXAMPLE, "workflow-request-invalid.json").into())
-        .await
-        .expect("publish")
-        .await
-        .expect("stored");
+    js.publish(SUBJECT, sample(EXAMPLE, "workflow-request-invalid.json").into()).await.expect("publish").await.expect("stored");
     eventually(WAIT, "the dead letter", || async { (count(&js, "SWITCHYARD_DLQ").await == 1).then_some(()) }).await;
     eventually(WAIT, "the work queue to drain", || async {
-        (count(&js, "WORKFLOW_REQUESTS").await == 0
-            && pending(&js, "WORKFLOW_REQUESTS", "workflow-processor").await == (0, 0))
+        (count(&js, "WORKFLOW_REQUESTS").await == 0 && pending(&js, "WORKFLOW_REQUESTS", "workflow-processor").await == (0, 0))
             .then_some(())
     })
     .await;

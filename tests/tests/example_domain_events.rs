@@ -24,8 +24,7 @@ async fn publish(js: &jetstream::Context, subject: &str, file: &str, msg_id: Opt
     if let Some(id) = msg_id {
         headers.insert("Nats-Msg-Id", id);
     }
-    let ack =
-        js.publish_with_headers(subject.to_owned(), headers, sample(EXAMPLE, file).into()).await.expect("publish");
+    let ack = js.publish_with_headers(subject.to_owned(), headers, sample(EXAMPLE, file).into()).await.expect("publish");
     ack.await.expect("stream ack").duplicate
 }
 
@@ -93,10 +92,7 @@ async fn user_events_become_follow_up_commands_on_the_work_stream() {
     let updated = caused_by(&work, 2);
     let subjects: Vec<&str> = updated.iter().map(|(s, _, _)| *s).collect();
     assert_eq!(subjects, ["work.cache.invalidate", "work.search.index"]);
-    assert_eq!(
-        updated[0].1["data"],
-        json!({"user_id": USER, "keys": [format!("user:{USER}"), format!("user:{USER}:profile")]})
-    );
+    assert_eq!(updated[0].1["data"], json!({"user_id": USER, "keys": [format!("user:{USER}"), format!("user:{USER}:profile")]}));
     assert_eq!(
         updated[1].1["data"],
         json!({"index": "users", "document_id": USER, "document": {"email": "ada@analytical.example", "full_name": "Ada King"}})
@@ -111,10 +107,7 @@ async fn user_events_become_follow_up_commands_on_the_work_stream() {
         avatar[0].1["data"]["thumbnails"],
         json!([{"size": 64, "file_key": "avatars/5f0c6d1e/v3.png@64"}, {"size": 256, "file_key": "avatars/5f0c6d1e/v3.png@256"}])
     );
-    assert_eq!(
-        avatar[0].1["metadata"]["correlation_id"], "evt_01HV7Z5F6G7H8J",
-        "no correlation id: the event starts one"
-    );
+    assert_eq!(avatar[0].1["metadata"]["correlation_id"], "evt_01HV7Z5F6G7H8J", "no correlation id: the event starts one");
     assert_eq!(avatar[1].1["data"]["keys"], json!([format!("user:{USER}:avatar")]));
 
     assert_eq!(count(&js, "USERS").await, 3, "the event log keeps the events");
@@ -177,12 +170,8 @@ async fn failing_avatar_events_are_retried_or_rejected_into_the_dead_letter_stre
 
     let letters = messages(&js, "SWITCHYARD_DLQ").await;
     assert_eq!(letters.len(), 2);
-    let by_sequence = |seq: &str| {
-        letters
-            .iter()
-            .find(|m| stored_header(m, "Switchyard-Stream-Sequence") == seq)
-            .expect("the letter of that event")
-    };
+    let by_sequence =
+        |seq: &str| letters.iter().find(|m| stored_header(m, "Switchyard-Stream-Sequence") == seq).expect("the letter of that event");
     // Storage down: a retry on every attempt, nak'd with backoff, dead-lettered at max_deliver.
     let exhausted = by_sequence("1");
     assert_eq!(exhausted.subject.as_str(), "switchyard.dlq.avatar-uploaded");

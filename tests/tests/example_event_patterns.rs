@@ -21,9 +21,7 @@ async fn publish(js: &jetstream::Context, file: &str) {
 }
 
 async fn drained(js: &jetstream::Context) {
-    for (stream, consumer) in
-        [("ORDER_COMMANDS", "process-payments"), ("ORDER_EVENTS", "receipts"), ("ORDER_EVENTS", "audit")]
-    {
+    for (stream, consumer) in [("ORDER_COMMANDS", "process-payments"), ("ORDER_EVENTS", "receipts"), ("ORDER_EVENTS", "audit")] {
         eventually(WAIT, &format!("`{consumer}` to have nothing pending"), || async {
             (pending(js, stream, consumer).await == (0, 0)).then_some(())
         })
@@ -54,10 +52,7 @@ async fn a_query_is_answered_over_request_reply() {
     // A query of a schema this handler does not read: the requester hears why, at once.
     let ask = client.request("orders.payments.fee.quote", sample(EXAMPLE, "quote-fee-v2.json").into());
     let refused = within(WAIT, "the refusal", ask).await.expect("reply");
-    assert_eq!(
-        header(&refused, "Nats-Service-Error"),
-        "schema version 2.0.0 is not supported (this handler reads 1.x)"
-    );
+    assert_eq!(header(&refused, "Nats-Service-Error"), "schema version 2.0.0 is not supported (this handler reads 1.x)");
     assert!(refused.payload.is_empty());
     let js = jetstream::new(client.clone());
     assert_eq!(count(&js, "ORDER_COMMANDS").await + count(&js, "ORDER_EVENTS").await, 0, "queries are in no stream");
@@ -89,23 +84,13 @@ async fn commands_become_events_that_fan_out_to_each_subscriber() {
     let processed = by_subject("orders.payments.payment.processed");
     assert_eq!(processed["type"], "event");
     assert_eq!(processed["data"]["order_id"], "ord_42");
-    assert_eq!(
-        (processed["data"]["fee_cents"].as_u64(), processed["data"]["currency"].as_str()),
-        (Some(67), Some("EUR"))
-    );
+    assert_eq!((processed["data"]["fee_cents"].as_u64(), processed["data"]["currency"].as_str()), (Some(67), Some("EUR")));
     assert_eq!(processed["metadata"]["causation_id"], "cmd_01HV8A1B2C3D4E");
     assert_eq!(processed["metadata"]["correlation_id"], "corr_checkout_42");
     let declined = by_subject("orders.payments.payment.declined");
-    assert_eq!(
-        declined["data"],
-        json!({"order_id": "ord_43", "amount_cents": 9900, "currency": "USD", "reason": "card declined"})
-    );
+    assert_eq!(declined["data"], json!({"order_id": "ord_43", "amount_cents": 9900, "currency": "USD", "reason": "card declined"}));
     assert_eq!(declined["metadata"]["causation_id"], "cmd_01HV8A5F6G7H8J");
-    assert_eq!(
-        stored_header(&events[0], "Nats-Msg-Id").split(':').next(),
-        Some("ORDER_COMMANDS"),
-        "deduped on redelivery"
-    );
+    assert_eq!(stored_header(&events[0], "Nats-Msg-Id").split(':').next(), Some("ORDER_COMMANDS"), "deduped on redelivery");
 
     // Fan-out: `audit` hears both events, `receipts` (filter *.*.*.processed) only the processed one.
     let mut audited: Vec<(String, Value)> = records.iter().map(|m| (m.subject.to_string(), json(&m.payload))).collect();
@@ -144,16 +129,12 @@ async fn a_failing_command_is_retried_then_dead_lettered_and_a_malformed_one_rej
 
     let letters = messages(&js, "DEAD_LETTERS").await;
     assert_eq!(letters.len(), 2);
-    let by_sequence =
-        |seq: &str| letters.iter().find(|m| stored_header(m, "Switchyard-Stream-Sequence") == seq).expect("letter");
+    let by_sequence = |seq: &str| letters.iter().find(|m| stored_header(m, "Switchyard-Stream-Sequence") == seq).expect("letter");
     let exhausted = by_sequence("1");
     assert_eq!(exhausted.subject.as_str(), "errors.dead_letter.process-payments", "the seed's dead-letter subject");
     assert_eq!(&exhausted.payload[..], sample(EXAMPLE, "process-payment-gateway-down.json").as_bytes());
     assert_eq!(stored_header(exhausted, "Switchyard-Delivery-Count"), "3");
-    assert_eq!(
-        stored_header(exhausted, "Switchyard-Reason"),
-        "max_deliver (3) reached: payment gateway unavailable (simulated)"
-    );
+    assert_eq!(stored_header(exhausted, "Switchyard-Reason"), "max_deliver (3) reached: payment gateway unavailable (simulated)");
     assert!(elapsed >= Duration::from_millis(1000), "naks of ~500ms and ~1s between the attempts, took {elapsed:?}");
     let malformed = by_sequence("2");
     assert_eq!(stored_header(malformed, "Switchyard-Delivery-Count"), "1");

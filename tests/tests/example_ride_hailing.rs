@@ -29,10 +29,7 @@ async fn publish(js: &jetstream::Context, subject: &str, payload: impl Into<byte
 /// Work queues: every message taken and acked leaves its stream.
 async fn streams_empty(js: &jetstream::Context) {
     for stream in STREAMS {
-        eventually(WAIT, &format!("stream {stream} to be empty"), || async {
-            (count(js, stream).await == 0).then_some(())
-        })
-        .await;
+        eventually(WAIT, &format!("stream {stream} to be empty"), || async { (count(js, stream).await == 0).then_some(()) }).await;
     }
 }
 
@@ -103,8 +100,7 @@ async fn location_update_flow() {
     client.flush().await.expect("flush");
 
     publish(&js, &format!("location.update.{DRIVER}"), sample(EXAMPLE, "location-update.json")).await;
-    let [confirmation] =
-        <[_; 1]>::try_from(next_n(&mut clients, 1, WAIT, "the location confirmation").await).expect("one");
+    let [confirmation] = <[_; 1]>::try_from(next_n(&mut clients, 1, WAIT, "the location confirmation").await).expect("one");
     let (user, event, data) = notification(&confirmation);
     assert_eq!((user.as_str(), event.as_str()), (DRIVER, "location.stored"));
     assert_eq!(
@@ -145,8 +141,7 @@ async fn driver_matching_then_the_ride_lifecycle() {
         assert_eq!(accepted[key], data[key], "the sample acceptance answers this proposal ({key})");
     }
     publish(&js, &format!("match.accepted.{MATCH}"), sample(EXAMPLE, "match-accepted.json")).await;
-    let got: Vec<_> =
-        next_n(&mut clients, 4, WAIT, "confirmation and ride creation").await.iter().map(notification).collect();
+    let got: Vec<_> = next_n(&mut clients, 4, WAIT, "confirmation and ride creation").await.iter().map(notification).collect();
     // Two consumers deliver these, so only each party's set is fixed, not the interleaving.
     assert_eq!(events_of(&got, PASSENGER), ["match.confirmed", "ride.created"]);
     assert_eq!(events_of(&got, DRIVER), ["match.confirmed", "ride.created"]);
@@ -205,9 +200,7 @@ async fn invalid_payloads_are_dead_lettered_with_the_validation_error() {
     streams_empty(&js).await;
 
     let letters = messages(&js, "SWITCHYARD_DLQ").await;
-    let letter = |route: &str| {
-        letters.iter().find(|m| stored_header(m, "Switchyard-Route") == route).expect("a letter of that route")
-    };
+    let letter = |route: &str| letters.iter().find(|m| stored_header(m, "Switchyard-Route") == route).expect("a letter of that route");
     let location = letter("location-service-consumer");
     assert_eq!(&location.payload[..], sample(EXAMPLE, "location-update-invalid.json").as_bytes(), "payload intact");
     assert_eq!(stored_header(location, "Switchyard-Stream"), "LOCATION");
@@ -227,10 +220,7 @@ async fn invalid_payloads_are_dead_lettered_with_the_validation_error() {
     );
     let request = letter("match-request-consumer");
     let reason = stored_header(request, "Switchyard-Reason");
-    assert!(
-        reason.starts_with("message validation failed: payload is not a valid message: invalid type: integer `1`"),
-        "{reason}"
-    );
+    assert!(reason.starts_with("message validation failed: payload is not a valid message: invalid type: integer `1`"), "{reason}");
     assert!(quiet(&mut clients, Duration::from_millis(300)).await.is_empty(), "nothing reached a client");
     host.stop().await;
 }
@@ -241,8 +231,7 @@ async fn the_stream_health_check_answers_requests() {
     let host = examples::start(EXAMPLE, "runtime.toml", &nats).await;
     let client = nats.client().await;
 
-    let reply =
-        within(WAIT, "the health reply", client.request("health.check.streams", "".into())).await.expect("reply");
+    let reply = within(WAIT, "the health reply", client.request("health.check.streams", "".into())).await.expect("reply");
     assert_eq!(examples::header(&reply, "content-type"), "application/json");
     let health = json(&reply.payload);
     assert_eq!(health["status"], "ok");

@@ -38,11 +38,7 @@ async fn a_host_killed_three_times_loses_nothing() {
         "config = { publish = [\"done.x\", \"seen.x\"] }",
         &format!("concurrency = 4\nbatch = 500\nmax_ack_pending = {MAX_ACK_PENDING}\nack_wait = \"2s\""),
     );
-    let watcher = async_nats::ConnectOptions::new()
-        .subscription_capacity(1 << 22)
-        .connect(nats.url())
-        .await
-        .expect("connect");
+    let watcher = async_nats::ConnectOptions::new().subscription_capacity(1 << 22).connect(nats.url()).await.expect("connect");
     let seen = watcher.subscribe("seen.>").await.expect("subscribe");
     watcher.flush().await.expect("flush");
     let seen = count_seen(seen);

@@ -67,8 +67,12 @@ async fn a_slow_host_beside_a_fast_one_handles_nothing_twice() {
     let js = jetstream::new(client.clone());
     let mut sub = client.subscribe("seen.>").await.expect("subscribe");
     let route = "ack_wait = \"2s\"\nbatch = 500";
-    let slow = Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"seen.x\"], sleep_ms = 40 }", &format!("concurrency = 1\n{route}"))).await;
-    let fast = Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"seen.x\"], sleep_ms = 2 }", &format!("concurrency = 4\n{route}"))).await;
+    let slow =
+        Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"seen.x\"], sleep_ms = 40 }", &format!("concurrency = 1\n{route}")))
+            .await;
+    let fast =
+        Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"seen.x\"], sleep_ms = 2 }", &format!("concurrency = 4\n{route}")))
+            .await;
     publish_many(&js, "jobs.mixed", TOTAL as usize, |i| format!(r#"{{"id":{i}}}"#).into_bytes()).await;
 
     let mut seen = HashMap::new();

@@ -34,19 +34,15 @@ concurrency = 4"#;
     create_stream(&js, "PROCESSED", &["processed.>"]).await;
 
     publish_many(&js, "orders.created", 10_000, |i| format!(r#"{{"n":{i},"name":"user{i}"}}"#).into_bytes()).await;
-    eventually(Duration::from_secs(120), "10,000 processed messages", || async {
-        (count(&js, "PROCESSED").await >= 10_000).then_some(())
-    })
-    .await;
+    eventually(Duration::from_secs(120), "10,000 processed messages", || async { (count(&js, "PROCESSED").await >= 10_000).then_some(()) })
+        .await;
     drained(&js, "ORDERS", "orders").await;
     assert_eq!(count(&js, "ORDERS").await, 0, "acked work-queue messages are removed");
     assert_eq!(count(&js, "PROCESSED").await, 10_000, "each message forwarded exactly once");
 
     let all = messages(&js, "PROCESSED").await;
-    let mut seen: Vec<u64> = all
-        .iter()
-        .map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).expect("json")["n"].as_u64().expect("n"))
-        .collect();
+    let mut seen: Vec<u64> =
+        all.iter().map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).expect("json")["n"].as_u64().expect("n")).collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..10_000).collect::<Vec<u64>>(), "every message handled, none twice");
     let first = &all[0];
@@ -121,10 +117,7 @@ async fn publishes_are_buffered_until_success_and_sent_once() {
     js.publish("jobs.x", r#"{"action":"retry","publish":["done.never"]}"#.into()).await.expect("publish").await.expect("ack");
     // Publishes, fails once, then succeeds: exactly one publish.
     js.publish("jobs.y", r#"{"fail_times":1,"publish":["done.once"]}"#.into()).await.expect("publish").await.expect("ack");
-    eventually(WAIT, "the dead letter of the failing job", || async {
-        (count(&js, "SWITCHYARD_DLQ").await == 1).then_some(())
-    })
-    .await;
+    eventually(WAIT, "the dead letter of the failing job", || async { (count(&js, "SWITCHYARD_DLQ").await == 1).then_some(()) }).await;
     drained(&js, "JOBS", "jobs").await;
 
     let done = messages(&js, "DONE").await;

@@ -36,7 +36,10 @@ async fn a_stream_with_other_settings_is_refused_and_its_messages_kept() {
     assert_eq!(count(&js, "ORDERS").await, 200, "no message deleted");
 
     // Other subjects, without `update = true`: refused, naming the field.
-    let other = format!("{}[[streams]]\nname = \"ORDERS\"\nsubjects = [\"orders.>\", \"refunds.>\"]\nretention = \"workqueue\"\n", preamble(nats.url()));
+    let other = format!(
+        "{}[[streams]]\nname = \"ORDERS\"\nsubjects = [\"orders.>\", \"refunds.>\"]\nretention = \"workqueue\"\n",
+        preamble(nats.url())
+    );
     let (status, output) = Host::start_failing(&other, START).await;
     assert!(!status.success(), "{output}");
     assert!(output.contains("`subjects` is [`orders.>`] on the server, [`orders.>`, `refunds.>`]"), "{output}");
@@ -157,10 +160,7 @@ async fn a_host_started_before_nats_waits_for_it() {
     assert!(output.contains("connecting to NATS at") && output.contains("retrying in"), "{output}");
     let js = jetstream::new(nats.client().await);
     publish_many(&js, "jobs.1", 1, |_| b"{}".to_vec()).await;
-    eventually(Duration::from_secs(20), "the job handled", || async {
-        (count(&js, "JOBS").await == 0).then_some(())
-    })
-    .await;
+    eventually(Duration::from_secs(20), "the job handled", || async { (count(&js, "JOBS").await == 0).then_some(()) }).await;
     host.stop().await;
 }
 

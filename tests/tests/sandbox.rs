@@ -92,11 +92,7 @@ subjects = ["greet.*"]
     let client = nats.client().await;
     let js = jetstream::new(client.clone());
     for action in ["loop", "alloc", "panic", "trap", "garbage"] {
-        js.publish(format!("bad.{action}"), format!(r#"{{"action":"{action}"}}"#).into())
-            .await
-            .expect("publish")
-            .await
-            .expect("ack");
+        js.publish(format!("bad.{action}"), format!(r#"{{"action":"{action}"}}"#).into()).await.expect("publish").await.expect("ack");
     }
     eventually(WAIT, "five dead letters", || async { (count(&js, "SWITCHYARD_DLQ").await == 5).then_some(()) }).await;
     for route in ["loop", "alloc", "panic", "trap", "garbage"] {

@@ -32,14 +32,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
         fresh_us.push(if bench.host_side() { per_message_us(&fresh, bench.count(FRESH_CALLS)).await? } else { f64::NAN });
         eprintln!("  isolation run {}: fresh {:.2} µs/msg, pooled {:.2} µs/msg", i + 1, fresh_us[i], pooled_us[i]);
     }
-    Ok(vec![Figure::new(
-        SCENARIO,
-        "fresh vs pooled, per message",
-        "µs",
-        median(&fresh_us),
-        median(&pooled_us),
-        Target::HostAtMost(10.0),
-    )])
+    Ok(vec![Figure::new(SCENARIO, "fresh vs pooled, per message", "µs", median(&fresh_us), median(&pooled_us), Target::HostAtMost(10.0))])
 }
 
 /// The no-op plugin loaded as a route would load it, with the given isolation.

@@ -60,14 +60,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
             raw_run.1
         );
     }
-    Ok(vec![Figure::new(
-        SCENARIO,
-        "throughput, ack each",
-        "msg/s",
-        median(&host_rates),
-        median(&raw_rates),
-        Target::RatioAtLeast(0.95),
-    )])
+    Ok(vec![Figure::new(SCENARIO, "throughput, ack each", "msg/s", median(&host_rates), median(&raw_rates), Target::RatioAtLeast(0.95))])
 }
 
 /// A fresh stream holding `n` messages, created exactly as the host creates it.

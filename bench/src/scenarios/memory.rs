@@ -45,14 +45,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
         }
         eprintln!("  memory run {}: host {:.1} MiB, raw client {:.1} MiB", i + 1, host[i], raw[i]);
     }
-    Ok(vec![Figure::new(
-        SCENARIO,
-        "RSS, 10 plugins loaded",
-        "MiB",
-        median(&host),
-        median(&raw),
-        Target::HostAtMost(60.0),
-    )])
+    Ok(vec![Figure::new(SCENARIO, "RSS, 10 plugins loaded", "MiB", median(&host), median(&raw), Target::HostAtMost(60.0))])
 }
 
 fn write_config(bench: &Bench) -> anyhow::Result<PathBuf> {

@@ -78,8 +78,10 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
         let serving = wait_for_version(&samples, written, echo).await?;
         tokio::time::sleep(AFTER).await;
         let taken = samples.lock().map(|s| s.clone()).unwrap_or_default();
-        let mut steady: Vec<Duration> = taken.iter().filter(|s| s.sent < written && written - s.sent <= STEADY).map(|s| s.latency).collect();
-        let mut around: Vec<Duration> = taken.iter().filter(|s| s.sent >= written && s.sent <= serving + AFTER).map(|s| s.latency).collect();
+        let mut steady: Vec<Duration> =
+            taken.iter().filter(|s| s.sent < written && written - s.sent <= STEADY).map(|s| s.latency).collect();
+        let mut around: Vec<Duration> =
+            taken.iter().filter(|s| s.sent >= written && s.sent <= serving + AFTER).map(|s| s.latency).collect();
         swaps.serving_ms.push(serving.duration_since(written).as_secs_f64() * 1e3);
         swaps.steady_p99.push(percentile_us(&mut steady, 99.0));
         swaps.steady_max.push(percentile_us(&mut steady, 100.0));
@@ -99,8 +101,22 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     // of VM the steady max alone is 10-60 x the steady p99, swap or no swap.
     Ok(vec![
         Figure::new(SCENARIO, "file written -> new version serving", "ms", median(&swaps.serving_ms), f64::NAN, Target::HostAtMost(250.0)),
-        Figure::new(SCENARIO, "p99 around a swap vs steady p99", "µs", median(&swaps.around_p99), median(&swaps.steady_p99), Target::RatioAtMost(2.0)),
-        Figure::new(SCENARIO, "max around a swap vs steady max", "µs", median(&swaps.around_max), median(&swaps.steady_max), Target::RatioAtMost(2.0)),
+        Figure::new(
+            SCENARIO,
+            "p99 around a swap vs steady p99",
+            "µs",
+            median(&swaps.around_p99),
+            median(&swaps.steady_p99),
+            Target::RatioAtMost(2.0),
+        ),
+        Figure::new(
+            SCENARIO,
+            "max around a swap vs steady max",
+            "µs",
+            median(&swaps.around_max),
+            median(&swaps.steady_max),
+            Target::RatioAtMost(2.0),
+        ),
     ])
 }
 
@@ -128,10 +144,9 @@ async fn steady_load(bench: &Bench, samples: Arc<Mutex<Vec<Sample>>>) -> anyhow:
 async fn wait_for_version(samples: &Mutex<Vec<Sample>>, since: Instant, echo: bool) -> anyhow::Result<Instant> {
     let deadline = since + SWAP_TIMEOUT;
     loop {
-        let first = samples
-            .lock()
-            .ok()
-            .and_then(|s| s.iter().rev().take_while(|s| s.sent + s.latency >= since).filter(|s| s.echo == echo).map(|s| s.sent + s.latency).min());
+        let first = samples.lock().ok().and_then(|s| {
+            s.iter().rev().take_while(|s| s.sent + s.latency >= since).filter(|s| s.echo == echo).map(|s| s.sent + s.latency).min()
+        });
         if let Some(at) = first {
             return Ok(at);
         }

@@ -29,7 +29,10 @@ pub async fn connect(config: &NatsConfig, urls: &[String], deadline: Instant, me
 async fn connect_once(config: &NatsConfig, urls: &[String], metrics: Arc<Metrics>) -> Result<async_nats::Client, async_nats::ConnectError> {
     let mut options = match &config.credentials {
         Some(path) => ConnectOptions::with_credentials_file(path).await.map_err(|e| {
-            async_nats::ConnectError::with_source(ConnectErrorKind::Authentication, anyhow::anyhow!("reading NATS credentials file `{}`: {e}", path.display()))
+            async_nats::ConnectError::with_source(
+                ConnectErrorKind::Authentication,
+                anyhow::anyhow!("reading NATS credentials file `{}`: {e}", path.display()),
+            )
         })?,
         None => ConnectOptions::new(),
     };

@@ -13,7 +13,7 @@ mod streams;
 pub use barrier::barrier;
 pub use connect::connect;
 pub use consumers::ensure_consumer;
-pub use startup::{Failure, retrying};
 pub use embedded::EmbeddedServer;
+pub use startup::{Failure, retrying};
 pub use stream_index::StreamIndex;
 pub use streams::{ensure_dead_letter_stream, ensure_streams};

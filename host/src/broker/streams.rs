@@ -136,10 +136,20 @@ impl Wanted {
             differ("subjects", list(&have), list(&want), dropped.then_some("messages on the subjects left out would no longer be stored"));
         }
         if server.retention != self.retention {
-            differ("retention", format!("{:?}", server.retention), format!("{:?}", self.retention), Some("NATS cannot change a stream's retention"));
+            differ(
+                "retention",
+                format!("{:?}", server.retention),
+                format!("{:?}", self.retention),
+                Some("NATS cannot change a stream's retention"),
+            );
         }
         if server.storage != self.storage {
-            differ("storage", format!("{:?}", server.storage), format!("{:?}", self.storage), Some("NATS cannot change a stream's storage"));
+            differ(
+                "storage",
+                format!("{:?}", server.storage),
+                format!("{:?}", self.storage),
+                Some("NATS cannot change a stream's storage"),
+            );
         }
         if server.num_replicas.max(1) != self.replicas {
             differ("replicas", server.num_replicas.to_string(), self.replicas.to_string(), None);
@@ -154,13 +164,23 @@ impl Wanted {
             && limit(n) != limit(server.max_messages)
         {
             let shrinks = shrinks(limit(server.max_messages), limit(n));
-            differ("max_msgs", show_limit(server.max_messages), show_limit(n), shrinks.then_some("messages over the new limit would be deleted"));
+            differ(
+                "max_msgs",
+                show_limit(server.max_messages),
+                show_limit(n),
+                shrinks.then_some("messages over the new limit would be deleted"),
+            );
         }
         if let Some(n) = self.max_bytes
             && limit(n) != limit(server.max_bytes)
         {
             let shrinks = shrinks(limit(server.max_bytes), limit(n));
-            differ("max_bytes", show_limit(server.max_bytes), show_limit(n), shrinks.then_some("messages over the new limit would be deleted"));
+            differ(
+                "max_bytes",
+                show_limit(server.max_bytes),
+                show_limit(n),
+                shrinks.then_some("messages over the new limit would be deleted"),
+            );
         }
         if let Some(window) = self.duplicate_window
             && window != server.duplicate_window
@@ -228,7 +248,8 @@ async fn reconcile(js: &jetstream::Context, wanted: &Wanted, server: stream::Con
 
 /// The startup error for a stream that differs from the file.
 fn refusal(wanted: &Wanted, differences: &[Difference], lossy: &[&Difference]) -> String {
-    let fields: Vec<String> = differences.iter().map(|d| format!("`{}` is {} on the server, {} in runtime.toml", d.field, d.server, d.file)).collect();
+    let fields: Vec<String> =
+        differences.iter().map(|d| format!("`{}` is {} on the server, {} in runtime.toml", d.field, d.server, d.file)).collect();
     let mut text = format!("{} exists with other settings: {}", wanted.label, fields.join("; "));
     if lossy.is_empty() {
         text.push_str(&format!(

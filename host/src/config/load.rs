@@ -19,14 +19,7 @@ use super::schema::Config;
 use super::source::Source;
 
 /// The top-level keys of `runtime.toml`, in the order the docs present them.
-const SECTIONS: &[&str] = &[
-    "nats",
-    "host",
-    "dead_letter",
-    "streams",
-    "plugins",
-    "routes",
-];
+const SECTIONS: &[&str] = &["nats", "host", "dead_letter", "streams", "plugins", "routes"];
 
 /// What [`parse_source`] produced: the items that deserialized, what did not,
 /// and the problems found so far.
@@ -76,11 +69,7 @@ pub(super) fn parse_source(source: &Source) -> Parsed {
                 None => problems.push(message),
             }
             broken.syntax = true;
-            return Parsed {
-                config,
-                broken,
-                problems,
-            };
+            return Parsed { config, broken, problems };
         }
     };
 
@@ -94,10 +83,7 @@ pub(super) fn parse_source(source: &Source) -> Parsed {
                 set(&mut config.host, item(value, String::new(), &["host"], p));
             }
             "dead_letter" => {
-                broken.dead_letter = !set(
-                    &mut config.dead_letter,
-                    item(value, String::new(), &["dead_letter"], p),
-                );
+                broken.dead_letter = !set(&mut config.dead_letter, item(value, String::new(), &["dead_letter"], p));
             }
             "streams" => {
                 let (streams, failed) = array_items(value, "streams", "stream", p);
@@ -126,28 +112,14 @@ pub(super) fn parse_source(source: &Source) -> Parsed {
                         }
                     }
                 }
-                other => p.push_spanned(
-                    key.span(),
-                    format!(
-                        "`plugins` must be a table of `[plugins.NAME]` tables, found {}",
-                        kind(&other)
-                    ),
-                ),
+                other => {
+                    p.push_spanned(key.span(), format!("`plugins` must be a table of `[plugins.NAME]` tables, found {}", kind(&other)))
+                }
             },
-            other => p.push_spanned(
-                key.span(),
-                format!(
-                    "unknown key `{other}`, expected one of {}",
-                    quoted(SECTIONS)
-                ),
-            ),
+            other => p.push_spanned(key.span(), format!("unknown key `{other}`, expected one of {}", quoted(SECTIONS))),
         }
     }
-    Parsed {
-        config,
-        broken,
-        problems,
-    }
+    Parsed { config, broken, problems }
 }
 
 /// Stores `value` if there is one; whether there was.
@@ -167,10 +139,7 @@ fn array_items<T: DeserializeOwned>(
     let array = match value.into_inner() {
         DeValue::Array(array) => array,
         other => {
-            let message = format!(
-                "`{key}` must be an array of tables (`[[{key}]]`), found {}",
-                kind(&other)
-            );
+            let message = format!("`{key}` must be an array of tables (`[[{key}]]`), found {}", kind(&other));
             problems.push_spanned(span, message);
             return (Vec::new(), vec![None]);
         }
@@ -200,12 +169,7 @@ fn array_items<T: DeserializeOwned>(
 /// Deserializes one item, reporting each of its problems prefixed by `context`
 /// (e.g. "route `orders`") and the dotted key path, which starts with `prefix`.
 /// `None` when anything was wrong.
-fn item<T: DeserializeOwned>(
-    value: Spanned<DeValue<'_>>,
-    context: String,
-    prefix: &[&str],
-    problems: &mut Problems,
-) -> Option<T> {
+fn item<T: DeserializeOwned>(value: Spanned<DeValue<'_>>, context: String, prefix: &[&str], problems: &mut Problems) -> Option<T> {
     let span = value.span();
     let mut value = value.into_inner();
     let mut removed: Vec<String> = Vec::new();
@@ -216,10 +180,7 @@ fn item<T: DeserializeOwned>(
             Err(error) => error,
         };
         // A key removed for being wrong is not also missing.
-        if removed
-            .iter()
-            .any(|key| error.message() == format!("missing field `{key}`"))
-        {
+        if removed.iter().any(|key| error.message() == format!("missing field `{key}`")) {
             return None;
         }
         let at = error.span().unwrap_or_else(|| span.clone());
@@ -229,11 +190,7 @@ fn item<T: DeserializeOwned>(
             // "unknown key `x`" is about the table that holds `x`.
             path.pop();
         }
-        let full: Vec<&str> = prefix
-            .iter()
-            .copied()
-            .chain(path.iter().map(String::as_str))
-            .collect();
+        let full: Vec<&str> = prefix.iter().copied().chain(path.iter().map(String::as_str)).collect();
         let mut parts = Vec::new();
         if !context.is_empty() {
             parts.push(context.clone());
@@ -263,9 +220,7 @@ fn key_path(value: &DeValue<'_>, offset: usize) -> (Vec<String>, bool) {
     loop {
         let next = match current {
             DeValue::Table(table) => {
-                let hit = table
-                    .iter()
-                    .find(|(k, v)| contains(&k.span(), offset) || subtree_contains(v, offset));
+                let hit = table.iter().find(|(k, v)| contains(&k.span(), offset) || subtree_contains(v, offset));
                 match hit {
                     Some((k, v)) => {
                         path.push(k.get_ref().to_string());
@@ -290,9 +245,7 @@ fn key_path(value: &DeValue<'_>, offset: usize) -> (Vec<String>, bool) {
 fn subtree_contains(value: &Spanned<DeValue<'_>>, offset: usize) -> bool {
     contains(&value.span(), offset)
         || match value.get_ref() {
-            DeValue::Table(t) => t
-                .iter()
-                .any(|(k, v)| contains(&k.span(), offset) || subtree_contains(v, offset)),
+            DeValue::Table(t) => t.iter().any(|(k, v)| contains(&k.span(), offset) || subtree_contains(v, offset)),
             DeValue::Array(a) => a.iter().any(|v| subtree_contains(v, offset)),
             _ => false,
         }
@@ -331,12 +284,7 @@ fn tidy(message: &str) -> String {
         if let Some(rest) = m.strip_prefix(lead)
             && let Some(end) = rest.rfind("\", expected")
         {
-            m = format!(
-                "{}`{}`{}",
-                &lead[..lead.len() - 1],
-                &rest[..end],
-                &rest[end + 1..]
-            );
+            m = format!("{}`{}`{}", &lead[..lead.len() - 1], &rest[..end], &rest[end + 1..]);
         }
     }
     if let Some(i) = m.find("expected struct ") {
@@ -370,11 +318,7 @@ fn kind(value: &DeValue<'_>) -> &'static str {
 
 /// `a`, `b`, `c`
 pub(super) fn quoted<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
-    names
-        .into_iter()
-        .map(|n| format!("`{}`", n.as_ref()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.into_iter().map(|n| format!("`{}`", n.as_ref())).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -383,52 +327,38 @@ mod tests {
 
     fn problems(text: &str) -> String {
         let parsed = parse_source(&Source::new("t.toml", text));
-        if parsed.problems.is_empty() {
-            "ok".into()
-        } else {
-            parsed.problems.to_string()
-        }
+        if parsed.problems.is_empty() { "ok".into() } else { parsed.problems.to_string() }
     }
 
     #[test]
     fn several_bad_keys_in_one_item_are_all_reported() {
         let text = "[[routes]]\nname = \"a\"\nplugin = \"p\"\nconcurrency = -1\nextra = 1\nack_wait = \"soon\"\n";
         let out = problems(text);
-        assert!(out.contains("t.toml:4:15: error: route `a`: `concurrency`: invalid value: integer `-1`, expected a non-negative integer"), "{out}");
         assert!(
-            out.contains("t.toml:5:1: error: route `a`: unknown key `extra`, expected one of"),
+            out.contains("t.toml:4:15: error: route `a`: `concurrency`: invalid value: integer `-1`, expected a non-negative integer"),
             "{out}"
         );
-        assert!(
-            out.contains("t.toml:6:12: error: route `a`: `ack_wait`: invalid duration `soon`"),
-            "{out}"
-        );
+        assert!(out.contains("t.toml:5:1: error: route `a`: unknown key `extra`, expected one of"), "{out}");
+        assert!(out.contains("t.toml:6:12: error: route `a`: `ack_wait`: invalid duration `soon`"), "{out}");
         assert!(out.ends_with("3 problems found in t.toml"), "{out}");
     }
 
     #[test]
     fn a_wrong_required_key_is_not_also_missing() {
         let out = problems("[[routes]]\nname = 5\nplugin = \"p\"\n");
-        assert_eq!(
-            out,
-            "t.toml:2:8: error: route #1: `name`: invalid type: integer `5`, expected a string\n1 problem found in t.toml"
-        );
+        assert_eq!(out, "t.toml:2:8: error: route #1: `name`: invalid type: integer `5`, expected a string\n1 problem found in t.toml");
     }
 
     #[test]
     fn nested_paths_and_section_shapes() {
         let out = problems("[nats.tls]\ncafile = \"x\"\n[routes]\nname = 1\n");
-        assert!(out.contains("t.toml:2:1: error: `nats.tls`: unknown key `cafile`, expected one of `ca`, `cert`, `key`, `required`"), "{out}");
-        assert!(out.contains("t.toml:3:1: error: `routes` must be an array of tables (`[[routes]]`), found a table"), "{out}");
-        let out = problems(
-            "[[routes]]\nname = \"a\"\nplugin = \"p\"\n[routes.retry]\ndelays = [\"1s\", \"1 parsec\"]\n",
-        );
         assert!(
-            out.starts_with(
-                "t.toml:5:17: error: route `a`: `retry.delays`: invalid duration `1 parsec`"
-            ),
+            out.contains("t.toml:2:1: error: `nats.tls`: unknown key `cafile`, expected one of `ca`, `cert`, `key`, `required`"),
             "{out}"
         );
+        assert!(out.contains("t.toml:3:1: error: `routes` must be an array of tables (`[[routes]]`), found a table"), "{out}");
+        let out = problems("[[routes]]\nname = \"a\"\nplugin = \"p\"\n[routes.retry]\ndelays = [\"1s\", \"1 parsec\"]\n");
+        assert!(out.starts_with("t.toml:5:17: error: route `a`: `retry.delays`: invalid duration `1 parsec`"), "{out}");
         assert_eq!(
             problems("nats = 5"),
             "t.toml:1:8: error: `nats`: invalid type: integer `5`, expected a table\n1 problem found in t.toml"
@@ -437,17 +367,8 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_one_line() {
-        assert_eq!(
-            problems("a = 1\na = 2\n"),
-            "t.toml:2:1: error: invalid TOML: duplicate key `a`\n1 problem found in t.toml"
-        );
-        assert_eq!(
-            tidy("invalid type: integer `1`, expected struct RouteConfig"),
-            "invalid type: integer `1`, expected a table"
-        );
-        assert_eq!(
-            tidy("invalid type: string \"b\", expected a sequence"),
-            "invalid type: string `b`, expected an array"
-        );
+        assert_eq!(problems("a = 1\na = 2\n"), "t.toml:2:1: error: invalid TOML: duplicate key `a`\n1 problem found in t.toml");
+        assert_eq!(tidy("invalid type: integer `1`, expected struct RouteConfig"), "invalid type: integer `1`, expected a table");
+        assert_eq!(tidy("invalid type: string \"b\", expected a sequence"), "invalid type: string `b`, expected an array");
     }
 }

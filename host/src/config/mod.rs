@@ -28,9 +28,9 @@ use std::path::Path;
 pub use paths::{base_dir, resolve_paths};
 pub use problems::{Problem, Problems};
 pub use schema::*;
+pub use source::{Position, Source};
 /// Subject syntax and matching live with the ABI: the SDK's mock host needs them too.
 pub use switchyard_abi::subject;
-pub use source::{Position, Source};
 pub use validate::validate;
 
 /// A valid config and the text it came from.
@@ -52,9 +52,7 @@ pub fn load(path: &Path) -> Result<Loaded, Problems> {
             problems.push(match e.kind() {
                 std::io::ErrorKind::NotFound => "config file not found".to_string(),
                 std::io::ErrorKind::InvalidData => "config file is not valid UTF-8".to_string(),
-                std::io::ErrorKind::IsADirectory => {
-                    "config path is a directory, expected a TOML file".to_string()
-                }
+                std::io::ErrorKind::IsADirectory => "config path is a directory, expected a TOML file".to_string(),
                 _ => format!("cannot read config file: {}", e.to_string().to_lowercase()),
             });
             Err(problems)
@@ -66,11 +64,7 @@ pub fn load(path: &Path) -> Result<Loaded, Problems> {
 /// relative paths resolve against `path`'s directory and messages name `path`.
 pub fn load_str(text: &str, path: &Path) -> Result<Loaded, Problems> {
     let source = Source::new(path, text);
-    let load::Parsed {
-        mut config,
-        broken,
-        mut problems,
-    } = load::parse_source(&source);
+    let load::Parsed { mut config, broken, mut problems } = load::parse_source(&source);
     if broken.syntax {
         return Err(problems);
     }
@@ -109,10 +103,7 @@ mod tests {
     fn an_empty_file_is_a_valid_config_of_defaults() -> Result<(), Problems> {
         let loaded = load_str("", Path::new("/etc/switchyard/runtime.toml"))?;
         assert_eq!(loaded.config.nats.url, None);
-        assert_eq!(
-            loaded.config.host.cache_dir,
-            Path::new("/etc/switchyard/.switchyard/cache")
-        );
+        assert_eq!(loaded.config.host.cache_dir, Path::new("/etc/switchyard/.switchyard/cache"));
         assert!(loaded.config.routes.is_empty());
         Ok(())
     }
@@ -125,17 +116,9 @@ mod tests {
         let plugin = loaded.config.plugins.get("echo").ok_or("no plugin")?;
         assert_eq!(plugin.path.get_ref(), &dir.join("files/dummy.wasm"));
         let mut problems = loaded.source.problems();
-        problems.push_spanned(
-            plugin.path.span(),
-            "plugin `echo`: module does not export `switchyard_handle`",
-        );
-        let shown = problems
-            .to_string()
-            .replace(&format!("{}/", dir.display()), "");
-        assert_eq!(
-            shown,
-            "x.toml:2:8: error: plugin `echo`: module does not export `switchyard_handle`\n1 problem found in x.toml"
-        );
+        problems.push_spanned(plugin.path.span(), "plugin `echo`: module does not export `switchyard_handle`");
+        let shown = problems.to_string().replace(&format!("{}/", dir.display()), "");
+        assert_eq!(shown, "x.toml:2:8: error: plugin `echo`: module does not export `switchyard_handle`\n1 problem found in x.toml");
         let one = loaded.source.problem(plugin.path.span(), "m");
         assert_eq!(one.position, Some(Position { line: 2, column: 8 }));
         Ok(())

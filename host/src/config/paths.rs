@@ -34,10 +34,7 @@ pub fn resolve_paths(config: &mut Config, base: &Path) {
         resolve(base, credentials);
     }
     if let Some(tls) = &mut nats.tls {
-        for path in [&mut tls.ca, &mut tls.cert, &mut tls.key]
-            .into_iter()
-            .flatten()
-        {
+        for path in [&mut tls.ca, &mut tls.cert, &mut tls.key].into_iter().flatten() {
             resolve(base, path);
         }
     }
@@ -52,11 +49,7 @@ pub fn resolve_paths(config: &mut Config, base: &Path) {
 
 /// A single component with no directory part, as in `binary = "nats-server"`.
 pub fn is_bare_command(path: &Path) -> bool {
-    path.components().count() == 1
-        && matches!(
-            path.components().next(),
-            Some(std::path::Component::Normal(_))
-        )
+    path.components().count() == 1 && matches!(path.components().next(), Some(std::path::Component::Normal(_)))
 }
 
 fn resolve(base: &Path, path: &mut PathBuf) {
@@ -67,8 +60,8 @@ fn resolve(base: &Path, path: &mut PathBuf) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::parse;
+    use super::*;
 
     #[test]
     fn relative_paths_join_the_config_directory() -> Result<(), Box<dyn std::error::Error>> {
@@ -90,27 +83,15 @@ mod tests {
         let base = Path::new("/srv/conf");
         resolve_paths(&mut config, base);
         let nats = &config.nats;
-        assert_eq!(
-            nats.credentials.as_deref(),
-            Some(Path::new("/srv/conf/secrets/app.creds"))
-        );
+        assert_eq!(nats.credentials.as_deref(), Some(Path::new("/srv/conf/secrets/app.creds")));
         let tls = nats.tls.as_ref().ok_or("tls")?;
         assert_eq!(tls.ca.as_deref(), Some(Path::new("/etc/ssl/ca.pem")));
-        assert_eq!(
-            tls.cert.as_deref(),
-            Some(Path::new("/srv/conf/tls/cert.pem"))
-        );
+        assert_eq!(tls.cert.as_deref(), Some(Path::new("/srv/conf/tls/cert.pem")));
         assert_eq!(tls.key.as_deref(), Some(Path::new("/srv/conf/tls/key.pem")));
-        assert_eq!(
-            nats.embedded.binary.as_deref(),
-            Some(Path::new("nats-server"))
-        );
+        assert_eq!(nats.embedded.binary.as_deref(), Some(Path::new("nats-server")));
         assert_eq!(nats.embedded.data_dir, Path::new("/srv/conf/data"));
         assert_eq!(config.host.cache_dir, Path::new("/srv/conf/../cache"));
-        assert_eq!(
-            config.plugins["a"].path.get_ref(),
-            Path::new("/srv/conf/plugins/a.wasm")
-        );
+        assert_eq!(config.plugins["a"].path.get_ref(), Path::new("/srv/conf/plugins/a.wasm"));
         assert_eq!(config.plugins["b"].path.get_ref(), Path::new("/opt/b.wasm"));
         assert_eq!(config.plugins["c"].path.get_ref(), Path::new(""));
         Ok(())
@@ -118,34 +99,19 @@ mod tests {
 
     #[test]
     fn defaults_resolve_too_and_binary_paths_resolve() -> Result<(), Box<dyn std::error::Error>> {
-        let mut config = parse(
-            "nats.embedded.binary = \"bin/nats-server\"",
-            Path::new("x.toml"),
-        )?;
+        let mut config = parse("nats.embedded.binary = \"bin/nats-server\"", Path::new("x.toml"))?;
         resolve_paths(&mut config, Path::new("/base"));
-        assert_eq!(
-            config.nats.embedded.binary.as_deref(),
-            Some(Path::new("/base/bin/nats-server"))
-        );
-        assert_eq!(
-            config.nats.embedded.data_dir,
-            Path::new("/base/.switchyard/nats")
-        );
+        assert_eq!(config.nats.embedded.binary.as_deref(), Some(Path::new("/base/bin/nats-server")));
+        assert_eq!(config.nats.embedded.data_dir, Path::new("/base/.switchyard/nats"));
         assert_eq!(config.host.cache_dir, Path::new("/base/.switchyard/cache"));
         Ok(())
     }
 
     #[test]
     fn base_dir_is_the_absolute_parent() {
-        assert_eq!(
-            base_dir(Path::new("/etc/sy/runtime.toml")),
-            Path::new("/etc/sy")
-        );
+        assert_eq!(base_dir(Path::new("/etc/sy/runtime.toml")), Path::new("/etc/sy"));
         let relative = base_dir(Path::new("runtime.toml"));
         assert!(relative.is_absolute(), "{}", relative.display());
-        assert_eq!(
-            Some(relative.as_path()),
-            std::env::current_dir().ok().as_deref()
-        );
+        assert_eq!(Some(relative.as_path()), std::env::current_dir().ok().as_deref());
     }
 }

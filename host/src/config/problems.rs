@@ -24,14 +24,7 @@ pub struct Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Some(p) => write!(
-                f,
-                "{}:{}:{}: error: {}",
-                self.file.display(),
-                p.line,
-                p.column,
-                self.message
-            ),
+            Some(p) => write!(f, "{}:{}:{}: error: {}", self.file.display(), p.line, p.column, self.message),
             None => write!(f, "{}: error: {}", self.file.display(), self.message),
         }
     }
@@ -50,21 +43,13 @@ pub struct Problems {
 impl Problems {
     /// An empty list whose spans are resolved against `source`.
     pub fn new(source: Source) -> Self {
-        Self {
-            file: source.file().to_path_buf(),
-            source: Some(source),
-            list: Vec::new(),
-        }
+        Self { file: source.file().to_path_buf(), source: Some(source), list: Vec::new() }
     }
 
     /// An empty list for a file whose text is not known (e.g. it could not be
     /// read); spans pushed here render without a position.
     pub fn without_source(file: impl Into<PathBuf>) -> Self {
-        Self {
-            file: file.into(),
-            source: None,
-            list: Vec::new(),
-        }
+        Self { file: file.into(), source: None, list: Vec::new() }
     }
 
     pub fn file(&self) -> &Path {
@@ -77,21 +62,13 @@ impl Problems {
 
     /// A problem about the file as a whole.
     pub fn push(&mut self, message: impl Into<String>) {
-        self.list.push(Problem {
-            file: self.file.clone(),
-            position: None,
-            message: message.into(),
-        });
+        self.list.push(Problem { file: self.file.clone(), position: None, message: message.into() });
     }
 
     /// A problem at a byte span of the file, e.g. `plugin.path.span()`.
     pub fn push_spanned(&mut self, span: Range<usize>, message: impl Into<String>) {
         let position = self.source.as_ref().map(|s| s.position(span.start));
-        self.list.push(Problem {
-            file: self.file.clone(),
-            position,
-            message: message.into(),
-        });
+        self.list.push(Problem { file: self.file.clone(), position, message: message.into() });
     }
 
     /// A problem at the value of a key path such as `["routes", "2", "batch"]`,
@@ -140,11 +117,7 @@ impl Problems {
 
     /// `Ok(value)` when there is no problem, else `Err(self)`.
     pub fn into_result<T>(self, value: T) -> Result<T, Problems> {
-        if self.is_empty() {
-            Ok(value)
-        } else {
-            Err(self)
-        }
+        if self.is_empty() { Ok(value) } else { Err(self) }
     }
 
     fn sorted(&self) -> Vec<&Problem> {
@@ -205,10 +178,7 @@ mod tests {
     fn without_source_has_no_positions() {
         let mut problems = Problems::without_source("gone.toml");
         problems.push_spanned(3..4, "x");
-        assert_eq!(
-            problems.to_string(),
-            "gone.toml: error: x\n1 problem found in gone.toml"
-        );
+        assert_eq!(problems.to_string(), "gone.toml: error: x\n1 problem found in gone.toml");
         assert!(problems.into_result(()).is_err());
         assert!(Problems::without_source("f").into_result(7).is_ok());
     }

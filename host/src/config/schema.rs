@@ -55,15 +55,9 @@ pub struct NatsConfig {
     /// How long the host keeps trying, at start, to reach NATS and set up its
     /// streams and consumers (a server still starting, a cluster without a
     /// JetStream leader yet) before it exits.
-    #[serde(
-        default = "defaults::startup_timeout",
-        deserialize_with = "super::units::duration"
-    )]
+    #[serde(default = "defaults::startup_timeout", deserialize_with = "super::units::duration")]
     pub startup_timeout: Duration,
-    #[serde(
-        default = "defaults::connect_timeout",
-        deserialize_with = "super::units::duration"
-    )]
+    #[serde(default = "defaults::connect_timeout", deserialize_with = "super::units::duration")]
     pub connect_timeout: Duration,
     /// Capacity of each subscription's buffer, in messages. Large so bursts are
     /// not dropped (async-nats's 65,536 default drops silently under load).
@@ -105,10 +99,7 @@ pub struct EmbeddedConfig {
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     /// How long shutdown waits for in-flight messages before giving up.
-    #[serde(
-        default = "defaults::shutdown_timeout",
-        deserialize_with = "super::units::duration"
-    )]
+    #[serde(default = "defaults::shutdown_timeout", deserialize_with = "super::units::duration")]
     pub shutdown_timeout: Duration,
     /// Where precompiled plugin artifacts are cached, relative to the config file.
     #[serde(default = "defaults::cache_dir")]
@@ -130,10 +121,7 @@ pub struct DeadLetterConfig {
     /// Dead letters are published to `<subject_prefix>.<route>`.
     #[serde(default = "defaults::dlq_subject_prefix")]
     pub subject_prefix: String,
-    #[serde(
-        default = "defaults::dlq_max_age",
-        deserialize_with = "super::units::duration"
-    )]
+    #[serde(default = "defaults::dlq_max_age", deserialize_with = "super::units::duration")]
     pub max_age: Duration,
     #[serde(default)]
     pub storage: Storage,
@@ -201,16 +189,10 @@ pub struct PluginConfig {
     /// The `.wasm` file, relative to the config file.
     pub path: Spanned<PathBuf>,
     /// Linear memory cap per instance.
-    #[serde(
-        default = "defaults::plugin_memory",
-        deserialize_with = "super::units::byte_size"
-    )]
+    #[serde(default = "defaults::plugin_memory", deserialize_with = "super::units::byte_size")]
     pub memory: ByteSize,
     /// Wall-clock limit of one call (enforced by epoch interruption).
-    #[serde(
-        default = "defaults::plugin_timeout",
-        deserialize_with = "super::units::duration"
-    )]
+    #[serde(default = "defaults::plugin_timeout", deserialize_with = "super::units::duration")]
     pub timeout: Duration,
     /// Optional instruction budget per call (wasmtime fuel).
     pub fuel: Option<u64>,
@@ -291,10 +273,7 @@ pub struct RouteConfig {
     #[serde(default = "defaults::max_deliver")]
     pub max_deliver: i64,
     /// JetStream: time the server waits for an ack before redelivering.
-    #[serde(
-        default = "defaults::ack_wait",
-        deserialize_with = "super::units::duration"
-    )]
+    #[serde(default = "defaults::ack_wait", deserialize_with = "super::units::duration")]
     pub ack_wait: Duration,
     /// JetStream: messages requested per pull.
     #[serde(default = "defaults::batch")]
@@ -424,11 +403,7 @@ impl Default for NatsConfig {
 
 impl Default for EmbeddedConfig {
     fn default() -> Self {
-        Self {
-            binary: None,
-            port: defaults::embedded_port(),
-            data_dir: defaults::embedded_data_dir(),
-        }
+        Self { binary: None, port: defaults::embedded_port(), data_dir: defaults::embedded_data_dir() }
     }
 }
 
@@ -571,11 +546,7 @@ pub mod defaults {
         10_000
     }
     pub fn retry_delays() -> Vec<Duration> {
-        vec![
-            Duration::from_secs(1),
-            Duration::from_secs(5),
-            Duration::from_secs(30),
-        ]
+        vec![Duration::from_secs(1), Duration::from_secs(5), Duration::from_secs(30)]
     }
     pub fn control_subject() -> String {
         "switchyard.control".into()

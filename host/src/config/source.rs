@@ -35,19 +35,13 @@ pub struct Source {
 impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The text can be long; it adds nothing to a debug dump.
-        f.debug_struct("Source")
-            .field("file", &self.file)
-            .field("len", &self.text.len())
-            .finish()
+        f.debug_struct("Source").field("file", &self.file).field("len", &self.text.len()).finish()
     }
 }
 
 impl Source {
     pub fn new(file: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> Self {
-        Self {
-            file: file.into(),
-            text: text.into(),
-        }
+        Self { file: file.into(), text: text.into() }
     }
 
     /// The file name used in messages.
@@ -70,19 +64,12 @@ impl Source {
         }
         let before = &text[..offset];
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        Position {
-            line: before.matches('\n').count() + 1,
-            column: before[line_start..].chars().count() + 1,
-        }
+        Position { line: before.matches('\n').count() + 1, column: before[line_start..].chars().count() + 1 }
     }
 
     /// A problem at `span` in this file.
     pub fn problem(&self, span: Range<usize>, message: impl Into<String>) -> Problem {
-        Problem {
-            file: self.file.clone(),
-            position: Some(self.position(span.start)),
-            message: message.into(),
-        }
+        Problem { file: self.file.clone(), position: Some(self.position(span.start)), message: message.into() }
     }
 
     /// An empty list of problems that renders positions against this file.
@@ -113,9 +100,7 @@ impl Source {
     fn walk(&self, path: &[&str], key: bool) -> Option<Range<usize>> {
         // Re-parsing on each lookup keeps `Source` free of self-references; it
         // runs only when there is a problem to report, on a small file.
-        (1..=path.len())
-            .rev()
-            .find_map(|n| self.walk_exact(&path[..n], key && n == path.len()))
+        (1..=path.len()).rev().find_map(|n| self.walk_exact(&path[..n], key && n == path.len()))
     }
 
     fn walk_exact(&self, path: &[&str], key: bool) -> Option<Range<usize>> {
@@ -136,10 +121,7 @@ impl Source {
     }
 }
 
-fn entry<'a, 'i>(
-    table: &'a DeTable<'i>,
-    key: &str,
-) -> Option<(Range<usize>, &'a Spanned<DeValue<'i>>)> {
+fn entry<'a, 'i>(table: &'a DeTable<'i>, key: &str) -> Option<(Range<usize>, &'a Spanned<DeValue<'i>>)> {
     table.get_key_value(key).map(|(k, v)| (k.span(), v))
 }
 
@@ -174,22 +156,13 @@ mod tests {
         let s = Source::new("f.toml", text);
         let at = |span: Option<Range<usize>>| span.map(|r| s.position(r.start));
         assert_eq!(at(s.locate(&["nats", "url"])), Some(pos(2, 7)));
-        assert_eq!(
-            at(s.locate(&["routes", "1", "concurrency"])),
-            Some(pos(12, 15))
-        );
+        assert_eq!(at(s.locate(&["routes", "1", "concurrency"])), Some(pos(12, 15)));
         // Absent key: the enclosing `[[routes]]` header.
-        assert_eq!(
-            at(s.locate(&["routes", "0", "concurrency"])),
-            Some(pos(7, 1))
-        );
+        assert_eq!(at(s.locate(&["routes", "0", "concurrency"])), Some(pos(7, 1)));
         assert_eq!(at(s.locate_key(&["plugins", "echo"])), Some(pos(4, 10)));
         assert!(s.contains(&["plugins", "echo", "path"]));
         assert!(!s.contains(&["plugins", "echo", "memory"]));
         assert_eq!(s.locate(&["host"]), None);
-        assert_eq!(
-            s.locate(&["routes", "7"]).map(|r| s.position(r.start)),
-            Some(pos(7, 1))
-        );
+        assert_eq!(s.locate(&["routes", "7"]).map(|r| s.position(r.start)), Some(pos(7, 1)));
     }
 }

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use super::load;
 
 fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("config-ui")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("config-ui")
 }
 
 /// What `switchyard check` would print, with the case directory stripped so the
@@ -27,18 +25,11 @@ fn render(case: &Path, dir: &Path) -> String {
 fn config_ui_snapshots() -> Result<(), Box<dyn std::error::Error>> {
     let dir = cases_dir();
     let bless = std::env::var_os("SWITCHYARD_BLESS").is_some_and(|v| v == "1");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)?.map(|entry| entry.map(|e| e.path())).collect::<Result<_, _>>()?;
     cases.retain(|p| p.extension().is_some_and(|e| e == "toml"));
     cases.sort();
     // Guard against a moved directory turning this into a test that cannot fail.
-    assert!(
-        cases.len() >= 10,
-        "expected the config-ui cases in {}, found {}",
-        dir.display(),
-        cases.len()
-    );
+    assert!(cases.len() >= 10, "expected the config-ui cases in {}, found {}", dir.display(), cases.len());
 
     let mut failures = Vec::new();
     for case in &cases {
@@ -50,15 +41,8 @@ fn config_ui_snapshots() -> Result<(), Box<dyn std::error::Error>> {
         }
         match std::fs::read_to_string(&expected_path) {
             Ok(expected) if expected == actual => {}
-            Ok(expected) => failures.push(format!(
-                "{}:\n--- expected\n{expected}--- actual\n{actual}",
-                case.display()
-            )),
-            Err(e) => failures.push(format!(
-                "{}: cannot read {}: {e}",
-                case.display(),
-                expected_path.display()
-            )),
+            Ok(expected) => failures.push(format!("{}:\n--- expected\n{expected}--- actual\n{actual}", case.display())),
+            Err(e) => failures.push(format!("{}: cannot read {}: {e}", case.display(), expected_path.display())),
         }
     }
     assert!(
@@ -75,21 +59,10 @@ fn config_ui_snapshots() -> Result<(), Box<dyn std::error::Error>> {
 /// a config that is known to load.
 #[test]
 fn config_doc_example_is_the_valid_case() -> Result<(), Box<dyn std::error::Error>> {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONFIG.md"))?;
-    let section = doc
-        .split("## A complete example")
-        .nth(1)
-        .ok_or("no complete example in CONFIG.md")?;
-    let example = section
-        .split("```toml\n")
-        .nth(1)
-        .and_then(|s| s.split("```").next())
-        .ok_or("no toml block in the complete example")?;
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONFIG.md"))?;
+    let section = doc.split("## A complete example").nth(1).ok_or("no complete example in CONFIG.md")?;
+    let example = section.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).ok_or("no toml block in the complete example")?;
     let valid = std::fs::read_to_string(cases_dir().join("valid.toml"))?;
-    assert_eq!(
-        example, valid,
-        "docs/CONFIG.md's example differs from tests/config-ui/valid.toml"
-    );
+    assert_eq!(example, valid, "docs/CONFIG.md's example differs from tests/config-ui/valid.toml");
     Ok(())
 }

@@ -57,9 +57,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 }
                 humantime::parse_duration(s)
                     .map(HumanDuration)
-                    .map_err(|e| {
-                        E::custom(format!("invalid duration `{s}`: {}", duration_reason(&e)))
-                    })
+                    .map_err(|e| E::custom(format!("invalid duration `{s}`: {}", duration_reason(&e))))
             }
         }
         d.deserialize_str(V)
@@ -76,9 +74,7 @@ fn duration_reason(e: &humantime::DurationError) -> String {
             format!("a unit is needed after `{value}`, e.g. `{value}s` or `{value}ms`")
         }
         E::UnknownUnit { unit, .. } => {
-            format!(
-                "unknown unit `{unit}` (units: ns, us, ms, s, m, h, d, w, M, y and their long forms)"
-            )
+            format!("unknown unit `{unit}` (units: ns, us, ms, s, m, h, d, w, M, y and their long forms)")
         }
         E::NumberOverflow => "the duration is too large".into(),
         E::Empty => "a duration must not be empty".into(),
@@ -105,18 +101,14 @@ impl<'de> Deserialize<'de> for HumanSize {
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
                 u64::try_from(n)
                     .map(|n| HumanSize(ByteSize(n)))
-                    .map_err(|_| {
-                        E::custom(format!("invalid size `{n}`: a size must not be negative"))
-                    })
+                    .map_err(|_| E::custom(format!("invalid size `{n}`: a size must not be negative")))
             }
 
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
                 // bytesize's own messages are capitalised and truncate the unit.
-                ByteSize::from_str(s.trim()).map(HumanSize).map_err(|_| {
-                    E::custom(format!(
-                        "invalid size `{s}`: expected a number and a unit such as `64MiB`, `512KiB` or `1GB`"
-                    ))
-                })
+                ByteSize::from_str(s.trim())
+                    .map(HumanSize)
+                    .map_err(|_| E::custom(format!("invalid size `{s}`: expected a number and a unit such as `64MiB`, `512KiB` or `1GB`")))
             }
         }
         d.deserialize_any(V)
@@ -160,37 +152,22 @@ mod tests {
     fn bad_values_say_why() {
         assert_eq!(
             parse("d = \"5 parsecs\"").err().as_deref(),
-            Some(
-                "invalid duration `5 parsecs`: unknown unit `parsecs` (units: ns, us, ms, s, m, h, d, w, M, y and their long forms)"
-            )
+            Some("invalid duration `5 parsecs`: unknown unit `parsecs` (units: ns, us, ms, s, m, h, d, w, M, y and their long forms)")
         );
         assert_eq!(
             parse("d = 5").err().as_deref(),
             Some("invalid type: integer `5`, expected a duration string such as `30s` or `1h 30m`")
         );
-        assert_eq!(
-            parse("l = [\"1s\", \"\"]").err().as_deref(),
-            Some("a duration must not be empty, e.g. `30s`")
-        );
-        assert_eq!(
-            parse("d = \"5\"").err().as_deref(),
-            Some("invalid duration `5`: a unit is needed after `5`, e.g. `5s` or `5ms`")
-        );
+        assert_eq!(parse("l = [\"1s\", \"\"]").err().as_deref(), Some("a duration must not be empty, e.g. `30s`"));
+        assert_eq!(parse("d = \"5\"").err().as_deref(), Some("invalid duration `5`: a unit is needed after `5`, e.g. `5s` or `5ms`"));
         assert_eq!(
             parse("d = \"ten seconds\"").err().as_deref(),
-            Some(
-                "invalid duration `ten seconds`: write a number and a unit, e.g. `30s`, `250ms` or `1h 30m`"
-            )
+            Some("invalid duration `ten seconds`: write a number and a unit, e.g. `30s`, `250ms` or `1h 30m`")
         );
         assert_eq!(
             parse("s = \"12 parsecs\"").err().as_deref(),
-            Some(
-                "invalid size `12 parsecs`: expected a number and a unit such as `64MiB`, `512KiB` or `1GB`"
-            )
+            Some("invalid size `12 parsecs`: expected a number and a unit such as `64MiB`, `512KiB` or `1GB`")
         );
-        assert_eq!(
-            parse("s = -1").err().as_deref(),
-            Some("invalid size `-1`: a size must not be negative")
-        );
+        assert_eq!(parse("s = -1").err().as_deref(), Some("invalid size `-1`: a size must not be negative"));
     }
 }

@@ -84,9 +84,8 @@ impl Plugin {
     pub async fn load(runtime: &Runtime, spec: PluginSpec) -> Result<(Arc<Plugin>, Instance), LoadError> {
         let plugin = spec.name.clone();
         let path = spec.path.display().to_string();
-        let bytes = tokio::fs::read(&spec.path)
-            .await
-            .map_err(|source| LoadError::Read { plugin: plugin.clone(), path: path.clone(), source })?;
+        let bytes =
+            tokio::fs::read(&spec.path).await.map_err(|source| LoadError::Read { plugin: plugin.clone(), path: path.clone(), source })?;
         check_magic(&bytes).map_err(|reason| LoadError::NotWasm { plugin: plugin.clone(), path: path.clone(), reason })?;
 
         let engine = runtime
@@ -143,8 +142,11 @@ struct Prepared {
 fn prepare(engine: &Engine, cache_dir: Option<&Path>, bytes: &[u8], plugin: &str, path: &str) -> Result<Prepared, LoadError> {
     let bad = |reason: String| LoadError::BadModule { plugin: plugin.to_owned(), reason };
     let hash = content_hash(bytes);
-    let module = super::cache::compile(engine, cache_dir, &hash, bytes)
-        .map_err(|err| LoadError::NotWasm { plugin: plugin.to_owned(), path: path.to_owned(), reason: format!("{err:#}") })?;
+    let module = super::cache::compile(engine, cache_dir, &hash, bytes).map_err(|err| LoadError::NotWasm {
+        plugin: plugin.to_owned(),
+        path: path.to_owned(),
+        reason: format!("{err:#}"),
+    })?;
     let has_init = check_exports(&module).map_err(bad)?;
     let mut linker = Linker::new(module.engine());
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)
@@ -185,11 +187,7 @@ fn check_exports(module: &Module) -> Result<bool, String> {
         match module.get_export(name) {
             Some(ExternType::Func(ty)) => {
                 let want = FuncType::new(engine, params.iter().cloned(), results.iter().cloned());
-                if FuncType::eq(&ty, &want) {
-                    Ok(true)
-                } else {
-                    Err(format!("export `{name}` has type {ty}, expected {want}"))
-                }
+                if FuncType::eq(&ty, &want) { Ok(true) } else { Err(format!("export `{name}` has type {ty}, expected {want}")) }
             }
             Some(_) => Err(format!("export `{name}` is not a function")),
             None if required => Err(format!("module does not export `{name}`; was it built with the switchyard-sdk handler macro?")),

@@ -121,9 +121,7 @@ async fn an_outcome_outside_memory_is_reported() {
 async fn deadlines_still_fire_after_the_runtime_is_dropped() {
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = Runtime::new(None).expect("runtime");
-    let (_, mut instance) = Plugin::load(&runtime, spec(dir.path(), &module("(loop $spin (br $spin)) i64.const 0")))
-        .await
-        .expect("load");
+    let (_, mut instance) = Plugin::load(&runtime, spec(dir.path(), &module("(loop $spin (br $spin)) i64.const 0"))).await.expect("load");
     drop(runtime);
     let result = instance.handle(&Message::default()).await;
     assert!(matches!(result, Err(CallError::Timeout(_))), "{result:?}");

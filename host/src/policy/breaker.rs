@@ -140,14 +140,7 @@ mod tests {
     use super::*;
 
     fn config(open_for: Duration) -> BreakerConfig {
-        BreakerConfig {
-            consecutive_failures: 3,
-            failure_rate: None,
-            window: Duration::from_secs(30),
-            min_calls: 20,
-            open_for,
-            probes: 2,
-        }
+        BreakerConfig { consecutive_failures: 3, failure_rate: None, window: Duration::from_secs(30), min_calls: 20, open_for, probes: 2 }
     }
 
     #[test]

@@ -10,9 +10,7 @@ impl KeySource {
     pub fn extract<'a>(&self, msg: &'a Message) -> Option<&'a str> {
         match self {
             KeySource::SubjectToken(n) => msg.subject.split('.').nth(n.checked_sub(1)?),
-            KeySource::Header(name) => {
-                msg.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-            }
+            KeySource::Header(name) => msg.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()),
         }
     }
 }
@@ -23,11 +21,7 @@ mod tests {
 
     #[test]
     fn tokens_count_from_one_and_headers_ignore_case() {
-        let msg = Message {
-            subject: "orders.eu.created".into(),
-            headers: vec![("X-Tenant".into(), "acme".into())],
-            ..Message::default()
-        };
+        let msg = Message { subject: "orders.eu.created".into(), headers: vec![("X-Tenant".into(), "acme".into())], ..Message::default() };
         assert_eq!(KeySource::SubjectToken(2).extract(&msg), Some("eu"));
         assert_eq!(KeySource::SubjectToken(4).extract(&msg), None);
         assert_eq!(KeySource::SubjectToken(0).extract(&msg), None);

@@ -6,7 +6,7 @@ mod key;
 pub mod rate_limit;
 pub mod retry;
 
-pub use dead_letter::{DeadLetter, DeadLetters};
 pub use breaker::{Breaker, Permit};
+pub use dead_letter::{DeadLetter, DeadLetters};
 pub use rate_limit::RateLimit;
 pub use retry::Backoff;

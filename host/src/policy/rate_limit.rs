@@ -84,14 +84,7 @@ mod tests {
     use super::*;
 
     fn config(rate: u32, burst: u32, key: Option<KeySource>) -> RateLimitConfig {
-        RateLimitConfig {
-            rate,
-            per: Duration::from_secs(1),
-            burst: Some(burst),
-            key,
-            max_keys: 2,
-            max_wait: Duration::from_secs(1),
-        }
+        RateLimitConfig { rate, per: Duration::from_secs(1), burst: Some(burst), key, max_keys: 2, max_wait: Duration::from_secs(1) }
     }
 
     #[tokio::test]

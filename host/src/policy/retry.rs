@@ -24,11 +24,9 @@ pub struct Backoff {
 impl Backoff {
     pub fn new(config: &RetryConfig) -> Self {
         let schedule = match (&config.delays, config.initial) {
-            (_, Some(initial)) => Schedule::Exponential {
-                initial,
-                multiplier: config.multiplier,
-                max: config.max.unwrap_or(Duration::MAX),
-            },
+            (_, Some(initial)) => {
+                Schedule::Exponential { initial, multiplier: config.multiplier, max: config.max.unwrap_or(Duration::MAX) }
+            }
             (Some(delays), None) if !delays.is_empty() => Schedule::Explicit(delays.clone()),
             _ => Schedule::Explicit(DEFAULT_SCHEDULE.to_vec()),
         };
@@ -85,8 +83,7 @@ mod tests {
 
     #[test]
     fn exponential_grows_and_is_capped() {
-        let config =
-            RetryConfig { initial: Some(ms(100)), multiplier: 2.0, max: Some(ms(500)), ..RetryConfig::default() };
+        let config = RetryConfig { initial: Some(ms(100)), multiplier: 2.0, max: Some(ms(500)), ..RetryConfig::default() };
         let backoff = Backoff::new(&config);
         let got: Vec<Duration> = (1..=5).map(|n| backoff.delay_after(n)).collect();
         assert_eq!(got, vec![ms(100), ms(200), ms(400), ms(500), ms(500)]);

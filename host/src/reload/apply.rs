@@ -148,7 +148,8 @@ impl Host {
                 }
             }
         }
-        let removed: Vec<String> = self.routes.keys().filter(|name| !new.routes.iter().any(|r| r.name.get_ref() == *name)).cloned().collect();
+        let removed: Vec<String> =
+            self.routes.keys().filter(|name| !new.routes.iter().any(|r| r.name.get_ref() == *name)).cloned().collect();
         for name in removed {
             if let Some(old) = self.routes.remove(&name) {
                 old.stop(deadline).await;

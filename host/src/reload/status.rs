@@ -98,10 +98,15 @@ impl Status {
         let mut out = String::new();
         let _ = writeln!(out, "host {} on {}, up since {}", self.host, self.url, show_time(self.started_at));
         for route in &self.routes {
-            let _ = writeln!(out, "  route {}: {} -> {} {} (rollbacks: {})", route.name, route.serves, route.plugin, route.version, route.rollbacks);
+            let _ = writeln!(
+                out,
+                "  route {}: {} -> {} {} (rollbacks: {})",
+                route.name, route.serves, route.plugin, route.version, route.rollbacks
+            );
         }
         for plugin in &self.plugins {
-            let _ = writeln!(out, "  plugin {} {} loaded {} from {}", plugin.name, plugin.version, show_time(plugin.loaded_at), plugin.path);
+            let _ =
+                writeln!(out, "  plugin {} {} loaded {} from {}", plugin.name, plugin.version, show_time(plugin.loaded_at), plugin.path);
         }
         match &self.last_reload {
             Some(report) => {

@@ -46,9 +46,10 @@ impl Watcher {
                 return;
             }
             let Ok(names) = wanted.lock() else { return };
-            let relevant = event.paths.iter().any(|path| {
-                path.file_name().is_some_and(|name| names.contains(name) || name.to_string_lossy().starts_with(".."))
-            });
+            let relevant = event
+                .paths
+                .iter()
+                .any(|path| path.file_name().is_some_and(|name| names.contains(name) || name.to_string_lossy().starts_with("..")));
             if relevant {
                 let _ = events_tx.send(());
             }

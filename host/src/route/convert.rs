@@ -44,10 +44,8 @@ pub fn from_jetstream(msg: &async_nats::jetstream::Message, max_deliver: i64) ->
 }
 
 fn headers_of(map: &HeaderMap) -> Vec<Header> {
-    let mut headers: Vec<Header> = map
-        .iter()
-        .flat_map(|(name, values)| values.iter().map(move |v| (name.to_string(), v.to_string())))
-        .collect();
+    let mut headers: Vec<Header> =
+        map.iter().flat_map(|(name, values)| values.iter().map(move |v| (name.to_string(), v.to_string()))).collect();
     // HeaderMap iterates in hash order; sort so plugins see a stable order.
     headers.sort();
     headers

@@ -87,12 +87,7 @@ impl Route {
 
     /// Subscribe or bind the consumer, then run the route's workers until `cancel`.
     /// Returns once setup is done; the workers are spawned into `workers`.
-    pub async fn start(
-        self: Arc<Self>,
-        out: Outputs,
-        cancel: CancellationToken,
-        workers: &mut Workers,
-    ) -> anyhow::Result<()> {
+    pub async fn start(self: Arc<Self>, out: Outputs, cancel: CancellationToken, workers: &mut Workers) -> anyhow::Result<()> {
         if self.config.stream.is_some() {
             jetstream::start(self, out, cancel, workers).await
         } else {

@@ -318,7 +318,13 @@ mod tests {
             headers: vec![("k".into(), "v".into())],
             payload: b"x".to_vec(),
             attempt: 2,
-            delivery: Some(Delivery { max_deliver: 5, stream: "S".into(), consumer: "c".into(), stream_sequence: 9, timestamp_unix_nanos: 7 }),
+            delivery: Some(Delivery {
+                max_deliver: 5,
+                stream: "S".into(),
+                consumer: "c".into(),
+                stream_sequence: 9,
+                timestamp_unix_nanos: 7,
+            }),
         };
         let mut positional = Vec::new();
         encode_message_into(&mut positional, &msg, true).expect("encode");

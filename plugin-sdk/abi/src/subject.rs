@@ -24,9 +24,7 @@ pub fn subject_problem(subject: &str, allow_wildcards: bool) -> Option<&'static 
     for (i, token) in tokens.iter().enumerate() {
         match *token {
             "" => {
-                return Some(
-                    "a subject must not have an empty token (leading, trailing or double `.`)",
-                );
+                return Some("a subject must not have an empty token (leading, trailing or double `.`)");
             }
             "*" | ">" if !allow_wildcards => {
                 return Some("wildcards (`*`, `>`) are not allowed here");
@@ -105,13 +103,7 @@ mod tests {
 
     #[test]
     fn valid_subjects() {
-        for s in [
-            "a",
-            "orders.created",
-            "a-b_c.D9",
-            "$JS.API.INFO",
-            "a.b.c.d.e",
-        ] {
+        for s in ["a", "orders.created", "a-b_c.D9", "$JS.API.INFO", "a.b.c.d.e"] {
             assert!(is_valid_subject(s, false), "{s}");
             assert!(is_valid_subject(s, true), "{s}");
         }
@@ -123,19 +115,11 @@ mod tests {
 
     #[test]
     fn invalid_subjects() {
-        for s in [
-            "", " ", "a b", "a\tb", "a.", ".a", "a..b", "a.>.b", ">.a", "a*", "a.b>", "a.*b", "a\n",
-        ] {
+        for s in ["", " ", "a b", "a\tb", "a.", ".a", "a..b", "a.>.b", ">.a", "a*", "a.b>", "a.*b", "a\n"] {
             assert!(!is_valid_subject(s, true), "{s:?}");
         }
-        assert_eq!(
-            subject_problem("a..b", true),
-            Some("a subject must not have an empty token (leading, trailing or double `.`)")
-        );
-        assert_eq!(
-            subject_problem("a.>.b", true),
-            Some("`>` is only allowed as the last token")
-        );
+        assert_eq!(subject_problem("a..b", true), Some("a subject must not have an empty token (leading, trailing or double `.`)"));
+        assert_eq!(subject_problem("a.>.b", true), Some("`>` is only allowed as the last token"));
     }
 
     #[test]

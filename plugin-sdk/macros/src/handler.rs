@@ -103,14 +103,8 @@ fn check(func: &ItemFn) -> syn::Result<(Shape, &syn::Type)> {
 /// one in this module, or the SDK's accept-everything default otherwise (see `INIT_HOOK`).
 fn exports(call: &TokenStream) -> TokenStream {
     let lit = |name: &str| LitStr::new(name, Span::call_site());
-    let (abi_version, features, alloc, free, init, handle) = (
-        lit(names::ABI_VERSION),
-        lit(names::FEATURES),
-        lit(names::ALLOC),
-        lit(names::FREE),
-        lit(names::INIT),
-        lit(names::HANDLE),
-    );
+    let (abi_version, features, alloc, free, init, handle) =
+        (lit(names::ABI_VERSION), lit(names::FEATURES), lit(names::ALLOC), lit(names::FREE), lit(names::INIT), lit(names::HANDLE));
     let hook = format_ident!("{}", crate::INIT_HOOK);
     quote! {
         #[cfg(target_arch = "wasm32")]

@@ -60,10 +60,7 @@ fn check(func: &ItemFn) -> syn::Result<&syn::Type> {
     let ret = signature::return_type(sig, RETURNS, &mut problems);
     let args: Vec<_> = sig.inputs.iter().collect();
     if args.len() != 1 {
-        problems.add_span(
-            signature::inputs_span(sig),
-            format!("expected one argument `(config: &PluginConfig)`, found {}", args.len()),
-        );
+        problems.add_span(signature::inputs_span(sig), format!("expected one argument `(config: &PluginConfig)`, found {}", args.len()));
     } else if let Some(ty) = args.first().and_then(|arg| signature::arg_type(arg))
         && signature::reference_mutability(ty) != Some(false)
     {

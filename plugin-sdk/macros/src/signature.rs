@@ -14,11 +14,7 @@ pub(crate) fn parse_fn(item: TokenStream, attribute: &str, expected: &str) -> sy
 
 /// Refuse attribute arguments: neither macro takes any.
 pub(crate) fn no_arguments(attr: &TokenStream, attribute: &str) -> syn::Result<()> {
-    if attr.is_empty() {
-        Ok(())
-    } else {
-        Err(syn::Error::new_spanned(attr, format!("`#[{attribute}]` takes no arguments")))
-    }
+    if attr.is_empty() { Ok(()) } else { Err(syn::Error::new_spanned(attr, format!("`#[{attribute}]` takes no arguments"))) }
 }
 
 /// Collects errors so the author sees every problem of a signature at once.

@@ -41,10 +41,7 @@ mod tests {
     fn requests_are_echoed_with_a_header() {
         let msg = Message::builder("echo.hi").text("hello").reply("_INBOX.1").build();
         let handled = MockHost::new().call(handle, &msg);
-        assert_eq!(
-            handled.outcome,
-            Outcome::Reply { payload: b"hello".to_vec(), headers: vec![("echoed-by".into(), "echo".into())] }
-        );
+        assert_eq!(handled.outcome, Outcome::Reply { payload: b"hello".to_vec(), headers: vec![("echoed-by".into(), "echo".into())] });
         assert!(handled.publishes.is_empty());
     }
 

@@ -145,9 +145,7 @@ impl Plan {
             None => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|item| {
-                    item.as_str().map(str::to_owned).ok_or_else(|| invalid("publish", "an array of subjects", item))
-                })
+                .map(|item| item.as_str().map(str::to_owned).ok_or_else(|| invalid("publish", "an array of subjects", item)))
                 .collect::<Result<_, _>>()?,
             Some(other) => return Err(invalid("publish", "an array of subjects", other)),
         };
@@ -178,10 +176,7 @@ impl Plan {
             Some(Value::Object(pairs)) => pairs
                 .iter()
                 .map(|(name, value)| {
-                    value
-                        .as_str()
-                        .map(|v| (name.clone(), v.to_owned()))
-                        .ok_or_else(|| invalid("headers", "an object of strings", value))
+                    value.as_str().map(|v| (name.clone(), v.to_owned())).ok_or_else(|| invalid("headers", "an object of strings", value))
                 })
                 .collect::<Result<_, _>>()?,
             Some(other) => return Err(invalid("headers", "an object of strings", other)),
@@ -239,9 +234,7 @@ fn trap(why: &str) -> ! {
 }
 
 fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Burn CPU (not sleep): the host's deadline must interrupt running code.
@@ -296,11 +289,8 @@ mod tests {
 
     #[test]
     fn reject_and_retry_drop_publishes() {
-        for (action, outcome) in
-            [("reject", Outcome::reject("rejected by request")), ("retry", Outcome::retry("retry by request"))]
-        {
-            let handled =
-                MockHost::new().allow(">").call(handle, &msg(json!({"action": action, "publish": ["out.a"]})));
+        for (action, outcome) in [("reject", Outcome::reject("rejected by request")), ("retry", Outcome::retry("retry by request"))] {
+            let handled = MockHost::new().allow(">").call(handle, &msg(json!({"action": action, "publish": ["out.a"]})));
             assert_eq!(handled.outcome, outcome);
             assert_eq!(handled.publishes.len(), 1, "published before deciding");
             assert!(handled.sent().is_empty());
@@ -396,10 +386,7 @@ mod tests {
             (json!({"action": 3}), "faulty: `action` must be a string, found `3`"),
             (json!({"fail_times": -1}), "faulty: `fail_times` must be a non-negative integer, found `-1`"),
             (json!({"publish": "out.a"}), "faulty: `publish` must be an array of subjects, found `\"out.a\"`"),
-            (
-                json!({"publish": ["out.a"]}),
-                "faulty: publish to `out.a` refused: subject `out.a` is not on the publish allow-list",
-            ),
+            (json!({"publish": ["out.a"]}), "faulty: publish to `out.a` refused: subject `out.a` is not on the publish allow-list"),
         ];
         for (body, reason) in cases {
             match host.call(handle, &msg(body.clone())).outcome {

@@ -98,10 +98,7 @@ mod tests {
         assert_eq!(sent.subject, "processed.orders.new");
         assert_eq!(sent.headers, [("content-type".to_owned(), "application/json".to_owned())]);
         let body: Value = serde_json::from_slice(&sent.payload).expect("json");
-        assert_eq!(
-            body,
-            json!({"id": 7, "name": "ada", "name_upper": "ADA", "processed_by": "transform", "source_subject": "orders.new"})
-        );
+        assert_eq!(body, json!({"id": 7, "name": "ada", "name_upper": "ADA", "processed_by": "transform", "source_subject": "orders.new"}));
     }
 
     #[test]

@@ -61,11 +61,7 @@ pub fn read<T: DeserializeOwned + Validate + Addressed>(msg: &Message) -> Result
         return Err(ValidationError {
             problems: vec![FieldProblem {
                 field: "payload".to_owned(),
-                problem: format!(
-                    "subject `{}` names `{token}` but the payload is about `{}`",
-                    msg.subject,
-                    value.subject_id()
-                ),
+                problem: format!("subject `{}` names `{token}` but the payload is about `{}`", msg.subject, value.subject_id()),
             }],
         });
     }
@@ -96,8 +92,7 @@ mod tests {
 
     #[test]
     fn read_checks_shape_values_and_subject() {
-        let update =
-            json!({"user_id": DRIVER, "latitude": -6.2, "longitude": 106.8, "timestamp": "2024-03-20T10:00:00Z"});
+        let update = json!({"user_id": DRIVER, "latitude": -6.2, "longitude": 106.8, "timestamp": "2024-03-20T10:00:00Z"});
         let msg = Message::builder(format!("location.update.{DRIVER}")).json(&update).build();
         assert!(read::<LocationUpdate>(&msg).is_ok());
 
@@ -112,14 +107,13 @@ mod tests {
         let msg = Message::builder("location.update.x").json(&bad).build();
         assert_eq!(
             read::<LocationUpdate>(&msg).err().map(|e| e.to_string()),
-            Some("message validation failed: `user_id` must be a uuid, found `x`; `latitude` must be within -90..=90, found 123".to_owned())
+            Some(
+                "message validation failed: `user_id` must be a uuid, found `x`; `latitude` must be within -90..=90, found 123".to_owned()
+            )
         );
         let extra = json!({"user_id": DRIVER, "latitude": 1.0, "longitude": 1.0, "timestamp": "2024-03-20T10:00:00Z", "speed": 3});
         let msg = Message::builder(format!("location.update.{DRIVER}")).json(&extra).build();
         let err = read::<LocationUpdate>(&msg).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(
-            err.starts_with("message validation failed: payload is not a valid message: unknown field `speed`"),
-            "{err}"
-        );
+        assert!(err.starts_with("message validation failed: payload is not a valid message: unknown field `speed`"), "{err}");
     }
 }

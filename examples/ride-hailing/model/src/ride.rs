@@ -135,11 +135,7 @@ impl Validate for RideCreated {
     fn validate(&self, v: &mut Validator) {
         v.uuid("ride_id", &self.ride_id).uuid("match_id", &self.match_id);
         v.uuid("driver_id", &self.driver_id).uuid("passenger_id", &self.passenger_id);
-        v.nested("pickup", &self.pickup).nested("destination", &self.destination).min(
-            "route_distance",
-            self.route_distance,
-            0.0,
-        );
+        v.nested("pickup", &self.pickup).nested("destination", &self.destination).min("route_distance", self.route_distance, 0.0);
     }
 }
 

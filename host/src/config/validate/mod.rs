@@ -43,9 +43,7 @@ fn file_problem(path: &Path) -> Option<String> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => Some(format!("`{shown}` is a directory, expected a file")),
         Ok(_) => None,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Some(format!("file not found: `{shown}`"))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!("file not found: `{shown}`")),
         Err(e) => Some(format!("cannot read `{shown}`: {}", lowercase_io(&e))),
     }
 }
@@ -67,9 +65,7 @@ fn line_of(problems: &Problems, span: &Range<usize>) -> Option<usize> {
 
 /// " (first declared at line N)" or nothing when the line is unknown.
 fn first_declared(problems: &Problems, span: &Range<usize>) -> String {
-    line_of(problems, span)
-        .map(|l| format!(" (first declared at line {l})"))
-        .unwrap_or_default()
+    line_of(problems, span).map(|l| format!(" (first declared at line {l})")).unwrap_or_default()
 }
 
 /// Renders a duration the way it is written in the file ("1m 30s").

@@ -12,10 +12,7 @@ pub(super) fn token_name_problem(name: &str) -> Option<String> {
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Some("must not contain whitespace".into());
     }
-    ['.', '*', '>', '/', '\\']
-        .iter()
-        .find(|c| name.contains(**c))
-        .map(|c| format!("must not contain `{c}`"))
+    ['.', '*', '>', '/', '\\'].iter().find(|c| name.contains(**c)).map(|c| format!("must not contain `{c}`"))
 }
 
 /// Why `name` cannot name a plugin, if it cannot. Plugin names end up in log
@@ -25,10 +22,7 @@ pub(super) fn plugin_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("must not be empty".into());
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Some("may only contain ASCII letters, digits, `-` and `_`".into());
     }
     None
@@ -63,14 +57,8 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(token_name_problem("ORDERS_v2-x"), None);
-        assert_eq!(
-            token_name_problem("a.b").as_deref(),
-            Some("must not contain `.`")
-        );
-        assert_eq!(
-            token_name_problem("a b").as_deref(),
-            Some("must not contain whitespace")
-        );
+        assert_eq!(token_name_problem("a.b").as_deref(), Some("must not contain `.`"));
+        assert_eq!(token_name_problem("a b").as_deref(), Some("must not contain whitespace"));
         assert_eq!(token_name_problem("").as_deref(), Some("must not be empty"));
         assert_eq!(plugin_name_problem("echo-2_x"), None);
         assert!(plugin_name_problem("my plugin").is_some());

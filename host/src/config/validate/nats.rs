@@ -9,27 +9,15 @@ use super::file_problem;
 pub(super) fn check(nats: &NatsConfig, problems: &mut Problems) {
     if let Some(urls) = &nats.url {
         if urls.0.iter().all(|u| u.trim().is_empty()) {
-            problems.push_at(
-                &["nats", "url"],
-                "`nats.url` must not be empty (leave it out to start an embedded nats-server)",
-            );
+            problems.push_at(&["nats", "url"], "`nats.url` must not be empty (leave it out to start an embedded nats-server)");
         } else if urls.0.iter().any(|u| u.trim().is_empty()) {
-            problems.push_at(
-                &["nats", "url"],
-                format!("`nats.url` has an empty entry in `{urls}`"),
-            );
+            problems.push_at(&["nats", "url"], format!("`nats.url` has an empty entry in `{urls}`"));
         }
     }
 
     match (&nats.user, &nats.password) {
-        (Some(_), None) => problems.push_at(
-            &["nats", "user"],
-            "`nats.user` is set without `nats.password`",
-        ),
-        (None, Some(_)) => problems.push_at(
-            &["nats", "password"],
-            "`nats.password` is set without `nats.user`",
-        ),
+        (Some(_), None) => problems.push_at(&["nats", "user"], "`nats.user` is set without `nats.password`"),
+        (None, Some(_)) => problems.push_at(&["nats", "password"], "`nats.password` is set without `nats.user`"),
         _ => {}
     }
 
@@ -37,11 +25,7 @@ pub(super) fn check(nats: &NatsConfig, problems: &mut Problems) {
     // or lose depending on call order, so refuse the ambiguity.
     let methods: Vec<(&str, &str)> = [
         (nats.token.is_some(), "token", "`token`"),
-        (
-            nats.user.is_some() || nats.password.is_some(),
-            "user",
-            "`user`/`password`",
-        ),
+        (nats.user.is_some() || nats.password.is_some(), "user", "`user`/`password`"),
         (nats.credentials.is_some(), "credentials", "`credentials`"),
         (nats.nkey.is_some(), "nkey", "`nkey`"),
     ]
@@ -52,13 +36,7 @@ pub(super) fn check(nats: &NatsConfig, problems: &mut Problems) {
     if let [_, (second, _), ..] = methods.as_slice() {
         let shown: Vec<&str> = methods.iter().map(|(_, shown)| *shown).collect();
         if let Some((last, init)) = shown.split_last() {
-            problems.push_at(
-                &["nats", second],
-                format!(
-                    "`nats`: choose one authentication method, found {} and {last}",
-                    init.join(", ")
-                ),
-            );
+            problems.push_at(&["nats", second], format!("`nats`: choose one authentication method, found {} and {last}", init.join(", ")));
         }
     }
 
@@ -66,30 +44,18 @@ pub(super) fn check(nats: &NatsConfig, problems: &mut Problems) {
         && !nkey.starts_with("SU")
     {
         // Never echo the value: it is a secret.
-        problems.push_at(
-            &["nats", "nkey"],
-            "`nats.nkey` must be a user nkey seed (starting with `SU`)",
-        );
+        problems.push_at(&["nats", "nkey"], "`nats.nkey` must be a user nkey seed (starting with `SU`)");
     }
     if let Some(path) = &nats.credentials
         && let Some(why) = file_problem(path)
     {
-        problems.push_at(
-            &["nats", "credentials"],
-            format!("`nats.credentials`: {why}"),
-        );
+        problems.push_at(&["nats", "credentials"], format!("`nats.credentials`: {why}"));
     }
 
     if let Some(tls) = &nats.tls {
         match (&tls.cert, &tls.key) {
-            (Some(_), None) => problems.push_at(
-                &["nats", "tls", "cert"],
-                "`nats.tls.cert` is set without `nats.tls.key`",
-            ),
-            (None, Some(_)) => problems.push_at(
-                &["nats", "tls", "key"],
-                "`nats.tls.key` is set without `nats.tls.cert`",
-            ),
+            (Some(_), None) => problems.push_at(&["nats", "tls", "cert"], "`nats.tls.cert` is set without `nats.tls.key`"),
+            (None, Some(_)) => problems.push_at(&["nats", "tls", "key"], "`nats.tls.key` is set without `nats.tls.cert`"),
             _ => {}
         }
         for (key, path) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
@@ -100,22 +66,13 @@ pub(super) fn check(nats: &NatsConfig, problems: &mut Problems) {
     }
 
     if nats.startup_timeout.is_zero() {
-        problems.push_at(
-            &["nats", "startup_timeout"],
-            "`nats.startup_timeout` must be greater than zero",
-        );
+        problems.push_at(&["nats", "startup_timeout"], "`nats.startup_timeout` must be greater than zero");
     }
     if nats.connect_timeout.is_zero() {
-        problems.push_at(
-            &["nats", "connect_timeout"],
-            "`nats.connect_timeout` must be greater than zero",
-        );
+        problems.push_at(&["nats", "connect_timeout"], "`nats.connect_timeout` must be greater than zero");
     }
     if nats.subscription_capacity == 0 {
-        problems.push_at(
-            &["nats", "subscription_capacity"],
-            "`nats.subscription_capacity` must be at least 1, got `0`",
-        );
+        problems.push_at(&["nats", "subscription_capacity"], "`nats.subscription_capacity` must be at least 1, got `0`");
     }
 
     // The binary only matters when the host starts its own server; a bare name is
@@ -125,9 +82,6 @@ pub(super) fn check(nats: &NatsConfig, problems: &mut Problems) {
         && !is_bare_command(binary)
         && let Some(why) = file_problem(binary)
     {
-        problems.push_at(
-            &["nats", "embedded", "binary"],
-            format!("`nats.embedded.binary`: {why}"),
-        );
+        problems.push_at(&["nats", "embedded", "binary"], format!("`nats.embedded.binary`: {why}"));
     }
 }

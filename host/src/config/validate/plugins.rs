@@ -21,10 +21,7 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
         let at = |key: &'static str| ["plugins", name.as_str(), key];
 
         if let Some(why) = plugin_name_problem(name) {
-            problems.push_at_key(
-                &["plugins", name],
-                format!("invalid plugin name `{name}`: {why}"),
-            );
+            problems.push_at_key(&["plugins", name], format!("invalid plugin name `{name}`: {why}"));
         }
         if let Some(why) = file_problem(plugin.path.get_ref()) {
             problems.push_spanned(plugin.path.span(), format!("{label}: {why}"));
@@ -32,13 +29,8 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
 
         let memory = plugin.memory.as_u64();
         if memory < MIN_MEMORY {
-            problems.push_at(
-                &at("memory"),
-                format!(
-                    "{label}: `memory` must be at least 64KiB (one wasm page), got {}",
-                    bytes(plugin.memory)
-                ),
-            );
+            problems
+                .push_at(&at("memory"), format!("{label}: `memory` must be at least 64KiB (one wasm page), got {}", bytes(plugin.memory)));
         } else if memory > MAX_MEMORY {
             problems.push_at(
                 &at("memory"),
@@ -46,31 +38,20 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
             );
         }
         if plugin.timeout.is_zero() {
-            problems.push_at(
-                &at("timeout"),
-                format!("{label}: `timeout` must be greater than zero"),
-            );
+            problems.push_at(&at("timeout"), format!("{label}: `timeout` must be greater than zero"));
         }
         if plugin.fuel == Some(0) {
-            problems.push_at(
-                &at("fuel"),
-                format!("{label}: `fuel` must be at least 1 (leave it out for no limit)"),
-            );
+            problems.push_at(&at("fuel"), format!("{label}: `fuel` must be at least 1 (leave it out for no limit)"));
         }
         for (j, pattern) in plugin.publish.iter().enumerate() {
             if let Some(why) = subject_problem(pattern, true) {
-                problems.push_at(
-                    &["plugins", name, "publish", &j.to_string()],
-                    format!("{label}: invalid publish pattern `{pattern}`: {why}"),
-                );
+                problems
+                    .push_at(&["plugins", name, "publish", &j.to_string()], format!("{label}: invalid publish pattern `{pattern}`: {why}"));
             }
         }
         for var in plugin.env.keys() {
             if let Some(why) = env_name_problem(var) {
-                problems.push_at_key(
-                    &["plugins", name, "env", var],
-                    format!("{label}: invalid environment variable name `{var}`: {why}"),
-                );
+                problems.push_at_key(&["plugins", name, "env", var], format!("{label}: invalid environment variable name `{var}`: {why}"));
             }
         }
     }

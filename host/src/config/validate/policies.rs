@@ -24,18 +24,13 @@ pub(super) fn check(route: &RouteConfig, label: &str, idx: &str, problems: &mut 
     }
     if let Some(breaker) = &route.breaker {
         if breaker.consecutive_failures == 0 {
-            problems.push_at(
-                &at("breaker", "consecutive_failures"),
-                format!("{label}: `breaker.consecutive_failures` must be at least 1"),
-            );
+            problems.push_at(&at("breaker", "consecutive_failures"), format!("{label}: `breaker.consecutive_failures` must be at least 1"));
         }
         if let Some(rate) = breaker.failure_rate
             && !(rate > 0.0 && rate <= 1.0)
         {
-            problems.push_at(
-                &at("breaker", "failure_rate"),
-                format!("{label}: `breaker.failure_rate` must be in (0.0, 1.0], got `{rate}`"),
-            );
+            problems
+                .push_at(&at("breaker", "failure_rate"), format!("{label}: `breaker.failure_rate` must be in (0.0, 1.0], got `{rate}`"));
         }
         if breaker.probes == 0 {
             problems.push_at(&at("breaker", "probes"), format!("{label}: `breaker.probes` must be at least 1"));

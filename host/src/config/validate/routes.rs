@@ -7,8 +7,8 @@ use super::super::load::{Broken, quoted};
 use super::super::problems::Problems;
 use super::super::schema::{Config, Retention, RouteConfig, StreamConfig};
 use super::super::subject::{is_subset, is_valid_subject, overlaps, subject_problem};
-use super::names::{queue_problem, token_name_problem};
 use super::first_declared;
+use super::names::{queue_problem, token_name_problem};
 
 pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     let mut names = HashMap::new();
@@ -20,27 +20,16 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     for (i, route) in config.routes.iter().enumerate() {
         let idx = i.to_string();
         let name = route.name.get_ref();
-        let label = if name.is_empty() {
-            format!("route #{}", i + 1)
-        } else {
-            format!("route `{name}`")
-        };
+        let label = if name.is_empty() { format!("route #{}", i + 1) } else { format!("route `{name}`") };
         let at = |key: &'static str| ["routes", idx.as_str(), key];
 
         let mut unique = false;
         if let Some(why) = token_name_problem(name) {
-            let message = if name.is_empty() {
-                format!("{label}: name {why}")
-            } else {
-                format!("invalid route name `{name}`: {why}")
-            };
+            let message = if name.is_empty() { format!("{label}: name {why}") } else { format!("invalid route name `{name}`: {why}") };
             problems.push_spanned(route.name.span(), message);
         } else if let Some(first) = names.get(name.as_str()) {
             let first = first_declared(problems, first);
-            problems.push_spanned(
-                route.name.span(),
-                format!("duplicate route name `{name}`{first}"),
-            );
+            problems.push_spanned(route.name.span(), format!("duplicate route name `{name}`{first}"));
         } else {
             names.insert(name.as_str(), route.name.span());
             unique = true;
@@ -53,19 +42,13 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
             } else {
                 format!("known plugins: {}", quoted(config.plugins.keys()))
             };
-            problems.push_spanned(
-                route.plugin.span(),
-                format!("{label}: unknown plugin `{plugin}` ({hint})"),
-            );
+            problems.push_spanned(route.plugin.span(), format!("{label}: unknown plugin `{plugin}` ({hint})"));
         }
 
         match &route.stream {
             None => check_core(route, &label, &idx, problems),
             Some(stream_name) => {
-                let stream = config
-                    .streams
-                    .iter()
-                    .find(|s| s.name.get_ref() == stream_name.get_ref());
+                let stream = config.streams.iter().find(|s| s.name.get_ref() == stream_name.get_ref());
                 match stream {
                     Some(stream) => check_filters(route, stream, &label, &idx, problems),
                     None if broken.stream(stream_name.get_ref()) => {}
@@ -73,15 +56,9 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
                         let hint = if config.streams.is_empty() {
                             "no `[[streams]]` are declared".to_string()
                         } else {
-                            format!(
-                                "declared streams: {}",
-                                quoted(config.streams.iter().map(|s| s.name.get_ref()))
-                            )
+                            format!("declared streams: {}", quoted(config.streams.iter().map(|s| s.name.get_ref())))
                         };
-                        let message = format!(
-                            "{label}: unknown stream `{}` ({hint})",
-                            stream_name.get_ref()
-                        );
+                        let message = format!("{label}: unknown stream `{}` ({hint})", stream_name.get_ref());
                         problems.push_spanned(stream_name.span(), message);
                     }
                 }
@@ -94,19 +71,14 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
                 if let Some(durable) = &route.durable
                     && let Some(why) = token_name_problem(durable)
                 {
-                    problems.push_at(
-                        &at("durable"),
-                        format!("{label}: invalid durable name `{durable}`: {why}"),
-                    );
+                    problems.push_at(&at("durable"), format!("{label}: invalid durable name `{durable}`: {why}"));
                 }
                 // A duplicate route name already explains a clash of default durables.
                 if unique || route.durable.is_some() {
                     let key = (stream_name.get_ref().as_str(), route.durable_name());
                     if let Some(other) = durables.insert(key, name) {
-                        let message = format!(
-                            "{label}: durable consumer `{}` on stream `{}` is already used by route `{other}`",
-                            key.1, key.0
-                        );
+                        let message =
+                            format!("{label}: durable consumer `{}` on stream `{}` is already used by route `{other}`", key.1, key.0);
                         match route.durable {
                             Some(_) => problems.push_at(&at("durable"), message),
                             None => problems.push_spanned(route.name.span(), message),
@@ -114,10 +86,7 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
                     }
                 }
                 if let Some(stream) = stream.filter(|s| s.retention == Retention::Workqueue) {
-                    work_queues
-                        .entry(stream.name.get_ref())
-                        .or_default()
-                        .push((i, route));
+                    work_queues.entry(stream.name.get_ref()).or_default().push((i, route));
                 }
             }
         }
@@ -134,43 +103,26 @@ fn check_core(route: &RouteConfig, label: &str, idx: &str, problems: &mut Proble
     if route.subjects.is_empty() {
         problems.push_at(
             &["routes", idx, "subjects"],
-            format!(
-                "{label}: a core route needs `subjects` (or `stream` to consume a JetStream stream)"
-            ),
+            format!("{label}: a core route needs `subjects` (or `stream` to consume a JetStream stream)"),
         );
     }
     for (j, subject) in route.subjects.iter().enumerate() {
         if let Some(why) = subject_problem(subject, true) {
-            problems.push_at(
-                &["routes", idx, "subjects", &j.to_string()],
-                format!("{label}: invalid subject `{subject}`: {why}"),
-            );
+            problems.push_at(&["routes", idx, "subjects", &j.to_string()], format!("{label}: invalid subject `{subject}`: {why}"));
         }
     }
     if let Some(queue) = &route.queue
         && let Some(why) = queue_problem(queue)
     {
-        problems.push_at(
-            &["routes", idx, "queue"],
-            format!("{label}: invalid queue group `{queue}`: {why}"),
-        );
+        problems.push_at(&["routes", idx, "queue"], format!("{label}: invalid queue group `{queue}`: {why}"));
     }
     if route.durable.is_some() {
-        problems.push_at(
-            &["routes", idx, "durable"],
-            format!("{label}: `durable` is only for JetStream routes (set `stream`)"),
-        );
+        problems.push_at(&["routes", idx, "durable"], format!("{label}: `durable` is only for JetStream routes (set `stream`)"));
     }
 }
 
 /// A consumer's filter subjects must lie inside its stream, as NATS requires.
-fn check_filters(
-    route: &RouteConfig,
-    stream: &StreamConfig,
-    label: &str,
-    idx: &str,
-    problems: &mut Problems,
-) {
+fn check_filters(route: &RouteConfig, stream: &StreamConfig, label: &str, idx: &str, problems: &mut Problems) {
     for (j, subject) in route.subjects.iter().enumerate() {
         let at = ["routes", idx, "subjects", &j.to_string()];
         if let Some(why) = subject_problem(subject, true) {
@@ -195,12 +147,7 @@ fn check_work_queue(stream: &str, routes: &[(usize, &RouteConfig)], problems: &m
         if route.subjects.is_empty() {
             vec![">".into()]
         } else {
-            route
-                .subjects
-                .iter()
-                .filter(|s| is_valid_subject(s, true))
-                .cloned()
-                .collect()
+            route.subjects.iter().filter(|s| is_valid_subject(s, true)).cloned().collect()
         }
     };
     for (n, (i, route)) in routes.iter().enumerate() {
@@ -225,47 +172,29 @@ fn check_work_queue(stream: &str, routes: &[(usize, &RouteConfig)], problems: &m
 fn check_numbers(route: &RouteConfig, label: &str, idx: &str, problems: &mut Problems) {
     let at = |key: &'static str| ["routes", idx, key];
     if route.concurrency == 0 {
-        problems.push_at(
-            &at("concurrency"),
-            format!("{label}: `concurrency` must be at least 1, got `0`"),
-        );
+        problems.push_at(&at("concurrency"), format!("{label}: `concurrency` must be at least 1, got `0`"));
     }
     if route.batch == 0 {
-        problems.push_at(
-            &at("batch"),
-            format!("{label}: `batch` must be at least 1, got `0`"),
-        );
+        problems.push_at(&at("batch"), format!("{label}: `batch` must be at least 1, got `0`"));
     }
     if route.max_deliver < 1 && route.max_deliver != -1 {
         problems.push_at(
             &at("max_deliver"),
-            format!(
-                "{label}: `max_deliver` must be at least 1, or -1 for unlimited, got `{}`",
-                route.max_deliver
-            ),
+            format!("{label}: `max_deliver` must be at least 1, or -1 for unlimited, got `{}`", route.max_deliver),
         );
     }
     if route.max_ack_pending < 1 && route.max_ack_pending != -1 {
         problems.push_at(
             &at("max_ack_pending"),
-            format!(
-                "{label}: `max_ack_pending` must be at least 1, or -1 for unlimited, got `{}`",
-                route.max_ack_pending
-            ),
+            format!("{label}: `max_ack_pending` must be at least 1, or -1 for unlimited, got `{}`", route.max_ack_pending),
         );
     }
     if route.ack_wait.is_zero() {
-        problems.push_at(
-            &at("ack_wait"),
-            format!("{label}: `ack_wait` must be greater than zero"),
-        );
+        problems.push_at(&at("ack_wait"), format!("{label}: `ack_wait` must be greater than zero"));
     }
     let retry = &route.retry;
     if retry.delays.as_ref().is_some_and(Vec::is_empty) {
-        problems.push_at(
-            &["routes", idx, "retry", "delays"],
-            format!("{label}: `retry.delays` must not be empty"),
-        );
+        problems.push_at(&["routes", idx, "retry", "delays"], format!("{label}: `retry.delays` must not be empty"));
     }
     if retry.delays.is_some() && retry.initial.is_some() {
         problems.push_at(
@@ -286,9 +215,6 @@ fn check_numbers(route: &RouteConfig, label: &str, idx: &str, problems: &mut Pro
         );
     }
     if route.retry.attempts == 0 {
-        problems.push_at(
-            &["routes", idx, "retry", "attempts"],
-            format!("{label}: `retry.attempts` must be at least 1, got `0`"),
-        );
+        problems.push_at(&["routes", idx, "retry", "attempts"], format!("{label}: `retry.attempts` must be at least 1, got `0`"));
     }
 }

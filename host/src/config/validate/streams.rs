@@ -15,34 +15,20 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     for (i, stream) in config.streams.iter().enumerate() {
         let idx = i.to_string();
         let name = stream.name.get_ref();
-        let label = if name.is_empty() {
-            format!("stream #{}", i + 1)
-        } else {
-            format!("stream `{name}`")
-        };
+        let label = if name.is_empty() { format!("stream #{}", i + 1) } else { format!("stream `{name}`") };
 
         if let Some(why) = token_name_problem(name) {
-            let message = if name.is_empty() {
-                format!("{label}: name {why}")
-            } else {
-                format!("invalid stream name `{name}`: {why}")
-            };
+            let message = if name.is_empty() { format!("{label}: name {why}") } else { format!("invalid stream name `{name}`: {why}") };
             problems.push_spanned(stream.name.span(), message);
         } else if let Some(first) = seen.get(name.as_str()) {
             let first = first_declared(problems, first);
-            problems.push_spanned(
-                stream.name.span(),
-                format!("duplicate stream name `{name}`{first}"),
-            );
+            problems.push_spanned(stream.name.span(), format!("duplicate stream name `{name}`{first}"));
         } else {
             seen.insert(name.as_str(), stream.name.span());
         }
 
         if stream.subjects.is_empty() {
-            problems.push_at(
-                &["streams", &idx, "subjects"],
-                format!("{label}: `subjects` must not be empty"),
-            );
+            problems.push_at(&["streams", &idx, "subjects"], format!("{label}: `subjects` must not be empty"));
         }
         for (j, subject) in stream.subjects.iter().enumerate() {
             let at = ["streams", idx.as_str(), "subjects", &j.to_string()];
@@ -52,10 +38,7 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
             }
             // NATS refuses a stream whose subjects overlap another stream's.
             let clash = config.streams[..i].iter().find_map(|other| {
-                let o = other
-                    .subjects
-                    .iter()
-                    .find(|o| subject_problem(o, true).is_none() && overlaps(subject, o))?;
+                let o = other.subjects.iter().find(|o| subject_problem(o, true).is_none() && overlaps(subject, o))?;
                 Some((other.name.get_ref(), o))
             });
             if let Some((other, o)) = clash {
@@ -67,19 +50,12 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
         }
 
         if !(1..=5).contains(&stream.replicas) {
-            problems.push_at(
-                &["streams", &idx, "replicas"],
-                format!(
-                    "{label}: `replicas` must be between 1 and 5, got `{}`",
-                    stream.replicas
-                ),
-            );
+            problems
+                .push_at(&["streams", &idx, "replicas"], format!("{label}: `replicas` must be between 1 and 5, got `{}`", stream.replicas));
         }
         if let Some(n) = stream.max_msgs.filter(|n| *n < -1) {
-            problems.push_at(
-                &["streams", &idx, "max_msgs"],
-                format!("{label}: `max_msgs` must be positive, or -1 for unlimited, got `{n}`"),
-            );
+            problems
+                .push_at(&["streams", &idx, "max_msgs"], format!("{label}: `max_msgs` must be positive, or -1 for unlimited, got `{n}`"));
         }
         // The server refuses a duplicate window longer than the messages live.
         if let (Some(window), Some(age)) = (stream.duplicate_window, stream.max_age)
@@ -88,11 +64,7 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
         {
             problems.push_at(
                 &["streams", &idx, "duplicate_window"],
-                format!(
-                    "{label}: `duplicate_window` (`{}`) must not be longer than `max_age` (`{}`)",
-                    human(window),
-                    human(age)
-                ),
+                format!("{label}: `duplicate_window` (`{}`) must not be longer than `max_age` (`{}`)", human(window), human(age)),
             );
         }
     }
@@ -106,23 +78,14 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
 fn check_dead_letter(config: &Config, problems: &mut Problems) {
     let dl = &config.dead_letter;
     if !(1..=5).contains(&dl.replicas) {
-        problems.push_at(
-            &["dead_letter", "replicas"],
-            format!("`dead_letter.replicas` must be between 1 and 5, got `{}`", dl.replicas),
-        );
+        problems.push_at(&["dead_letter", "replicas"], format!("`dead_letter.replicas` must be between 1 and 5, got `{}`", dl.replicas));
     }
     if let Some(why) = token_name_problem(&dl.stream) {
-        problems.push_at(
-            &["dead_letter", "stream"],
-            format!("invalid `dead_letter.stream` name `{}`: {why}", dl.stream),
-        );
+        problems.push_at(&["dead_letter", "stream"], format!("invalid `dead_letter.stream` name `{}`: {why}", dl.stream));
     }
     let prefix_ok = match subject_problem(&dl.subject_prefix, false) {
         Some(why) => {
-            let message = format!(
-                "invalid `dead_letter.subject_prefix` `{}`: {why}",
-                dl.subject_prefix
-            );
+            let message = format!("invalid `dead_letter.subject_prefix` `{}`: {why}", dl.subject_prefix);
             problems.push_at(&["dead_letter", "subject_prefix"], message);
             false
         }
@@ -136,7 +99,9 @@ fn check_dead_letter(config: &Config, problems: &mut Problems) {
         if *name == dl.stream {
             problems.push_spanned(
                 stream.name.span(),
-                format!("stream `{name}`: this name is taken by the dead-letter stream (`dead_letter.stream`), which the host creates itself"),
+                format!(
+                    "stream `{name}`: this name is taken by the dead-letter stream (`dead_letter.stream`), which the host creates itself"
+                ),
             );
         }
         if !prefix_ok {

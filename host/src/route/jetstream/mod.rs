@@ -101,7 +101,9 @@ async fn open(route: &Route, out: &Outputs, probing: bool) -> Result<pull::Strea
     let stream = out.js.get_stream(stream_name).await.map_err(|err| {
         let text = anyhow::anyhow!("stream `{stream_name}`: {err}");
         match err.kind() {
-            GetStreamErrorKind::JetStream(e) if e.error_code() != ErrorCode::STREAM_NOT_FOUND => Failure::from_jetstream(Some(e.error_code()), text),
+            GetStreamErrorKind::JetStream(e) if e.error_code() != ErrorCode::STREAM_NOT_FOUND => {
+                Failure::from_jetstream(Some(e.error_code()), text)
+            }
             _ => Failure::Transient(text),
         }
     })?;

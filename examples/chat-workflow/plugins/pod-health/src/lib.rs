@@ -25,8 +25,7 @@ struct HealthResponse<'a> {
 fn pod_id(config: &PluginConfig) -> Result<String, String> {
     let id = match config.get::<String>("pod_id").map_err(|e| e.to_string())? {
         Some(id) => id,
-        None => std::env::var("POD_ID")
-            .map_err(|_| "no pod id: set `pod_id` in the plugin config or `POD_ID` in its env")?,
+        None => std::env::var("POD_ID").map_err(|_| "no pod id: set `pod_id` in the plugin config or `POD_ID` in its env")?,
     };
     let mut v = Validator::new();
     v.subject_token("pod id", &id);
@@ -77,9 +76,7 @@ mod tests {
         let refused = MockHost::new().config(json!({"pod_id": "pod.1"})).init(init).err();
         assert_eq!(
             refused.as_deref(),
-            Some(
-                "message validation failed: `pod id` must be usable as a subject token (no `.`, `*`, `>` or spaces), found `pod.1`"
-            )
+            Some("message validation failed: `pod id` must be usable as a subject token (no `.`, `*`, `>` or spaces), found `pod.1`")
         );
         if std::env::var_os("POD_ID").is_none() {
             let refused = MockHost::new().init(init).err();

@@ -41,26 +41,20 @@ pub struct ChunkError {
 }
 
 /// Every chunk of the answer to `request`, in order.
-pub fn respond<'a>(
-    request: &'a WorkflowRequest,
-    models: &[String],
-    echo_prefix: &str,
-    now: Timestamp,
-) -> Vec<ResponseChunk<'a>> {
+pub fn respond<'a>(request: &'a WorkflowRequest, models: &[String], echo_prefix: &str, now: Timestamp) -> Vec<ResponseChunk<'a>> {
     let model = request.context.model.as_str();
-    let chunk =
-        |chunk_id: u32, chunk: String, chunk_type, tokens_used, finish_reason: Option<&'static str>| ResponseChunk {
-            session_id: &request.session_id,
-            message_id: &request.message_id,
-            chunk_id,
-            chunk,
-            chunk_type,
-            is_final: finish_reason.is_some(),
-            metadata: ChunkMetadata { model, tokens_used, finish_reason },
-            error: None,
-            timestamp: now,
-            correlation_id: &request.correlation_id,
-        };
+    let chunk = |chunk_id: u32, chunk: String, chunk_type, tokens_used, finish_reason: Option<&'static str>| ResponseChunk {
+        session_id: &request.session_id,
+        message_id: &request.message_id,
+        chunk_id,
+        chunk,
+        chunk_type,
+        is_final: finish_reason.is_some(),
+        metadata: ChunkMetadata { model, tokens_used, finish_reason },
+        error: None,
+        timestamp: now,
+        correlation_id: &request.correlation_id,
+    };
     if !models.iter().any(|m| m == model) {
         let mut error = chunk(0, String::new(), "error", 0, Some("error"));
         error.error = Some(ChunkError {

@@ -47,12 +47,7 @@ impl Validate for WorkflowRequest {
 impl Validate for RequestContext {
     fn validate(&self, v: &mut Validator) {
         v.one_of("ai_provider", &self.ai_provider, &["openai", "anthropic", "custom"]);
-        v.required("model", &self.model).range("temperature", self.temperature, 0.0, 2.0).range(
-            "max_tokens",
-            self.max_tokens,
-            1,
-            32_000,
-        );
+        v.required("model", &self.model).range("temperature", self.temperature, 0.0, 2.0).range("max_tokens", self.max_tokens, 1, 32_000);
     }
 }
 

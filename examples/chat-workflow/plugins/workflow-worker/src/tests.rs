@@ -41,8 +41,7 @@ fn chunks_go_to_each_pod_in_order_with_the_trace() {
     let chunks = sent(&handled);
     assert_eq!(chunks.len(), 16, "7 words + the final chunk, to two pods");
     for pod in ["pod-1", "pod-2"] {
-        let mine: Vec<&Value> =
-            chunks.iter().filter(|(s, _)| *s == format!("chat.pod.{pod}.response")).map(|(_, c)| c).collect();
+        let mine: Vec<&Value> = chunks.iter().filter(|(s, _)| *s == format!("chat.pod.{pod}.response")).map(|(_, c)| c).collect();
         let ids: Vec<u64> = mine.iter().filter_map(|c| c["chunk_id"].as_u64()).collect();
         assert_eq!(ids, (0..8).collect::<Vec<u64>>());
         let text: String = mine.iter().filter_map(|c| c["chunk"].as_str()).collect();
@@ -74,25 +73,18 @@ fn no_pods_means_the_session_broadcast_and_max_tokens_truncates() {
 
 #[test]
 fn an_unknown_model_is_an_error_chunk_not_a_retry() {
-    let msg = Message::builder("chat.workflow.execute.sess_456")
-        .json(&request("gpt-9", 10))
-        .header(REPLY_PODS, "pod-1")
-        .build();
+    let msg = Message::builder("chat.workflow.execute.sess_456").json(&request("gpt-9", 10)).header(REPLY_PODS, "pod-1").build();
     let handled = host().call(handle, &msg);
     assert_eq!(handled.outcome, Outcome::Ack);
     let [(_, chunk)] = <[_; 1]>::try_from(sent(&handled)).expect("one chunk");
     assert_eq!(chunk["chunk_type"], "error");
     assert_eq!(chunk["is_final"], true);
-    assert_eq!(
-        chunk["error"],
-        json!({"code": "model_unavailable", "message": "model `gpt-9` is not available (available: gpt-4)"})
-    );
+    assert_eq!(chunk["error"], json!({"code": "model_unavailable", "message": "model `gpt-9` is not available (available: gpt-4)"}));
 }
 
 #[test]
 fn a_request_is_answered_with_a_summary() {
-    let msg =
-        Message::builder("chat.workflow.execute.sess_456").json(&request("gpt-4", 2000)).reply("_INBOX.1").build();
+    let msg = Message::builder("chat.workflow.execute.sess_456").json(&request("gpt-4", 2000)).reply("_INBOX.1").build();
     let handled = host().call(handle, &msg);
     let Outcome::Reply { payload, .. } = &handled.outcome else { panic!("{:?}", handled.outcome) };
     let summary: Value = serde_json::from_slice(payload).expect("json");
@@ -106,9 +98,7 @@ fn bad_requests_are_rejected() {
     let wrong_session = Message::builder("chat.workflow.execute.sess_999").json(&request("gpt-4", 10)).build();
     assert_eq!(
         host().call(handle, &wrong_session).outcome,
-        Outcome::reject(
-            "subject `chat.workflow.execute.sess_999` is for session `sess_999` but the request is for `sess_456`"
-        )
+        Outcome::reject("subject `chat.workflow.execute.sess_999` is for session `sess_999` but the request is for `sess_456`")
     );
     let mut bad = request("gpt-4", 0);
     bad["context"]["ai_provider"] = json!("skynet");
@@ -120,20 +110,14 @@ fn bad_requests_are_rejected() {
              `context.max_tokens` must be within 1..=32000, found 0"
         )
     );
-    let pods = Message::builder("chat.workflow.execute.sess_456")
-        .json(&request("gpt-4", 10))
-        .header(REPLY_PODS, "pod.1")
-        .build();
+    let pods = Message::builder("chat.workflow.execute.sess_456").json(&request("gpt-4", 10)).header(REPLY_PODS, "pod.1").build();
     let Outcome::Reject { reason } = host().call(handle, &pods).outcome else { panic!("rejected") };
     assert!(reason.contains("`Chat-Reply-Pods` must be usable as a subject token"), "{reason}");
 }
 
 #[test]
 fn a_broken_traceparent_starts_a_new_trace() {
-    let msg = Message::builder("chat.workflow.execute.sess_456")
-        .json(&request("gpt-4", 1))
-        .header("traceparent", "garbage")
-        .build();
+    let msg = Message::builder("chat.workflow.execute.sess_456").json(&request("gpt-4", 1)).header("traceparent", "garbage").build();
     let handled = host().call(handle, &msg);
     assert_eq!(handled.outcome, Outcome::Ack);
     assert!(handled.logged(Level::Warn, "invalid traceparent `garbage`"));

@@ -44,11 +44,7 @@ struct Checked<'a>(&'a AvatarUploaded, &'a Settings);
 impl Validate for Checked<'_> {
     fn validate(&self, v: &mut Validator) {
         let (avatar, settings) = (self.0, self.1);
-        v.uuid("data.user_id", &avatar.user_id).required("data.file_key", &avatar.file_key).min(
-            "data.version",
-            avatar.version,
-            1,
-        );
+        v.uuid("data.user_id", &avatar.user_id).required("data.file_key", &avatar.file_key).min("data.version", avatar.version, 1);
         if let Err(problem) = storage_host(&avatar.avatar_url, &settings.storage_hosts) {
             v.check("data.avatar_url", false, || problem);
         }
@@ -114,11 +110,8 @@ fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
         Some(d) => json!({"subject": msg.subject, "stream": d.stream, "sequence": d.stream_sequence}),
         None => json!({"subject": msg.subject}),
     };
-    let thumbnails = settings
-        .thumbnail_sizes
-        .iter()
-        .map(|&size| Thumbnail { size, file_key: format!("{}@{size}", avatar.file_key) })
-        .collect();
+    let thumbnails =
+        settings.thumbnail_sizes.iter().map(|&size| Thumbnail { size, file_key: format!("{}@{size}", avatar.file_key) }).collect();
     let generate = GenerateThumbnails {
         user_id: &avatar.user_id,
         source_url: &avatar.avatar_url,
@@ -134,12 +127,7 @@ fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
 
     let keys = vec![format!("user:{}:avatar", avatar.user_id)];
     let invalidate = event
-        .follow_up(
-            EnvelopeKind::Command,
-            "invalidate-avatar",
-            issued,
-            InvalidateCache { user_id: avatar.user_id.clone(), keys },
-        )
+        .follow_up(EnvelopeKind::Command, "invalidate-avatar", issued, InvalidateCache { user_id: avatar.user_id.clone(), keys })
         .with_schema_version(COMMAND_SCHEMA)
         .with_meta("source", source);
     ctx.publish_json("work.cache.invalidate", &invalidate).or_reject_with("publishing the cache invalidation")?;
@@ -188,14 +176,10 @@ mod tests {
 
     #[test]
     fn an_upload_requests_thumbnails_and_a_cache_refresh() {
-        let handled = host()
-            .call(handle, &uploaded("https://cdn.example.com/avatars/ada.png", json!({"schema_version": "1.0.0"})));
+        let handled = host().call(handle, &uploaded("https://cdn.example.com/avatars/ada.png", json!({"schema_version": "1.0.0"})));
         assert_eq!(handled.outcome, Outcome::Ack);
         let [thumbs, cache] = handled.sent() else { panic!("two commands expected: {:?}", handled.publishes) };
-        assert_eq!(
-            (thumbs.subject.as_str(), cache.subject.as_str()),
-            ("work.thumbnail.generate", "work.cache.invalidate")
-        );
+        assert_eq!((thumbs.subject.as_str(), cache.subject.as_str()), ("work.thumbnail.generate", "work.cache.invalidate"));
         let thumbs: Value = serde_json::from_slice(&thumbs.payload).expect("json");
         assert_eq!(
             thumbs["data"],
@@ -214,26 +198,15 @@ mod tests {
         for (url, reason) in [
             ("http://cdn.example.com/a.png", "must be an https url, found `http://cdn.example.com/a.png`"),
             ("https://cdn.example.com", "must be https://<host>/<path>, found `https://cdn.example.com`"),
-            (
-                "https://evil.example.net/a.png",
-                "host `evil.example.net` is not a configured storage host (`cdn.example.com`)",
-            ),
+            ("https://evil.example.net/a.png", "host `evil.example.net` is not a configured storage host (`cdn.example.com`)"),
         ] {
             let handled = host().call(handle, &uploaded(url, meta.clone()));
-            assert_eq!(
-                handled.outcome,
-                Outcome::reject(format!("message validation failed: `data.avatar_url` {reason}"))
-            );
+            assert_eq!(handled.outcome, Outcome::reject(format!("message validation failed: `data.avatar_url` {reason}")));
         }
-        let failing = uploaded(
-            "https://cdn.example.com/a.png",
-            json!({"schema_version": "1.0.0", "simulate_failure": "storage_unavailable"}),
-        );
+        let failing =
+            uploaded("https://cdn.example.com/a.png", json!({"schema_version": "1.0.0", "simulate_failure": "storage_unavailable"}));
         let handled = host().call(handle, &failing);
-        assert_eq!(
-            handled.outcome,
-            Outcome::retry("avatar storage unavailable (simulated) for https://cdn.example.com/a.png")
-        );
+        assert_eq!(handled.outcome, Outcome::retry("avatar storage unavailable (simulated) for https://cdn.example.com/a.png"));
         assert!(handled.sent().is_empty());
     }
 

@@ -36,11 +36,7 @@ struct UserCreated {
 
 impl Validate for UserCreated {
     fn validate(&self, v: &mut Validator) {
-        v.uuid("user_id", &self.user_id).required("full_name", &self.full_name).max_chars(
-            "full_name",
-            &self.full_name,
-            200,
-        );
+        v.uuid("user_id", &self.user_id).required("full_name", &self.full_name).max_chars("full_name", &self.full_name, 200);
         v.check("email", looks_like_email(&self.email), || format!("must be an email address, found `{}`", self.email));
     }
 }
@@ -85,10 +81,7 @@ fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
     // replaying the dead letter is the way out.
     let settings = settings(ctx.config()).or_reject_with("plugin configuration")?;
     if msg.is_redelivery() {
-        ctx.info(format!(
-            "{} delivered again (attempt {}): same commands, deduped by the stream",
-            event.id, msg.attempt
-        ));
+        ctx.info(format!("{} delivered again (attempt {}): same commands, deduped by the stream", event.id, msg.attempt));
     }
     let user = &event.data;
     let issued = Timestamp::of_delivery(msg).unwrap_or(event.timestamp);
@@ -215,16 +208,12 @@ mod tests {
         let wrong_kind = Message::builder("user.created")
             .json(&json!({"type": "command", "id": "cmd_1", "timestamp": "2024-03-20T10:00:00Z", "data": {}}))
             .build();
-        assert_eq!(
-            host().call(handle, &wrong_kind).outcome,
-            Outcome::reject("expected an event envelope, found a command")
-        );
+        assert_eq!(host().call(handle, &wrong_kind).outcome, Outcome::reject("expected an event envelope, found a command"));
     }
 
     #[test]
     fn init_checks_the_settings() {
-        let refused =
-            MockHost::new().config(json!({"from": "nobody", "template": "t"})).init(init).expect_err("bad from");
+        let refused = MockHost::new().config(json!({"from": "nobody", "template": "t"})).init(init).expect_err("bad from");
         assert_eq!(refused, "`from` must be an email address, found `nobody`");
         let refused = MockHost::new().config(json!({"from": "a@b.c"})).init(init).expect_err("missing template");
         assert_eq!(refused, "config does not fit: missing field `template`");

@@ -96,29 +96,18 @@ fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
 
     let keys = settings.cache_keys.iter().map(|k| k.replace(USER_ID, &user.user_id)).collect();
     let invalidate = event
-        .follow_up(
-            EnvelopeKind::Command,
-            "invalidate-cache",
-            issued,
-            InvalidateCache { user_id: user.user_id.clone(), keys },
-        )
+        .follow_up(EnvelopeKind::Command, "invalidate-cache", issued, InvalidateCache { user_id: user.user_id.clone(), keys })
         .with_schema_version(COMMAND_SCHEMA)
         .with_meta("source", source.clone());
     ctx.publish_json("work.cache.invalidate", &invalidate).or_reject_with("publishing the cache invalidation")?;
 
     let document = Document { email: &user.email, full_name: &user.full_name };
     let index = IndexDocument { index: &settings.search_index, document_id: &user.user_id, document };
-    let index = event
-        .follow_up(EnvelopeKind::Command, "index-user", issued, index)
-        .with_schema_version(COMMAND_SCHEMA)
-        .with_meta("source", source);
+    let index =
+        event.follow_up(EnvelopeKind::Command, "index-user", issued, index).with_schema_version(COMMAND_SCHEMA).with_meta("source", source);
     ctx.publish_json("work.search.index", &index).or_reject_with("publishing the search update")?;
 
-    ctx.info(format!(
-        "user {} updated ({}): cache invalidated, re-index requested",
-        user.user_id,
-        user.changed.join(", ")
-    ));
+    ctx.info(format!("user {} updated ({}): cache invalidated, re-index requested", user.user_id, user.changed.join(", ")));
     Ok(Outcome::Ack)
 }
 
@@ -147,18 +136,13 @@ mod tests {
 
     #[test]
     fn an_update_invalidates_the_cache_and_reindexes() {
-        let msg = updated(
-            json!({"user_id": USER, "email": "ada@example.org", "full_name": "Ada King", "changed": ["email"]}),
-        );
+        let msg = updated(json!({"user_id": USER, "email": "ada@example.org", "full_name": "Ada King", "changed": ["email"]}));
         let handled = host().call(handle, &msg);
         assert_eq!(handled.outcome, Outcome::Ack);
         let [cache, index] = handled.sent() else { panic!("two commands expected: {:?}", handled.publishes) };
         assert_eq!((cache.subject.as_str(), index.subject.as_str()), ("work.cache.invalidate", "work.search.index"));
         let cache: Value = serde_json::from_slice(&cache.payload).expect("json");
-        assert_eq!(
-            cache["data"],
-            json!({"user_id": USER, "keys": [format!("user:{USER}"), format!("user:{USER}:profile")]})
-        );
+        assert_eq!(cache["data"], json!({"user_id": USER, "keys": [format!("user:{USER}"), format!("user:{USER}:profile")]}));
         assert_eq!(cache["timestamp"], "2024-03-20T11:00:00Z", "core delivery: the event's own time");
         assert_eq!(cache["metadata"]["correlation_id"], "evt_2", "an event without a correlation id starts one");
         let index: Value = serde_json::from_slice(&index.payload).expect("json");
@@ -173,18 +157,13 @@ mod tests {
         let msg = updated(json!({"user_id": USER, "email": "a@b.c", "full_name": "A", "changed": ["password"]}));
         assert_eq!(
             host().call(handle, &msg).outcome,
-            Outcome::reject(
-                "message validation failed: `data.changed[0]` must be one of `email`, `full_name`, found `password`"
-            )
+            Outcome::reject("message validation failed: `data.changed[0]` must be one of `email`, `full_name`, found `password`")
         );
         let v2 = Message::builder("user.updated")
             .json(&json!({"type": "event", "id": "evt_3", "timestamp": "2024-03-20T11:00:00Z", "data": {},
                           "metadata": {"schema_version": "2.0.0"}}))
             .build();
-        assert_eq!(
-            host().call(handle, &v2).outcome,
-            Outcome::reject("schema version 2.0.0 is not supported (this handler reads 1.x)")
-        );
+        assert_eq!(host().call(handle, &v2).outcome, Outcome::reject("schema version 2.0.0 is not supported (this handler reads 1.x)"));
     }
 
     #[test]

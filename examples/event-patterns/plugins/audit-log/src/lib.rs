@@ -51,8 +51,7 @@ mod tests {
     fn every_envelope_gets_a_record() {
         let event = json!({"type": "event", "id": "evt_9", "timestamp": "2024-03-20T10:00:01Z", "data": {"anything": 1},
                            "metadata": {"schema_version": "1.0.0", "correlation_id": "corr_1", "causation_id": "cmd_7"}});
-        let msg =
-            Message::builder("orders.payments.payment.declined").json(&event).jetstream("ORDER_EVENTS", 4).build();
+        let msg = Message::builder("orders.payments.payment.declined").json(&event).jetstream("ORDER_EVENTS", 4).build();
         let handled = MockHost::new().allow("audit.>").call(handle, &msg);
         let [sent] = handled.sent() else { panic!("one publish: {:?}", handled.publishes) };
         assert_eq!(sent.subject, "audit.orders.payments.payment.declined");
@@ -67,9 +66,7 @@ mod tests {
 
     #[test]
     fn what_is_not_an_envelope_is_rejected() {
-        let handled = MockHost::new()
-            .allow("audit.>")
-            .call(handle, &Message::builder("orders.x.y.processed").text("hello").build());
+        let handled = MockHost::new().allow("audit.>").call(handle, &Message::builder("orders.x.y.processed").text("hello").build());
         assert_eq!(handled.outcome, Outcome::reject("not an envelope: expected value at line 1 column 1"));
     }
 }

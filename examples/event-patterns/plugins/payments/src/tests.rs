@@ -41,10 +41,7 @@ fn an_approved_payment_becomes_a_processed_event() {
         json!({"order_id": "ord_42", "payment_id": switchyard_sdk::ids::derive("pay_", &["cmd_7"]), "amount_cents": 1250,
                "currency": "EUR", "fee_cents": 67})
     );
-    assert_eq!(
-        event["metadata"],
-        json!({"schema_version": "1.0.0", "correlation_id": "corr_checkout_42", "causation_id": "cmd_7"})
-    );
+    assert_eq!(event["metadata"], json!({"schema_version": "1.0.0", "correlation_id": "corr_checkout_42", "causation_id": "cmd_7"}));
     assert_eq!(host().call(handle, &command("tok_visa")).sent(), handled.sent(), "a redelivery yields the same event");
 }
 
@@ -61,19 +58,13 @@ fn a_declined_card_is_an_event_and_a_down_gateway_a_retry() {
 #[test]
 fn invalid_commands_are_rejected() {
     let handled = host().call(handle, &command("4242424242424242"));
-    assert_eq!(
-        handled.outcome,
-        Outcome::reject("message validation failed: `data.card_token` must be a card token (`tok_…`)")
-    );
+    assert_eq!(handled.outcome, Outcome::reject("message validation failed: `data.card_token` must be a card token (`tok_…`)"));
     let event = Message::builder("orders.payments.payment.process")
         .json(&json!({"type": "event", "id": "evt_1", "timestamp": "2024-03-20T10:00:00Z", "data": {}}))
         .build();
     assert_eq!(host().call(handle, &event).outcome, Outcome::reject("expected a command envelope, found an event"));
     let elsewhere = host().call(handle, &Message::builder("orders.payments.payment.refund").text("{}").build());
-    assert_eq!(
-        elsewhere.outcome,
-        Outcome::reject("`orders.payments.payment.refund` is neither a payments command nor a query")
-    );
+    assert_eq!(elsewhere.outcome, Outcome::reject("`orders.payments.payment.refund` is neither a payments command nor a query"));
 }
 
 #[test]
@@ -92,10 +83,7 @@ fn a_query_gets_a_reply_envelope() {
     assert_eq!(reply["metadata"]["correlation_id"], "qry_5", "the query started the conversation");
 
     let no_reply = Message { reply: None, ..query.clone() };
-    assert_eq!(
-        host().call(handle, &no_reply).outcome,
-        Outcome::reject("a query needs a reply subject: send it as a request")
-    );
+    assert_eq!(host().call(handle, &no_reply).outcome, Outcome::reject("a query needs a reply subject: send it as a request"));
     let yen = Message::builder("orders.payments.fee.quote")
         .json(&json!({"type": "query", "id": "qry_6", "timestamp": "2024-03-20T10:00:00Z",
                       "data": {"amount_cents": 0, "currency": "JPY"}, "metadata": {"schema_version": "1.0.0"}}))
@@ -112,7 +100,6 @@ fn a_query_gets_a_reply_envelope() {
 
 #[test]
 fn init_checks_the_fee() {
-    let refused =
-        MockHost::new().config(json!({"currencies": ["EUR"], "fee_percent": 120.0, "fee_fixed_cents": 0})).init(init);
+    let refused = MockHost::new().config(json!({"currencies": ["EUR"], "fee_percent": 120.0, "fee_fixed_cents": 0})).init(init);
     assert_eq!(refused.err().as_deref(), Some("`fee_percent` must be within 0..=100, found 120"));
 }

@@ -13,10 +13,7 @@ use switchyard_sdk::prelude::*;
 fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
     let beacon: BeaconStatus = read(msg)?;
     let state = if beacon.available { "available" } else { "off duty" };
-    ctx.info(format!(
-        "driver {} is {state} at ({}, {}) since {}",
-        beacon.driver_id, beacon.latitude, beacon.longitude, beacon.timestamp
-    ));
+    ctx.info(format!("driver {} is {state} at ({}, {}) since {}", beacon.driver_id, beacon.latitude, beacon.longitude, beacon.timestamp));
     Ok(Outcome::Ack)
 }
 
@@ -32,13 +29,9 @@ mod tests {
     fn a_beacon_is_logged_and_acked() {
         let beacon = json!({"driver_id": DRIVER, "available": true, "latitude": -6.19, "longitude": 106.82,
                             "timestamp": "2024-03-20T09:59:00Z"});
-        let handled =
-            MockHost::new().call(handle, &Message::builder(format!("user.beacon.{DRIVER}")).json(&beacon).build());
+        let handled = MockHost::new().call(handle, &Message::builder(format!("user.beacon.{DRIVER}")).json(&beacon).build());
         assert_eq!(handled.outcome, Outcome::Ack);
-        assert!(handled.logged(
-            Level::Info,
-            &format!("driver {DRIVER} is available at (-6.19, 106.82) since 2024-03-20T09:59:00Z")
-        ));
+        assert!(handled.logged(Level::Info, &format!("driver {DRIVER} is available at (-6.19, 106.82) since 2024-03-20T09:59:00Z")));
     }
 
     #[test]

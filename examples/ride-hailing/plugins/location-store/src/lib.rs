@@ -64,8 +64,7 @@ mod tests {
 
     #[test]
     fn an_update_is_stored_with_its_expiry() {
-        let update =
-            json!({"user_id": DRIVER, "latitude": -6.1754, "longitude": 106.8272, "timestamp": "2024-03-20T10:00:00Z"});
+        let update = json!({"user_id": DRIVER, "latitude": -6.1754, "longitude": 106.8272, "timestamp": "2024-03-20T10:00:00Z"});
         let handled = host().call(handle, &Message::builder(format!("location.update.{DRIVER}")).json(&update).build());
         assert_eq!(handled.outcome, Outcome::Ack);
         let [stored] = handled.sent() else { panic!("one publish: {:?}", handled.publishes) };
@@ -84,8 +83,7 @@ mod tests {
         let handled = host().call(handle, &Message::builder(format!("location.update.{DRIVER}")).json(&update).build());
         let Outcome::Reject { reason } = &handled.outcome else { panic!("{:?}", handled.outcome) };
         assert!(reason.contains("invalid timestamp `yesterday`"), "{reason}");
-        let update =
-            json!({"user_id": DRIVER, "latitude": 123.0, "longitude": -200.0, "timestamp": "2024-03-20T10:00:00Z"});
+        let update = json!({"user_id": DRIVER, "latitude": 123.0, "longitude": -200.0, "timestamp": "2024-03-20T10:00:00Z"});
         let handled = host().call(handle, &Message::builder(format!("location.update.{DRIVER}")).json(&update).build());
         assert_eq!(
             handled.outcome,
@@ -99,9 +97,6 @@ mod tests {
 
     #[test]
     fn init_refuses_a_zero_ttl() {
-        assert_eq!(
-            MockHost::new().config(json!({"ttl_seconds": 0})).init(init).err(),
-            Some("`ttl_seconds` must be at least 1".into())
-        );
+        assert_eq!(MockHost::new().config(json!({"ttl_seconds": 0})).init(init).err(), Some("`ttl_seconds` must be at least 1".into()));
     }
 }

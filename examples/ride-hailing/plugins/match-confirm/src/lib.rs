@@ -75,9 +75,6 @@ mod tests {
     #[test]
     fn a_passenger_cannot_drive_themselves() {
         let handled = MockHost::new().allow(">").call(handle, &accepted(PASSENGER));
-        assert_eq!(
-            handled.outcome,
-            Outcome::reject("message validation failed: `driver_id` must differ from `passenger_id`")
-        );
+        assert_eq!(handled.outcome, Outcome::reject("message validation failed: `driver_id` must differ from `passenger_id`"));
     }
 }

@@ -27,11 +27,7 @@ struct Settings {
 #[init]
 fn init(config: &PluginConfig) -> Result<(), String> {
     let speed = settings(config)?.average_speed_kmh;
-    if speed.is_finite() && speed > 0.0 {
-        Ok(())
-    } else {
-        Err(format!("`average_speed_kmh` must be positive, found {speed}"))
-    }
+    if speed.is_finite() && speed > 0.0 { Ok(()) } else { Err(format!("`average_speed_kmh` must be positive, found {speed}")) }
 }
 
 fn settings(config: &PluginConfig) -> Result<Settings, String> {
@@ -64,10 +60,7 @@ fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
     };
     let subject = format!("match.proposal.{}", proposal.driver_id);
     ctx.publish_json(&subject, &proposal).or_reject_with(format!("publishing to `{subject}`"))?;
-    ctx.info(format!(
-        "match {} proposed to driver {} ({} km away)",
-        proposal.match_id, proposal.driver_id, proposal.distance
-    ));
+    ctx.info(format!("match {} proposed to driver {} ({} km away)", proposal.match_id, proposal.driver_id, proposal.distance));
     Ok(Outcome::Ack)
 }
 
@@ -83,11 +76,7 @@ mod tests {
     const REQUEST: &str = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d";
 
     fn host() -> MockHost {
-        MockHost::new()
-            .allow("match.proposal.*")
-            .config(json!({"average_speed_kmh": 25.0}))
-            .init(init)
-            .expect("accepted")
+        MockHost::new().allow("match.proposal.*").config(json!({"average_speed_kmh": 25.0})).init(init).expect("accepted")
     }
 
     fn request(candidates: Value) -> Message {

@@ -18,9 +18,7 @@
 //! per_km = 3000
 //! ```
 
-use ride_model::{
-    RideComplete, RideCompleted, RideCreate, RideCreated, RidePayment, RideStart, RideStarted, read, round2,
-};
+use ride_model::{RideComplete, RideCompleted, RideCreate, RideCreated, RidePayment, RideStart, RideStarted, read, round2};
 use serde::{Deserialize, Serialize};
 use switchyard_sdk::ids::derive_uuid;
 use switchyard_sdk::prelude::*;
@@ -76,12 +74,8 @@ fn create(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
 
 fn start(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
     let start: RideStart = read(msg)?;
-    let started = RideStarted {
-        ride_id: start.ride_id,
-        driver_id: start.driver_id,
-        passenger_id: start.passenger_id,
-        started_at: start.started_at,
-    };
+    let started =
+        RideStarted { ride_id: start.ride_id, driver_id: start.driver_id, passenger_id: start.passenger_id, started_at: start.started_at };
     publish(ctx, "ride.started", &started.ride_id, &started)?;
     Ok(Outcome::Ack)
 }
@@ -200,8 +194,7 @@ mod tests {
 
     #[test]
     fn init_checks_the_currency() {
-        let refused =
-            MockHost::new().config(json!({"currency": "rupiah", "base_fare": 1, "per_km": 1})).init(init).err();
+        let refused = MockHost::new().config(json!({"currency": "rupiah", "base_fare": 1, "per_km": 1})).init(init).err();
         assert_eq!(refused.as_deref(), Some("`currency` must be an ISO 4217 code such as `IDR`, found `rupiah`"));
     }
 }

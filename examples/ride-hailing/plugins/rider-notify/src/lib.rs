@@ -12,10 +12,7 @@
 //! A notification is `{"event": "<subject without its id>", "data": <the message>}`. What it
 //! consumes it validates as strictly as the producers do.
 
-use ride_model::{
-    Addressed, LocationStored, MatchConfirmed, MatchProposal, RideCompleted, RideCreated, RidePayment, RideStarted,
-    read,
-};
+use ride_model::{Addressed, LocationStored, MatchConfirmed, MatchProposal, RideCompleted, RideCreated, RidePayment, RideStarted, read};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchyard_sdk::prelude::*;
@@ -46,12 +43,7 @@ fn parties(passenger: &str, driver: &str) -> Vec<String> {
 }
 
 /// Read `msg` as `T` and send it to each of `recipients`.
-fn notify<T>(
-    msg: &Message,
-    ctx: &mut Context,
-    event: &str,
-    recipients: impl Fn(&T) -> Vec<String>,
-) -> Result<Outcome, Stop>
+fn notify<T>(msg: &Message, ctx: &mut Context, event: &str, recipients: impl Fn(&T) -> Vec<String>) -> Result<Outcome, Stop>
 where
     T: DeserializeOwned + Validate + Addressed + Serialize,
 {
@@ -81,11 +73,8 @@ mod tests {
         let msg = Message::builder(format!("ride.payment.{RIDE}")).json(&payment).build();
         let handled = MockHost::new().allow("ws.*").call(handle, &msg);
         assert_eq!(handled.outcome, Outcome::Ack);
-        let sent: Vec<(String, Value)> = handled
-            .sent()
-            .iter()
-            .map(|p| (p.subject.clone(), serde_json::from_slice(&p.payload).expect("json")))
-            .collect();
+        let sent: Vec<(String, Value)> =
+            handled.sent().iter().map(|p| (p.subject.clone(), serde_json::from_slice(&p.payload).expect("json"))).collect();
         let expected = json!({"event": "ride.payment", "data": payment});
         assert_eq!(sent, [(format!("ws.{PASSENGER}"), expected.clone()), (format!("ws.{DRIVER}"), expected)]);
     }
@@ -96,17 +85,13 @@ mod tests {
                              "base_fare": 5000, "distance_fare": 19500, "total": 1});
         let msg = Message::builder(format!("ride.payment.{RIDE}")).json(&payment).build();
         let handled = MockHost::new().allow("ws.*").call(handle, &msg);
-        assert_eq!(
-            handled.outcome,
-            Outcome::reject("message validation failed: `total` must be `base_fare` + `distance_fare`")
-        );
+        assert_eq!(handled.outcome, Outcome::reject("message validation failed: `total` must be `base_fare` + `distance_fare`"));
         assert!(handled.sent().is_empty());
     }
 
     #[test]
     fn unknown_subjects_are_rejected() {
-        let handled =
-            MockHost::new().allow("ws.*").call(handle, &Message::builder("ride.teleported.x").text("{}").build());
+        let handled = MockHost::new().allow("ws.*").call(handle, &Message::builder("ride.teleported.x").text("{}").build());
         assert_eq!(handled.outcome, Outcome::reject("no notification for `ride.teleported.x`"));
     }
 }

@@ -71,8 +71,7 @@ fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
         return Ok(Outcome::Ack);
     }
     let settings = settings(ctx.config()).or_reject_with("plugin configuration")?;
-    let request: Request =
-        if msg.payload.iter().all(u8::is_ascii_whitespace) { Request::default() } else { msg.json()? };
+    let request: Request = if msg.payload.iter().all(u8::is_ascii_whitespace) { Request::default() } else { msg.json()? };
     let asked: Vec<&str> = match &request.streams {
         Some(names) => names.iter().map(String::as_str).collect(),
         None => settings.streams.iter().map(String::as_str).collect(),
@@ -112,24 +111,17 @@ mod tests {
         let health = reply(&host().call(handle, &Message::builder("health.check.streams").reply("_INBOX.1").build()));
         assert_eq!(health["status"], "ok");
         assert_eq!(health["service"], "ride-hailing");
-        let names: Vec<&str> =
-            health["streams"].as_array().expect("list").iter().filter_map(|s| s["name"].as_str()).collect();
+        let names: Vec<&str> = health["streams"].as_array().expect("list").iter().filter_map(|s| s["name"].as_str()).collect();
         assert_eq!(names, ["LOCATION", "MATCH", "RIDE", "USER"]);
         assert!(Timestamp::parse(health["checked_at"].as_str().unwrap_or_default()).is_ok());
     }
 
     #[test]
     fn an_unknown_stream_degrades_the_status() {
-        let msg = Message::builder("health.check.streams")
-            .reply("_INBOX.1")
-            .json(&json!({"streams": ["RIDE", "PAYMENTS"]}))
-            .build();
+        let msg = Message::builder("health.check.streams").reply("_INBOX.1").json(&json!({"streams": ["RIDE", "PAYMENTS"]})).build();
         let health = reply(&host().call(handle, &msg));
         assert_eq!(health["status"], "degraded");
-        assert_eq!(
-            health["streams"],
-            json!([{"name": "RIDE", "status": "provisioned"}, {"name": "PAYMENTS", "status": "unknown"}])
-        );
+        assert_eq!(health["streams"], json!([{"name": "RIDE", "status": "provisioned"}, {"name": "PAYMENTS", "status": "unknown"}]));
         let bad = Message::builder("health.check.streams").reply("_INBOX.1").text("[").build();
         assert!(matches!(host().call(handle, &bad).outcome, Outcome::Reject { .. }));
     }
