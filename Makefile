@@ -23,7 +23,10 @@ run: tools plugins
 
 # The end-to-end tests run the real `switchyard` binary: build it first (cargo
 # test alone builds a package's binary only for that package's own tests).
+# Formatting and clippy come first, so CI refuses what a reviewer would.
 test: tools plugins
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build -p switchyard
 	$(CARGO) test --workspace --no-fail-fast
 
@@ -43,7 +46,7 @@ check: tools plugins
 plugins: wasm-target
 	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
 
-tools: $(NATS_SERVER) wasm-target
+tools: $(NATS_SERVER) wasm-target rust-components
 
 # `make example-ride-hailing`: build the plugins, then serve examples/ride-hailing/runtime.toml on
 # an embedded nats-server (127.0.0.1:4222). Each example's README says what to publish.
@@ -54,7 +57,12 @@ example-%: tools plugins
 example-chat-workflow-jetstream: tools plugins
 	$(CARGO) run --release -p switchyard -- run examples/chat-workflow/jetstream.toml
 
-.PHONY: wasm-target
+.PHONY: wasm-target rust-components
+# rustfmt and clippy, for `make test` (a minimal rustup profile lacks them).
+rust-components:
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+
 wasm-target:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
