@@ -62,12 +62,6 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
                         problems.push_spanned(stream_name.span(), message);
                     }
                 }
-                if route.queue.is_some() {
-                    problems.push_at(
-                        &at("queue"),
-                        format!("{label}: `queue` is only for core routes; a JetStream route shares work through its durable consumer"),
-                    );
-                }
                 if let Some(durable) = &route.durable
                     && let Some(why) = token_name_problem(durable)
                 {
@@ -90,6 +84,7 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
                 }
             }
         }
+        check_mode_keys(route, &label, &idx, problems);
         check_numbers(route, &label, &idx, problems);
         super::policies::check(route, &label, &idx, problems);
     }
@@ -116,8 +111,47 @@ fn check_core(route: &RouteConfig, label: &str, idx: &str, problems: &mut Proble
     {
         problems.push_at(&["routes", idx, "queue"], format!("{label}: invalid queue group `{queue}`: {why}"));
     }
-    if route.durable.is_some() {
-        problems.push_at(&["routes", idx, "durable"], format!("{label}: `durable` is only for JetStream routes (set `stream`)"));
+}
+
+/// Keys that only mean something on a core route, and why a JetStream route has no use for them.
+const CORE_ONLY: [(&[&str], &str); 4] = [
+    (&["queue"], "a JetStream route shares work through its durable consumer"),
+    (&["retry", "attempts"], "a JetStream route retries up to `max_deliver`"),
+    (&["retry", "max_elapsed"], "a JetStream route retries up to `max_deliver`"),
+    (&["rate_limit", "max_wait"], "a JetStream message waits for its permit as long as it takes, kept alive"),
+];
+
+/// Keys that only mean something on a JetStream route.
+const JETSTREAM_ONLY: [&[&str]; 7] =
+    [&["durable"], &["max_deliver"], &["ack_wait"], &["batch"], &["max_ack_pending"], &["double_ack"], &["update_consumer"]];
+
+/// A key of the other kind of route is a mistake (a wrong guess at which route
+/// this is, or a key moved between routes), never silently ignored.
+fn check_mode_keys(route: &RouteConfig, label: &str, idx: &str, problems: &mut Problems) {
+    // Whether the file sets it; a config built in code has only the values.
+    let written = |path: &[&str]| match problems.source() {
+        Some(source) => source.contains(&[&["routes", idx], path].concat()),
+        None => match path {
+            ["queue"] => route.queue.is_some(),
+            ["durable"] => route.durable.is_some(),
+            _ => false,
+        },
+    };
+    let found: Vec<(Vec<&str>, String)> = if route.stream.is_some() {
+        CORE_ONLY
+            .iter()
+            .filter(|(path, _)| written(path))
+            .map(|(path, why)| (path.to_vec(), format!("`{}` is only for core routes; {why}", path.join("."))))
+            .collect()
+    } else {
+        JETSTREAM_ONLY
+            .iter()
+            .filter(|path| written(path))
+            .map(|path| (path.to_vec(), format!("`{}` is only for JetStream routes (set `stream`)", path.join("."))))
+            .collect()
+    };
+    for (path, message) in found {
+        problems.push_at(&[&["routes", idx], path.as_slice()].concat(), format!("{label}: {message}"));
     }
 }
 
