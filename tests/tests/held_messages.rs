@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures::StreamExt;
 use switchyard_tests::configs::faulty_jobs;
-use switchyard_tests::js::{drained, publish_many};
-use switchyard_tests::{Host, NatsServer, within};
+use switchyard_tests::js::{drained, pending, publish_many};
+use switchyard_tests::{Host, NatsServer, eventually, within};
 
 /// Count the handlings of each message: the faulty plugin publishes the
 /// payload (`{"id": n}`) to `seen.x` once per successful call.
@@ -87,4 +87,42 @@ async fn a_slow_host_beside_a_fast_one_handles_nothing_twice() {
     assert_eq!(twice, 0, "no message may be handled twice without a fault");
     slow.stop().await;
     fast.stop().await;
+}
+
+/// A host stopped gracefully gives back what it pulled and did not start: a
+/// second host gets those messages at once, not after `ack_wait` (30 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_host_returns_its_buffered_messages_at_once() {
+    const TOTAL: u64 = 6;
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    let mut sub = client.subscribe("seen.>").await.expect("subscribe");
+    let route = "ack_wait = \"30s\"";
+    let first =
+        Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"seen.x\"], sleep_ms = 500 }", &format!("concurrency = 1\n{route}")))
+            .await;
+    publish_many(&js, "jobs.held", TOTAL as usize, |i| format!(r#"{{"id":{i}}}"#).into_bytes()).await;
+    // The first host holds every message: one in its handler, the rest buffered.
+    eventually(Duration::from_secs(10), "the first host to hold every message", || async {
+        (pending(&js, "JOBS", "jobs").await == (0, TOTAL as usize)).then_some(())
+    })
+    .await;
+    let second =
+        Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"seen.x\"], sleep_ms = 1 }", &format!("concurrency = 4\n{route}")))
+            .await;
+
+    let mut seen = HashMap::new();
+    let (status, output) = first.stop().await;
+    assert!(status.success(), "{output}");
+    // Within a few seconds, far less than ack_wait: the rest were nak'd on stop.
+    within(Duration::from_secs(8), "the second host to handle what the first gave back", async {
+        while (seen.len() as u64) < TOTAL {
+            tally(&mut seen, &sub.next().await.expect("subscription open"));
+        }
+    })
+    .await;
+    drained(&js, "JOBS", "jobs").await;
+    assert!(seen.values().all(|n| *n == 1), "each handled once: {seen:?}");
+    second.stop().await;
 }

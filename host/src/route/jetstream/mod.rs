@@ -153,6 +153,11 @@ async fn next(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &M
             }
         }
         let mut feed = feed.lock().await;
+        if cancel.is_cancelled() {
+            // What is buffered goes back to the server (see `keep_held_alive`);
+            // taking it now, or re-opening the consumer, would race that.
+            return None;
+        }
         let probing = route.breaker.as_ref().is_some_and(|b| b.is_probing());
         if feed.messages.is_some() && feed.probing != probing {
             // The breaker changed phase: re-open with the batch size that fits.
@@ -210,20 +215,41 @@ async fn stop_pulling(route: &Route, feed: &Mutex<Feed>, wait: Duration) {
     }
 }
 
-/// Drop the message stream after nak'ing (with `delay`) every message it has
-/// already received, so none waits out `ack_wait` in a dropped buffer.
+/// The breaker is open or changed phase: drop the message stream after nak'ing
+/// (with `delay`) every message it has already received, so none waits out
+/// `ack_wait` in a dropped buffer. These deliveries do not count as attempts.
 async fn nak_buffered(route: &Route, feed: &mut Feed, delay: Duration) {
-    let mut held: Vec<JsMessage> = feed.buffered.drain(..).collect();
-    if let Some(mut messages) = feed.messages.take() {
-        while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
-            held.push(msg);
-        }
-    }
-    for msg in held {
-        route.held.release(&msg, route.config.ack_wait);
+    for msg in take_received(route, feed) {
         settle::count_breaker_nak(route, &msg);
         settle::ack(route, &msg, AckKind::Nak(Some(delay))).await;
     }
+}
+
+/// Shutting down: give back at once what was received and not started, so
+/// another host handles it now rather than after `ack_wait`.
+async fn return_buffered(route: &Route, feed: &mut Feed) {
+    let returned = take_received(route, feed);
+    if !returned.is_empty() {
+        tracing::info!(route = %route.name, count = returned.len(), "shutting down: returning messages not started");
+    }
+    for msg in returned {
+        settle::ack(route, &msg, AckKind::Nak(None)).await;
+    }
+}
+
+/// Every message received and not started (buffered, or waiting in the pull
+/// stream), released from the keep-alive; the pull stream is dropped.
+fn take_received(route: &Route, feed: &mut Feed) -> Vec<JsMessage> {
+    let mut received: Vec<JsMessage> = feed.buffered.drain(..).collect();
+    if let Some(mut messages) = feed.messages.take() {
+        while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
+            received.push(msg);
+        }
+    }
+    for msg in &received {
+        route.held.release(msg, route.config.ack_wait);
+    }
+    received
 }
 
 /// Move what the pull stream already received into `feed.buffered` (up to
@@ -255,12 +281,15 @@ fn prefetch(route: &Route, feed: &mut Feed, limit: usize) {
 
 /// Keep every message this host holds but has not started alive, every third
 /// of `ack_wait` (see `held`). What the pull stream received meanwhile is moved
-/// into the buffer first, so it is held too.
+/// into the buffer first, so it is held too. On shutdown, give it all back.
 async fn keep_held_alive(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &Mutex<Feed>) {
     let period = (route.config.ack_wait / 3).max(Duration::from_millis(10));
     loop {
         tokio::select! {
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => {
+                // Workers waiting on the pull stream let go of the lock on cancel.
+                return return_buffered(route, &mut *feed.lock().await).await;
+            }
             () = tokio::time::sleep(period) => {}
         }
         // A worker holding the lock is waiting for the next message, so nothing
