@@ -29,8 +29,9 @@ pub struct Reply {
     pub headers: Vec<Header>,
 }
 
-/// Run the route's plugin on `msg`.
-pub async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin>, Verdict) {
+/// Run the route's plugin on `msg`: the version that ran, the verdict, and
+/// whether that version is on probation (the pipeline decides what that means).
+pub async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin>, Verdict, bool) {
     let Call { plugin, result, on_probation } = route.pool.call(msg).await;
     Metrics::bump(&metrics.handled);
     let verdict = match result {
@@ -38,11 +39,6 @@ pub async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin
             Outcome::Ack => Verdict::Done { reply: None, publishes },
             Outcome::Reply { payload, headers } => Verdict::Done { reply: Some(Reply { payload, headers }), publishes },
             Outcome::Retry { delay_ms, reason } => Verdict::Retry { delay: delay_ms.map(Duration::from_millis), reason },
-            // A version on probation may be the one at fault: retry the message
-            // (on whichever version then serves) rather than dead-letter it.
-            Outcome::Reject { reason } if on_probation => {
-                Verdict::Retry { delay: None, reason: format!("rejected by version {} on probation: {reason}", plugin.hash) }
-            }
             Outcome::Reject { reason } => Verdict::Reject { reason },
         },
         Err(err) => {
@@ -54,7 +50,7 @@ pub async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin
             Verdict::Retry { delay: None, reason: format!("plugin {err}") }
         }
     };
-    (plugin, verdict)
+    (plugin, verdict, on_probation)
 }
 
 /// Why NATS would refuse a message with these headers and a payload of

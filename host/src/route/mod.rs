@@ -1,16 +1,16 @@
 //! Routes: subjects or a JetStream consumer mapped onto a plugin, and the drivers
 //! that feed them messages.
 //!
-//! One message travels one way: driver (core or JetStream) → [`dispatch`] (plugin
-//! call under its limits) → verdict → ack / nak-with-delay / dead letter / reply,
-//! plus the plugin's buffered publishes.
+//! One message travels one way: a driver (core or JetStream) receives it, and
+//! [`pipeline`] takes it through the gates, the plugin call ([`dispatch`]) and
+//! its verdict to settlement, whose back-end is the driver's `settle`.
 
 mod convert;
 mod core;
 pub mod dispatch;
 mod jetstream;
 mod lanes;
-mod naks;
+mod pipeline;
 
 pub use convert::header_map as convert_headers;
 
@@ -35,7 +35,8 @@ pub struct Route {
     pub backoff: Backoff,
     pub rate_limit: Option<RateLimit>,
     pub breaker: Option<Breaker>,
-    breaker_naks: naks::BreakerNaks,
+    /// JetStream: deliveries an open breaker spent, per stream sequence.
+    breaker_naks: jetstream::BreakerNaks,
     /// JetStream: messages received and not yet started, kept alive.
     held: jetstream::Held,
     /// JetStream: failed messages whose dead letter could not be stored yet.
@@ -61,7 +62,7 @@ impl Route {
             backoff: Backoff::new(&config.retry),
             rate_limit: config.rate_limit.as_ref().map(RateLimit::new),
             breaker: config.breaker.as_ref().map(|b| Breaker::new(&name, b)),
-            breaker_naks: naks::BreakerNaks::default(),
+            breaker_naks: jetstream::BreakerNaks::default(),
             held: jetstream::Held::default(),
             owed: jetstream::OwedDeadLetters::default(),
             name,

@@ -5,10 +5,12 @@
 //! open breaker stops pulling (what is buffered is nak'd with the breaker's
 //! delay), and an unkeyed rate limit is waited for before the next pull.
 
+mod breaker;
 mod held;
 mod owed;
 mod settle;
 
+pub(super) use breaker::BreakerNaks;
 pub(super) use held::Held;
 pub(super) use owed::OwedDeadLetters;
 
@@ -120,7 +122,7 @@ async fn open(route: &Route, out: &Outputs, probing: bool) -> Result<pull::Strea
     // pulls no more than its burst, so pulled messages do not age while waiting.
     let mut batch = cfg.batch;
     if probing {
-        batch = route.config.breaker.as_ref().map_or(1, |b| b.probes as usize);
+        batch = breaker::probe_batch(route);
     }
     if let Some(limit) = &cfg.rate_limit {
         batch = batch.min(limit.burst.unwrap_or(limit.rate).max(1) as usize);
@@ -140,7 +142,7 @@ async fn next(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &M
             return None;
         }
         if let Some(wait) = route.breaker.as_ref().and_then(|b| b.blocked_for()) {
-            stop_pulling(route, feed, wait).await;
+            breaker::pause(route, feed, wait).await;
             tokio::select! {
                 () = cancel.cancelled() => return None,
                 () = tokio::time::sleep(wait) => continue,
@@ -161,7 +163,7 @@ async fn next(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &M
         let probing = route.breaker.as_ref().is_some_and(|b| b.is_probing());
         if feed.messages.is_some() && feed.probing != probing {
             // The breaker changed phase: re-open with the batch size that fits.
-            nak_buffered(route, &mut feed, Duration::from_millis(1)).await;
+            breaker::nak_received(route, &mut feed, Duration::from_millis(1)).await;
         }
         if let Some(msg) = feed.buffered.pop_front() {
             return Some(msg);
@@ -202,26 +204,6 @@ async fn next(route: &Route, out: &Outputs, cancel: &CancellationToken, feed: &M
                 None => feed.messages = None,
             },
         }
-    }
-}
-
-/// The breaker is open: nak what this host holds with the breaker's delay and
-/// stop pulling until it lets probes through.
-async fn stop_pulling(route: &Route, feed: &Mutex<Feed>, wait: Duration) {
-    let mut feed = feed.lock().await;
-    if feed.messages.is_some() || !feed.buffered.is_empty() {
-        tracing::info!(route = %route.name, ?wait, "breaker open: pausing the consumer");
-        nak_buffered(route, &mut feed, wait).await;
-    }
-}
-
-/// The breaker is open or changed phase: drop the message stream after nak'ing
-/// (with `delay`) every message it has already received, so none waits out
-/// `ack_wait` in a dropped buffer. These deliveries do not count as attempts.
-async fn nak_buffered(route: &Route, feed: &mut Feed, delay: Duration) {
-    for msg in take_received(route, feed) {
-        settle::count_breaker_nak(route, &msg);
-        settle::ack(route, &msg, AckKind::Nak(Some(delay))).await;
     }
 }
 

@@ -1,7 +1,7 @@
-//! Settling one JetStream message: the plugin call (kept alive with in-progress
-//! acks), then ack after confirmed publishes, nak WITH a delay, or dead letter
-//! THEN term — on a work-queue stream term deletes the message, so the copy
-//! must exist first.
+//! Settling a JetStream message: at least once. The plugin call is kept alive
+//! with in-progress acks; then ack after confirmed publishes, nak WITH a delay,
+//! or dead letter THEN term — on a work-queue stream term deletes the message,
+//! so the copy must exist first.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,61 +11,114 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{AckKind, Message as JsMessage};
 use switchyard_abi::{Message, Publish};
 
-use super::super::dispatch::{self, Verdict};
+use super::super::dispatch::{self, Reply};
+use super::super::pipeline::{self, Failed, Settle, Unsent};
 use super::super::{Outputs, Route, convert};
+use super::breaker;
 use crate::plugin::Plugin;
-use crate::policy::{DeadLetter, Permit};
+use crate::policy::RateLimit;
 use crate::telemetry::Metrics;
 
-pub async fn handle(route: &Route, out: &Outputs, js_msg: JsMessage) {
+pub(super) async fn handle(route: &Route, out: &Outputs, js_msg: JsMessage) {
     if !route.held.release(&js_msg, route.config.ack_wait) {
         tracing::warn!(route = %route.name, "a message held past its ack_wait (was the host paused?) is left to its redelivery");
         return;
     }
     let msg = convert::from_jetstream(&js_msg, route.config.max_deliver);
-    if let Some((plugin, reason)) = msg.delivery.as_ref().and_then(|d| route.owed.get(d.stream_sequence)) {
+    let mut settle = JetStream { route, out, js_msg: &js_msg };
+    match msg.delivery.as_ref().and_then(|d| route.owed.get(d.stream_sequence)) {
         // Failed for good before; only its dead letter is missing.
-        return dead_letter(route, out, &plugin, &js_msg, &msg, reason).await;
+        Some((plugin, reason)) => pipeline::dead_letter(route, out, &mut settle, &plugin, &msg, reason).await,
+        None => pipeline::handle(route, out, msg, &mut settle).await,
     }
-    if let Some(breaker) = &route.breaker
-        && let Permit::Denied(wait) = breaker.try_acquire()
-    {
-        Metrics::bump(&out.metrics.breaker_rejected);
-        count_breaker_nak(route, &js_msg);
-        ack(route, &js_msg, AckKind::Nak(Some(wait))).await;
-        return;
+}
+
+struct JetStream<'a> {
+    route: &'a Route,
+    out: &'a Outputs,
+    js_msg: &'a JsMessage,
+}
+
+impl Settle for JetStream<'_> {
+    /// A keyed limit is waited for here, kept alive; an unkeyed one was waited
+    /// for before the message was pulled.
+    async fn permit(&mut self, limit: &RateLimit, msg: &Message) -> bool {
+        if limit.is_keyed() {
+            keep_alive(self.route, self.js_msg, limit.until_ready(Some(msg))).await;
+        }
+        true
     }
-    if let Some(limit) = route.rate_limit.as_ref().filter(|l| l.is_keyed()) {
-        keep_alive(route, &js_msg, limit.until_ready(Some(&msg))).await;
+
+    /// Nak with the breaker's delay; the delivery is not counted as an attempt.
+    async fn breaker_open(&mut self, _msg: &Message, wait: Duration) {
+        breaker::spent(self.route, self.js_msg);
+        ack(self.route, self.js_msg, AckKind::Nak(Some(wait))).await;
     }
-    let (plugin, verdict) = keep_alive(route, &js_msg, dispatch::run(route, &msg, &out.metrics)).await;
-    if let Some(breaker) = &route.breaker {
-        breaker.record(!matches!(verdict, Verdict::Retry { .. }));
+
+    async fn call<F: Future>(&mut self, call: F) -> F::Output {
+        keep_alive(self.route, self.js_msg, call).await
     }
-    match verdict {
-        Verdict::Done { publishes, reply } => {
-            if reply.is_some_and(|r| !r.payload.is_empty()) {
-                tracing::debug!(route = %route.name, "reply to a JetStream message dropped: it has no requester");
+
+    async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<(), Unsent> {
+        let route = self.route;
+        if reply.is_some_and(|r| !r.payload.is_empty()) {
+            tracing::debug!(route = %route.name, "reply to a JetStream message dropped: it has no requester");
+        }
+        match publish_confirmed(self.out, publishes).await {
+            Ok(()) => {
+                ack(route, self.js_msg, AckKind::Ack).await;
+                Metrics::bump(&self.out.metrics.acked);
+                forget(route, msg);
+                Ok(())
             }
-            match publish_confirmed(out, publishes).await {
-                Ok(()) => {
-                    ack(route, &js_msg, AckKind::Ack).await;
-                    Metrics::bump(&out.metrics.acked);
-                    forget(route, &msg);
-                }
-                Err(why) => {
-                    Metrics::bump(&out.metrics.publish_failures);
-                    let reason = format!("route `{}`, plugin `{}`: {why}", route.name, plugin.spec.name);
-                    tracing::warn!(
-                        route = %route.name, plugin = %plugin.spec.name, subject = %msg.subject,
-                        "{reason}; retrying the message"
-                    );
-                    retry(route, out, &plugin, &js_msg, &msg, None, reason).await;
-                }
+            Err(why) => {
+                Metrics::bump(&self.out.metrics.publish_failures);
+                let reason = format!("route `{}`, plugin `{}`: {why}", route.name, plugin.spec.name);
+                tracing::warn!(route = %route.name, plugin = %plugin.spec.name, subject = %msg.subject, "{reason}; retrying the message");
+                Err(Unsent::Publish(reason))
             }
         }
-        Verdict::Retry { delay, reason } => retry(route, out, &plugin, &js_msg, &msg, delay, reason).await,
-        Verdict::Reject { reason } => dead_letter(route, out, &plugin, &js_msg, &msg, reason).await,
+    }
+
+    /// Nak with a delay, or give up once `max_deliver` attempts have failed.
+    /// Deliveries spent by breaker naks do not count as attempts.
+    async fn failed(&mut self, msg: &mut Message, delay: Option<Duration>, reason: String) -> Failed {
+        let route = self.route;
+        let max = route.config.max_deliver;
+        let failed_attempts = breaker::failed_attempts(route, msg);
+        if max > 0 && failed_attempts >= max as u64 {
+            return Failed::GiveUp(format!("max_deliver ({max}) reached: {reason}"));
+        }
+        Metrics::bump(&self.out.metrics.retried);
+        let delay = delay.unwrap_or_else(|| route.backoff.delay_after(failed_attempts));
+        tracing::debug!(route = %route.name, attempt = msg.attempt, ?delay, "nak: {reason}");
+        ack(route, self.js_msg, AckKind::Nak(Some(delay))).await;
+        Failed::Later
+    }
+
+    /// Stored: term (on a work-queue stream that deletes the message, so the
+    /// copy had to exist first). Not stored: never give the message up — nak it
+    /// (the server's max_deliver is unlimited) and owe its dead letter.
+    async fn dead_lettered(&mut self, plugin: &Arc<Plugin>, msg: &Message, reason: String, stored: anyhow::Result<()>) {
+        let route = self.route;
+        match stored {
+            Ok(()) => {
+                tracing::info!(route = %route.name, subject = %msg.subject, attempt = msg.attempt, "dead-lettered: {reason}");
+                ack(route, self.js_msg, AckKind::Term).await;
+                forget(route, msg);
+            }
+            Err(err) => {
+                let delay = route.backoff.delay_after(msg.attempt);
+                tracing::error!(
+                    route = %route.name, subject = %msg.subject, attempt = msg.attempt,
+                    "cannot store the dead letter ({err:#}); message kept, retrying in {delay:?}: {reason}"
+                );
+                if let Some(delivery) = &msg.delivery {
+                    route.owed.owe(delivery.stream_sequence, plugin.clone(), reason);
+                }
+                ack(route, self.js_msg, AckKind::Nak(Some(delay))).await;
+            }
+        }
     }
 }
 
@@ -87,55 +140,6 @@ async fn keep_alive<F: Future>(route: &Route, js_msg: &JsMessage, work: F) -> F:
         biased;
         output = &mut work => output,
         () = pulse => work.await,
-    }
-}
-
-/// Nak with a delay, or dead-letter once `max_deliver` attempts have failed.
-/// Deliveries spent by breaker naks do not count as attempts.
-async fn retry(
-    route: &Route,
-    out: &Outputs,
-    plugin: &Arc<Plugin>,
-    js_msg: &JsMessage,
-    msg: &Message,
-    delay: Option<Duration>,
-    reason: String,
-) {
-    let max = route.config.max_deliver;
-    let failed_attempts = msg.attempt.saturating_sub(breaker_naks(route, msg));
-    if max > 0 && failed_attempts >= max as u64 {
-        let reason = format!("max_deliver ({max}) reached: {reason}");
-        return dead_letter(route, out, plugin, js_msg, msg, reason).await;
-    }
-    Metrics::bump(&out.metrics.retried);
-    let delay = delay.unwrap_or_else(|| route.backoff.delay_after(failed_attempts));
-    tracing::debug!(route = %route.name, attempt = msg.attempt, ?delay, "nak: {reason}");
-    ack(route, js_msg, AckKind::Nak(Some(delay))).await;
-}
-
-async fn dead_letter(route: &Route, out: &Outputs, plugin: &Arc<Plugin>, js_msg: &JsMessage, msg: &Message, reason: String) {
-    let letter = DeadLetter { route: &route.name, plugin, message: msg, reason: &reason };
-    match out.dead_letters.send(letter).await {
-        Ok(()) => {
-            Metrics::bump(&out.metrics.dead_lettered);
-            tracing::info!(route = %route.name, subject = %msg.subject, attempt = msg.attempt, "dead-lettered: {reason}");
-            ack(route, js_msg, AckKind::Term).await;
-            forget(route, msg);
-        }
-        Err(err) => {
-            // Never give the message up: nak it (the server's max_deliver is
-            // unlimited) and write the dead letter when it comes back.
-            Metrics::bump(&out.metrics.dead_letter_failures);
-            let delay = route.backoff.delay_after(msg.attempt);
-            tracing::error!(
-                route = %route.name, subject = %msg.subject, attempt = msg.attempt,
-                "cannot store the dead letter ({err:#}); message kept, retrying in {delay:?}: {reason}"
-            );
-            if let Some(delivery) = &msg.delivery {
-                route.owed.owe(delivery.stream_sequence, plugin.clone(), reason);
-            }
-            ack(route, js_msg, AckKind::Nak(Some(delay))).await;
-        }
     }
 }
 
@@ -171,22 +175,11 @@ async fn publish_confirmed(out: &Outputs, publishes: Vec<Publish>) -> Result<(),
     Ok(())
 }
 
-pub async fn ack(route: &Route, js_msg: &JsMessage, kind: AckKind) {
+pub(super) async fn ack(route: &Route, js_msg: &JsMessage, kind: AckKind) {
     let result = if route.config.double_ack { js_msg.double_ack_with(kind).await } else { js_msg.ack_with(kind).await };
     if let Err(err) = result {
         tracing::warn!(route = %route.name, "ack failed (the server will redeliver): {err}");
     }
-}
-
-/// Remember that this delivery of `js_msg` was spent by the breaker, not by a failure.
-pub fn count_breaker_nak(route: &Route, js_msg: &JsMessage) {
-    if let Ok(info) = js_msg.info() {
-        route.breaker_naks.bump(info.stream_sequence);
-    }
-}
-
-fn breaker_naks(route: &Route, msg: &Message) -> u64 {
-    msg.delivery.as_ref().map_or(0, |d| route.breaker_naks.get(d.stream_sequence))
 }
 
 fn forget(route: &Route, msg: &Message) {

@@ -1,0 +1,167 @@
+//! Settling a core message: at most once. A failing message is retried in
+//! process within the route's bounds (attempts and time), then dead-lettered; a
+//! request gets its reply, or an error reply saying why not. A rate limit waits
+//! up to `max_wait`, then sheds; an open breaker fails fast.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use switchyard_abi::{Message, Publish};
+use tokio_util::sync::CancellationToken;
+
+use super::super::dispatch::{self, Reply};
+use super::super::pipeline::{self, Failed, Settle, Unsent};
+use super::super::{Outputs, Route, convert};
+use crate::plugin::Plugin;
+use crate::policy::RateLimit;
+use crate::policy::dead_letter::insert;
+use crate::telemetry::Metrics;
+
+pub(super) async fn handle(route: &Route, out: &Outputs, cancel: &CancellationToken, msg: Message) {
+    let mut settle = Core { route, out, cancel, started: Instant::now() };
+    pipeline::handle(route, out, msg, &mut settle).await;
+}
+
+struct Core<'a> {
+    route: &'a Route,
+    out: &'a Outputs,
+    cancel: &'a CancellationToken,
+    /// The first attempt, for `retry.max_elapsed`.
+    started: Instant,
+}
+
+impl Settle for Core<'_> {
+    async fn permit(&mut self, limit: &RateLimit, msg: &Message) -> bool {
+        if tokio::time::timeout(limit.max_wait, limit.until_ready(Some(msg))).await.is_ok() {
+            return true;
+        }
+        Metrics::bump(&self.out.metrics.shed);
+        tracing::debug!(route = %self.route.name, subject = %msg.subject, "shed: rate limit");
+        error_reply(self.out, msg, "rate limited", "429").await;
+        false
+    }
+
+    async fn breaker_open(&mut self, msg: &Message, _wait: Duration) {
+        error_reply(self.out, msg, "circuit open", "503").await;
+    }
+
+    async fn call<F: Future>(&mut self, call: F) -> F::Output {
+        call.await
+    }
+
+    async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<(), Unsent> {
+        done(self.route, self.out, plugin, msg, reply, publishes).await
+    }
+
+    /// Wait out the delay (the plugin's, else the backoff) and call again, or,
+    /// out of attempts or time, give up.
+    async fn failed(&mut self, msg: &mut Message, delay: Option<Duration>, reason: String) -> Failed {
+        let route = self.route;
+        let delay = delay.unwrap_or_else(|| route.backoff.delay_after(msg.attempt));
+        let in_budget = self.started.elapsed() + delay <= route.config.retry.max_elapsed;
+        if msg.attempt < u64::from(route.config.retry.attempts.max(1)) && in_budget && !self.cancel.is_cancelled() {
+            Metrics::bump(&self.out.metrics.retried);
+            tracing::debug!(route = %route.name, attempt = msg.attempt, ?delay, "retrying: {reason}");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                // Shutting down: stop waiting; the next attempt still runs.
+                () = self.cancel.cancelled() => {}
+            }
+            msg.attempt += 1;
+            return Failed::CallAgain;
+        }
+        Failed::GiveUp(format!("gave up after {} attempt(s) in {:?}: {reason}", msg.attempt, self.started.elapsed()))
+    }
+
+    async fn dead_lettered(&mut self, _plugin: &Arc<Plugin>, msg: &Message, reason: String, stored: anyhow::Result<()>) {
+        // A requester told 500 may count on the dead letter; when it could not be
+        // stored the answer is 503, so it (or `dlq replay`) knows to try again.
+        let code = match stored {
+            Ok(()) => "500",
+            Err(err) => {
+                tracing::error!(route = %self.route.name, subject = %msg.subject, "core message lost: dead letter failed: {err:#}");
+                "503"
+            }
+        };
+        error_reply(self.out, msg, &reason, code).await;
+    }
+}
+
+/// Answer a request that will not be handled now rather than let it time out,
+/// the NATS services way: an empty body with error headers.
+async fn error_reply(out: &Outputs, msg: &Message, reason: &str, code: &str) {
+    let Some(reply_to) = &msg.reply else { return };
+    let mut headers = HeaderMap::new();
+    insert(&mut headers, "Nats-Service-Error", reason);
+    insert(&mut headers, "Nats-Service-Error-Code", code);
+    if let Err(err) = out.client.publish_with_headers(reply_to.clone(), headers, Default::default()).await {
+        Metrics::bump(&out.metrics.publish_failures);
+        tracing::warn!(subject = %msg.subject, reply = %reply_to, "error reply ({code}) not sent: {err}");
+    }
+}
+
+/// Send buffered publishes, then the reply (an empty one for an Ack to a request).
+/// All are checked against what the server takes first, so a failure sends
+/// nothing (a retry then sends nothing twice) and names what failed.
+async fn done(
+    route: &Route,
+    out: &Outputs,
+    plugin: &Plugin,
+    msg: &Message,
+    reply: Option<Reply>,
+    publishes: Vec<Publish>,
+) -> Result<(), Unsent> {
+    let reply = msg.reply.as_ref().map(|to| (to, reply.unwrap_or(Reply { payload: Vec::new(), headers: Vec::new() })));
+    let max_payload = out.client.max_payload();
+    if let Some((to, reply)) = &reply
+        && let Some(why) = dispatch::unsendable(&reply.headers, reply.payload.len(), max_payload)
+    {
+        return Err(unsent_reply(route, plugin, msg, to, &why));
+    }
+    for publish in &publishes {
+        if let Some(why) = dispatch::unsendable(&publish.headers, publish.payload.len(), max_payload) {
+            return Err(unsent_publish(route, out, plugin, &publish.subject, &why));
+        }
+    }
+    for publish in publishes {
+        if let Err(why) = send(out, publish.subject.clone(), &publish.headers, publish.payload).await {
+            return Err(unsent_publish(route, out, plugin, &publish.subject, &why));
+        }
+    }
+    match reply {
+        Some((to, reply)) => {
+            send(out, to.clone(), &reply.headers, reply.payload).await.map_err(|why| unsent_reply(route, plugin, msg, to, &why))?;
+            Metrics::bump(&out.metrics.replied);
+        }
+        None => Metrics::bump(&out.metrics.acked),
+    }
+    Ok(())
+}
+
+fn unsent_publish(route: &Route, out: &Outputs, plugin: &Plugin, subject: &str, why: &str) -> Unsent {
+    Metrics::bump(&out.metrics.publish_failures);
+    let reason = format!("route `{}`, plugin `{}`: publish to `{subject}` not sent: {why}", route.name, plugin.spec.name);
+    tracing::warn!(route = %route.name, plugin = %plugin.spec.name, %subject, "{reason}; retrying the message");
+    Unsent::Publish(reason)
+}
+
+fn unsent_reply(route: &Route, plugin: &Plugin, msg: &Message, to: &str, why: &str) -> Unsent {
+    tracing::warn!(
+        route = %route.name, plugin = %plugin.spec.name, subject = %msg.subject, reply = %to,
+        "reply not sent: {why}; answering with an error and dead-lettering the message"
+    );
+    Unsent::Reply(format!("reply not sent: {why}"))
+}
+
+/// Publish one message; the error names nothing but the failure (callers add
+/// route, plugin and subject).
+async fn send(out: &Outputs, subject: String, headers: &[switchyard_abi::Header], payload: Vec<u8>) -> Result<(), String> {
+    // Without headers, a plain PUB: an empty header block would still make the
+    // receiver parse an HPUB.
+    if headers.is_empty() {
+        return out.client.publish(subject, payload.into()).await.map_err(|e| e.to_string());
+    }
+    let map = convert::header_map(headers)?;
+    out.client.publish_with_headers(subject, map, payload.into()).await.map_err(|e| e.to_string())
+}
