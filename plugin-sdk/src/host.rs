@@ -14,15 +14,9 @@ pub(crate) use crate::testing::mock::{log, publish};
 mod wasm {
     use switchyard_abi::Publish;
 
-    // The literals must equal `switchyard_abi::IMPORT_MODULE` and `names::{PUBLISH, LOG}`;
-    // attributes cannot name constants, so a native test reads this file and compares them.
-    #[link(wasm_import_module = "switchyard")]
-    unsafe extern "C" {
-        #[link_name = "publish"]
-        fn host_publish(ptr: i32, len: i32) -> i32;
-        #[link_name = "log"]
-        fn host_log(level: i32, ptr: i32, len: i32) -> i32;
-    }
+    // `extern` declarations of `host_publish` and `host_log`, generated from the ABI's import
+    // table: an attribute takes only a literal, which a constant cannot be, but a macro can write.
+    switchyard_sdk_macros::__host_imports!();
 
     /// Buffer one publish with the host; returns a `switchyard_abi::status` code.
     pub(crate) fn publish(message: &Publish) -> i32 {
@@ -45,23 +39,5 @@ mod wasm {
     fn region(bytes: &[u8]) -> (i32, i32) {
         // wasm32 addresses and lengths are 32-bit; the ABI carries them as i32 bit patterns.
         (bytes.as_ptr() as usize as u32 as i32, bytes.len() as u32 as i32)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use switchyard_abi::{IMPORT_MODULE, names};
-
-    #[test]
-    fn import_names_match_the_abi() {
-        // The attributes above hold literals; read this file to hold them to the ABI constants.
-        let source = include_str!("host.rs");
-        for expected in [
-            format!("wasm_import_module = \"{IMPORT_MODULE}\""),
-            format!("link_name = \"{}\"", names::PUBLISH),
-            format!("link_name = \"{}\"", names::LOG),
-        ] {
-            assert!(source.contains(&expected), "host.rs lacks {expected}");
-        }
     }
 }

@@ -25,12 +25,46 @@
 //! # }
 //! ```
 //!
-//! Handler shapes: `fn(&Message, &mut Context) -> Outcome`, `fn(&Message) -> Outcome`, and either
-//! returning `Result<Outcome, E>` with `E: Display`, where an `Err` becomes
-//! `Outcome::Retry { reason: e.to_string() }`. An optional [`init`] function
-//! `fn(&PluginConfig) -> Result<(), E>` checks the route's plugin configuration once per
-//! instance; its `Err` text is the refusal the operator sees. It must sit in the same module
-//! as the handler.
+//! Handler shapes: `fn(&Message, &mut Context) -> Outcome`, `fn(&Message) -> Outcome`,
+//! `fn(&Message, &mut Context, &Settings) -> Outcome`, and any of them returning
+//! `Result<Outcome, E>` with `E: Display`, where an `Err` becomes
+//! `Outcome::Retry { reason: e.to_string() }`.
+//!
+//! `Settings` is the plugin's own `serde::Deserialize` type: the SDK parses the plugin's
+//! `config` table into it once per instance, at init, refusing a table that does not fit with
+//! serde's message, and hands the parsed value to every call. An optional [`init`] function,
+//! `fn(&Settings) -> Result<(), E>` (after parsing) or `fn(&PluginConfig) -> Result<(), E>`
+//! (before), checks what serde cannot; its `Err` text is the refusal the operator sees. It must
+//! sit in the same module as the handler.
+//!
+//! ```
+//! use switchyard_sdk::prelude::*;
+//!
+//! #[derive(serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Settings {
+//!     target: String,
+//! }
+//!
+//! #[init]
+//! fn init(settings: &Settings) -> Result<(), String> {
+//!     if settings.target.is_empty() { Err("`target` must not be empty".into()) } else { Ok(()) }
+//! }
+//!
+//! #[handler]
+//! fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outcome, PublishError> {
+//!     ctx.publish(&settings.target, msg.payload.clone())?;
+//!     Ok(Outcome::Ack)
+//! }
+//!
+//! # #[cfg(not(target_arch = "wasm32"))] {
+//! use switchyard_sdk::testing::MockHost;
+//! let host = MockHost::new().allow(">").config(serde_json::json!({"target": "out"})).init(init).expect("accepted");
+//! assert_eq!(host.call(handle, &Message::builder("in").build()).sent()[0].subject, "out");
+//! let refused = MockHost::new().config(serde_json::json!({"taget": "out"})).init(init).expect_err("typo");
+//! assert_eq!(refused, "config does not fit: unknown field `taget`, expected `target`");
+//! # }
+//! ```
 //!
 //! The macro refuses anything else at compile time:
 //!
@@ -56,6 +90,33 @@
 //! use switchyard_sdk::prelude::*;
 //! #[init]
 //! fn setup(config: &PluginConfig) -> u32 { 0 }
+//! ```
+//!
+//! An init function must take the table or the handler's settings type:
+//!
+//! ```compile_fail
+//! use switchyard_sdk::prelude::*;
+//! #[derive(serde::Deserialize)]
+//! struct Settings { a: u8 }
+//! #[derive(serde::Deserialize)]
+//! struct Other { b: u8 }
+//! #[init]
+//! fn setup(other: &Other) -> Result<(), String> { Ok(()) }
+//! #[handler]
+//! fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Outcome { Outcome::Ack }
+//! ```
+//!
+//! and sit in the handler's module, where the handler's export can call it:
+//!
+//! ```compile_fail
+//! use switchyard_sdk::prelude::*;
+//! mod checks {
+//!     use switchyard_sdk::prelude::*;
+//!     #[init]
+//!     fn setup(config: &PluginConfig) -> Result<(), String> { Ok(()) }
+//! }
+//! #[handler]
+//! fn handle(msg: &Message) -> Outcome { Outcome::Ack }
 //! ```
 //!
 //! `docs/ABI.md` describes the wire contract this crate implements; `docs/PLUGINS.md` is the

@@ -27,19 +27,21 @@
 //! assert!(matches!(refused.outcome, Outcome::Retry { .. }));
 //! ```
 
-use std::rc::Rc;
+use std::marker::PhantomData;
 
 use serde::Serialize;
 use switchyard_abi::{Message, Outcome, Publish};
 
-use crate::__private::{IntoInitResult, configure, dispatch};
+use crate::__private::{Configured, InitArg, IntoInitResult, NoSettings, Settings, configure, dispatch};
 use crate::{Context, IntoOutcome, Level, OutcomeExt, PluginConfig};
 
 pub(crate) mod mock;
 
 /// A handler in any of the shapes `#[handler]` accepts; `Args` only tells the shapes apart.
 pub trait Handler<Args> {
-    fn call(self, msg: &Message, ctx: &mut Context) -> Outcome;
+    /// The settings the handler takes ([`NoSettings`] when it takes none).
+    type Settings: Settings;
+    fn call(self, msg: &Message, ctx: &mut Context, settings: &Self::Settings) -> Outcome;
 }
 
 /// Marker for handlers taking `(&Message, &mut Context)`.
@@ -50,12 +52,17 @@ pub struct WithContext;
 #[derive(Debug)]
 pub struct MessageOnly;
 
+/// Marker for handlers taking `(&Message, &mut Context, &S)`.
+#[derive(Debug)]
+pub struct WithSettings<S>(PhantomData<S>);
+
 impl<F, R> Handler<WithContext> for F
 where
     F: FnOnce(&Message, &mut Context) -> R,
     R: IntoOutcome,
 {
-    fn call(self, msg: &Message, ctx: &mut Context) -> Outcome {
+    type Settings = NoSettings;
+    fn call(self, msg: &Message, ctx: &mut Context, _settings: &NoSettings) -> Outcome {
         self(msg, ctx).into_outcome()
     }
 }
@@ -65,8 +72,58 @@ where
     F: FnOnce(&Message) -> R,
     R: IntoOutcome,
 {
-    fn call(self, msg: &Message, _ctx: &mut Context) -> Outcome {
+    type Settings = NoSettings;
+    fn call(self, msg: &Message, _ctx: &mut Context, _settings: &NoSettings) -> Outcome {
         self(msg).into_outcome()
+    }
+}
+
+impl<F, R, S> Handler<WithSettings<S>> for F
+where
+    F: FnOnce(&Message, &mut Context, &S) -> R,
+    R: IntoOutcome,
+    S: Settings,
+{
+    type Settings = S;
+    fn call(self, msg: &Message, ctx: &mut Context, settings: &S) -> Outcome {
+        self(msg, ctx, settings).into_outcome()
+    }
+}
+
+/// An init function in either shape `#[init]` accepts; `Args` only tells the shapes apart.
+pub trait Init<Args> {
+    /// Run the function as the daemon's `switchyard_init` would on these configuration bytes.
+    #[doc(hidden)]
+    fn configure(self, config: &[u8]) -> Result<Configured, String>;
+}
+
+/// Marker for init functions taking `(&PluginConfig)`.
+#[derive(Debug)]
+pub struct ConfigArg;
+
+/// Marker for init functions taking the settings, `(&S)`.
+#[derive(Debug)]
+pub struct SettingsArg<S>(PhantomData<S>);
+
+impl<F, R> Init<ConfigArg> for F
+where
+    F: FnOnce(&PluginConfig) -> R,
+    R: IntoInitResult,
+{
+    fn configure(self, config: &[u8]) -> Result<Configured, String> {
+        // The handler's settings type is not known here: `call` parses them from the table.
+        configure(config, |table| <PluginConfig as InitArg<NoSettings>>::run(table, self))
+    }
+}
+
+impl<F, R, S> Init<SettingsArg<S>> for F
+where
+    F: FnOnce(&S) -> R,
+    R: IntoInitResult,
+    S: Settings,
+{
+    fn configure(self, config: &[u8]) -> Result<Configured, String> {
+        configure(config, |table| <S as InitArg<S>>::run(table, self))
     }
 }
 
@@ -75,7 +132,7 @@ where
 pub struct MockHost {
     allow: Vec<String>,
     config_bytes: Vec<u8>,
-    config: Rc<PluginConfig>,
+    configured: Configured,
     publish_limit: Option<usize>,
     max_payload: Option<usize>,
     init_logs: Vec<(Level, String)>,
@@ -107,8 +164,8 @@ impl MockHost {
     }
 
     /// Set the plugin configuration from any value that serializes to a map: a struct,
-    /// `serde_json::json!({...})`, a `toml::Table`. Handlers see it through `ctx.config()`, even
-    /// without [`MockHost::init`].
+    /// `serde_json::json!({...})`, a `toml::Table`. Handlers see it through `ctx.config()` and,
+    /// when they take settings, parsed as those, even without [`MockHost::init`].
     ///
     /// # Panics
     /// When `value` does not serialize to a map with string keys (the test's input is wrong).
@@ -119,7 +176,7 @@ impl MockHost {
         match checked {
             Ok((bytes, config)) => {
                 self.config_bytes = bytes;
-                self.config = Rc::new(config);
+                self.configured = Configured::unparsed(config);
                 self
             }
             Err(e) => panic!("mock host: {e}"),
@@ -127,17 +184,17 @@ impl MockHost {
     }
 
     /// Run the plugin's init function on the configuration, as the daemon does before the first
-    /// message. `Err` holds the refusal text the operator would see.
-    pub fn init<F, R>(mut self, init: F) -> Result<Self, String>
+    /// message: a `&PluginConfig` function sees the table, a `&Settings` function the settings
+    /// parsed from it (a table that does not fit them is refused first, as in the daemon). `Err`
+    /// holds the refusal text the operator would see.
+    pub fn init<F, Args>(mut self, init: F) -> Result<Self, String>
     where
-        F: FnOnce(&PluginConfig) -> R,
-        R: IntoInitResult,
+        F: Init<Args>,
     {
         let installed = mock::Installed::new(mock::State::default());
-        let result = configure(&self.config_bytes, |config| init(config).into_init_result());
+        let result = init.configure(&self.config_bytes);
         self.init_logs = installed.finish().logs;
-        let config = result?;
-        self.config = Rc::new(config);
+        self.configured = result?;
         Ok(self)
     }
 
@@ -147,6 +204,9 @@ impl MockHost {
     }
 
     /// Handle one message. Panics in the handler propagate (where the daemon would see a trap).
+    /// A handler that takes settings gets those `init` parsed, or else the configuration parsed
+    /// now; should it not fit, the outcome is a reject saying why (the daemon's init would have
+    /// refused the configuration).
     pub fn call<H, Args>(&self, handler: H, msg: &Message) -> Handled
     where
         H: Handler<Args>,
@@ -162,7 +222,7 @@ impl MockHost {
             can_publish: true,
             ..mock::State::default()
         });
-        let dispatched = dispatch(&input, Rc::clone(&self.config), |msg, ctx| handler.call(msg, ctx));
+        let dispatched = dispatch(&input, &self.configured, |msg, ctx, settings| handler.call(msg, ctx, settings));
         let recorded = installed.finish();
         Handled { outcome: dispatched.outcome, publishes: recorded.publishes, logs: recorded.logs, outcome_bytes: dispatched.bytes }
     }
@@ -291,11 +351,38 @@ mod tests {
     }
 
     #[test]
+    fn settings_are_parsed_at_init_and_handed_to_the_handler() {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Settings {
+            name: String,
+        }
+        fn init(settings: &Settings) -> Result<(), String> {
+            if settings.name.is_empty() { Err("`name` must not be empty".to_owned()) } else { Ok(()) }
+        }
+        fn handle(_: &Message, ctx: &mut Context, settings: &Settings) -> Outcome {
+            ctx.info(format!("name={}", settings.name));
+            Outcome::Ack
+        }
+        let host = MockHost::new().config(json!({"name": "ada"})).init(init).expect("accepted");
+        assert!(host.call(handle, &Message::default()).logged(Level::Info, "name=ada"));
+        let refused = MockHost::new().config(json!({"name": "ada", "nmae": 1})).init(init).expect_err("unknown key");
+        assert_eq!(refused, "config does not fit: unknown field `nmae`, expected `name`");
+        assert_eq!(MockHost::new().config(json!({"name": ""})).init(init).err().as_deref(), Some("`name` must not be empty"));
+
+        // Without init, the handler still gets the settings, parsed from the table.
+        let handled = MockHost::new().config(json!({"name": "bob"})).call(handle, &Message::default());
+        assert!(handled.logged(Level::Info, "name=bob"), "{:?}", handled.logs);
+        let handled = MockHost::new().call(handle, &Message::default());
+        assert_eq!(handled.outcome, Outcome::reject("plugin configuration: config does not fit: missing field `name`"));
+    }
+
+    #[test]
     fn publish_during_init_is_unavailable() {
         let err = MockHost::new()
             .allow(">")
             .init(|_: &PluginConfig| -> Result<(), String> {
-                let mut ctx = Context::new(Rc::new(PluginConfig::empty()));
+                let mut ctx = Context::new(std::rc::Rc::new(PluginConfig::empty()));
                 ctx.publish("a", "x").map_err(|e| e.to_string())
             })
             .expect_err("no publish in init");

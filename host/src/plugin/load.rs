@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
-use switchyard_abi::{ABI_VERSION, features, names};
+use switchyard_abi::functions::{self, Function};
+use switchyard_abi::{ABI_VERSION, IMPORT_MODULE, features, names};
 use wasmtime::{Engine, ExternType, FuncType, InstancePre, Linker, Module, ValType};
 
 use super::engine::{Runtime, TickerGuard};
@@ -37,6 +38,9 @@ pub struct PluginSpec {
 }
 
 impl PluginSpec {
+    /// The one way a spec is made: from a `[plugins.NAME]` table (`invoke`
+    /// builds such a table from its flags). Fails only if the `config` table
+    /// cannot be encoded for `init`.
     pub fn from_config(name: &str, config: &PluginConfig) -> anyhow::Result<Self> {
         Ok(Self {
             name: name.to_owned(),
@@ -148,6 +152,7 @@ fn prepare(engine: &Engine, cache_dir: Option<&Path>, bytes: &[u8], plugin: &str
         reason: format!("{err:#}"),
     })?;
     let has_init = check_exports(&module).map_err(bad)?;
+    check_imports(&module).map_err(bad)?;
     let mut linker = Linker::new(module.engine());
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)
         .and_then(|()| host_fns::add_to_linker(&mut linker))
@@ -179,27 +184,135 @@ fn check_magic(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-/// The required exports with their exact types; returns whether `init` exists.
+/// The ABI's exports with their exact types (`functions::EXPORTS`); returns whether `init` exists.
 fn check_exports(module: &Module) -> Result<bool, String> {
-    use ValType::{I32, I64};
-    let engine = module.engine();
-    let expect = |name: &str, params: &[ValType], results: &[ValType], required: bool| -> Result<bool, String> {
-        match module.get_export(name) {
+    let mut has_init = false;
+    for function in functions::EXPORTS {
+        let exported = match module.get_export(function.name) {
             Some(ExternType::Func(ty)) => {
-                let want = FuncType::new(engine, params.iter().cloned(), results.iter().cloned());
-                if FuncType::eq(&ty, &want) { Ok(true) } else { Err(format!("export `{name}` has type {ty}, expected {want}")) }
+                check_type(module, &function, &ty).map_err(|want| format!("export `{}` has type {ty}, expected {want}", function.name))?;
+                true
             }
-            Some(_) => Err(format!("export `{name}` is not a function")),
-            None if required => Err(format!("module does not export `{name}`; was it built with the switchyard-sdk handler macro?")),
-            None => Ok(false),
-        }
-    };
-    expect(names::ABI_VERSION, &[], &[I32], true)?;
-    expect(names::ALLOC, &[I32], &[I32], true)?;
-    expect(names::HANDLE, &[I32, I32], &[I64], true)?;
-    expect(names::FEATURES, &[], &[I32], false)?;
-    if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
-        return Err("module does not export its memory as `memory`".into());
+            Some(_) => return Err(format!("export `{}` is not a function", function.name)),
+            None if function.required => {
+                return Err(format!("module does not export `{}`; was it built with the switchyard-sdk handler macro?", function.name));
+            }
+            None => false,
+        };
+        has_init |= exported && function.name == names::INIT;
     }
-    expect(names::INIT, &[I32, I32], &[I64], false)
+    if !matches!(module.get_export(names::MEMORY), Some(ExternType::Memory(_))) {
+        return Err(format!("module does not export its memory as `{}`", names::MEMORY));
+    }
+    Ok(has_init)
+}
+
+/// The module's imports from the host's module are functions of `functions::IMPORTS` with their
+/// exact types. (WASI's are left to the linker.) Checked here so the refusal names the ABI.
+fn check_imports(module: &Module) -> Result<(), String> {
+    for import in module.imports().filter(|import| import.module() == IMPORT_MODULE) {
+        let name = import.name();
+        let Some(function) = functions::IMPORTS.iter().find(|function| function.name == name) else {
+            let known: Vec<_> = functions::IMPORTS.iter().map(|function| format!("`{}`", function.name)).collect();
+            return Err(format!("import `{IMPORT_MODULE}.{name}` is not a host function of ABI v{ABI_VERSION} ({})", known.join(", ")));
+        };
+        let ExternType::Func(ty) = import.ty() else {
+            return Err(format!("import `{IMPORT_MODULE}.{name}` is not a function"));
+        };
+        check_type(module, function, &ty).map_err(|want| format!("import `{IMPORT_MODULE}.{name}` has type {ty}, expected {want}"))?;
+    }
+    Ok(())
+}
+
+/// Whether `ty` is the table's signature of `function`; `Err` holds that signature.
+fn check_type(module: &Module, function: &Function, ty: &FuncType) -> Result<(), FuncType> {
+    let want = FuncType::new(module.engine(), function.params.iter().map(wasm_type), function.results.iter().map(wasm_type));
+    if FuncType::eq(ty, &want) { Ok(()) } else { Err(want) }
+}
+
+fn wasm_type(ty: &functions::ValType) -> ValType {
+    match ty {
+        functions::ValType::I32 => ValType::I32,
+        functions::ValType::I64 => ValType::I64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module exporting `exports` (name, wasm signature) and memory, importing `imports`.
+    fn module(exports: &[(&str, &str)], imports: &[(&str, &str)]) -> Module {
+        let imports: String = imports.iter().map(|(name, sig)| format!("(import \"{IMPORT_MODULE}\" \"{name}\" (func {sig}))")).collect();
+        let exports: String = exports.iter().map(|(name, sig)| format!("(func (export \"{name}\") {sig} unreachable)")).collect();
+        let wat = format!("(module {imports} (memory (export \"memory\") 1) {exports})");
+        Module::new(&Engine::default(), wat::parse_str(wat).expect("valid wat")).expect("compiles")
+    }
+
+    /// The table's signature in WAT.
+    fn wat(function: &Function) -> String {
+        let types = |types: &[functions::ValType]| {
+            types.iter().map(|ty| if *ty == functions::ValType::I32 { " i32" } else { " i64" }).collect::<String>()
+        };
+        format!("(param{}) (result{})", types(function.params), types(function.results))
+    }
+
+    #[test]
+    fn a_module_with_the_tables_signatures_passes() {
+        let exports: Vec<_> = functions::EXPORTS.iter().map(|f| (f.name, wat(f))).collect();
+        let imports: Vec<_> = functions::IMPORTS.iter().map(|f| (f.name, wat(f))).collect();
+        fn borrowed<'a>(list: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+            list.iter().map(|(name, sig)| (*name, sig.as_str())).collect()
+        }
+        let module = module(&borrowed(&exports), &borrowed(&imports));
+        assert_eq!(check_exports(&module), Ok(true));
+        assert_eq!(check_imports(&module), Ok(()));
+    }
+
+    #[test]
+    fn mistyped_missing_or_unknown_functions_are_named() {
+        let required = [("switchyard_abi_version", "(result i32)"), ("switchyard_alloc", "(param i32) (result i32)")];
+        let missing = module(&required, &[]);
+        assert_eq!(
+            check_exports(&missing).err().as_deref(),
+            Some("module does not export `switchyard_handle`; was it built with the switchyard-sdk handler macro?")
+        );
+        let handle = ("switchyard_handle", "(param i32 i32) (result i64)");
+        let bad_free = module(&[required[0], required[1], handle, ("switchyard_free", "(param i32)")], &[]);
+        assert_eq!(
+            check_exports(&bad_free).err().as_deref(),
+            Some("export `switchyard_free` has type (type (func (param i32))), expected (type (func (param i32 i32)))")
+        );
+        let minimal = [required[0], required[1], handle];
+        assert_eq!(check_exports(&module(&minimal, &[])), Ok(false), "init is optional");
+        let unknown = module(&minimal, &[("sleep", "(param i32)")]);
+        assert_eq!(
+            check_imports(&unknown).err().as_deref(),
+            Some("import `switchyard.sleep` is not a host function of ABI v1 (`publish`, `log`)")
+        );
+        let bad_log = module(&minimal, &[("log", "(param i32 i32) (result i32)")]);
+        assert_eq!(
+            check_imports(&bad_log).err().as_deref(),
+            Some(
+                "import `switchyard.log` has type (type (func (param i32 i32) (result i32))), expected (type (func (param i32 i32 i32) (result i32)))"
+            )
+        );
+    }
+
+    /// The SDK generates its exports and imports from the same table; a plugin built with it
+    /// (by `make plugins`) must pass these checks and export every function of the table.
+    #[test]
+    fn a_plugin_built_with_the_sdk_matches_the_table() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip1/release/noop.wasm");
+        let Ok(bytes) = std::fs::read(&path) else {
+            eprintln!("skipped: {} is not built (`make plugins`)", path.display());
+            return;
+        };
+        let module = Module::new(&Engine::default(), bytes).expect("compiles");
+        assert_eq!(check_exports(&module), Ok(true));
+        assert_eq!(check_imports(&module), Ok(()));
+        for function in functions::EXPORTS {
+            assert!(module.get_export(function.name).is_some(), "the SDK does not export `{}`", function.name);
+        }
+    }
 }

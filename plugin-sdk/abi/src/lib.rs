@@ -17,7 +17,8 @@ pub const ABI_VERSION: u32 = 1;
 /// Name of the import module that holds the host functions.
 pub const IMPORT_MODULE: &str = "switchyard";
 
-/// Export and import names, in one place so host and SDK cannot drift apart.
+/// Export and import names, in one place so host and SDK cannot drift apart; their
+/// signatures are in [`functions`].
 pub mod names {
     /// `() -> i32`: the ABI version the module was built against.
     pub const ABI_VERSION: &str = "switchyard_abi_version";
@@ -37,6 +38,50 @@ pub mod names {
     pub const PUBLISH: &str = "publish";
     /// Host import `(level: i32, ptr: i32, len: i32) -> i32`: log a UTF-8 line.
     pub const LOG: &str = "log";
+    /// The exported linear memory the host reads and writes.
+    pub const MEMORY: &str = "memory";
+}
+
+/// The ABI's functions as data: name and wasm signature of every export and import. The
+/// host's loader checks modules against this table and the SDK's macros generate the exports
+/// and import declarations from it, so a signature is written once, here (and, in prose, in
+/// `docs/ABI.md`).
+pub mod functions {
+    use super::names;
+
+    /// A wasm value type of an ABI signature (the ABI uses no others).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ValType {
+        I32,
+        I64,
+    }
+
+    use ValType::{I32, I64};
+
+    /// One function of the ABI.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Function {
+        pub name: &'static str,
+        pub params: &'static [ValType],
+        pub results: &'static [ValType],
+        /// For an export: the host refuses a module without it. Imports are never required: a
+        /// module imports only what it uses.
+        pub required: bool,
+    }
+
+    pub const ABI_VERSION: Function = Function { name: names::ABI_VERSION, params: &[], results: &[I32], required: true };
+    pub const ALLOC: Function = Function { name: names::ALLOC, params: &[I32], results: &[I32], required: true };
+    pub const FREE: Function = Function { name: names::FREE, params: &[I32, I32], results: &[], required: false };
+    pub const HANDLE: Function = Function { name: names::HANDLE, params: &[I32, I32], results: &[I64], required: true };
+    pub const INIT: Function = Function { name: names::INIT, params: &[I32, I32], results: &[I64], required: false };
+    pub const FEATURES: Function = Function { name: names::FEATURES, params: &[], results: &[I32], required: false };
+    pub const PUBLISH: Function = Function { name: names::PUBLISH, params: &[I32, I32], results: &[I32], required: false };
+    pub const LOG: Function = Function { name: names::LOG, params: &[I32, I32, I32], results: &[I32], required: false };
+
+    /// What a module exports (besides `memory`), in the order `docs/ABI.md` lists them.
+    pub const EXPORTS: [Function; 6] = [ABI_VERSION, ALLOC, FREE, HANDLE, INIT, FEATURES];
+    /// The host functions of module [`crate::IMPORT_MODULE`].
+    pub const IMPORTS: [Function; 2] = [PUBLISH, LOG];
 }
 
 /// Optional ABI features, bits of what `switchyard_abi_features` returns. A
@@ -376,6 +421,17 @@ mod tests {
         // "NATS/1.0\r\n" + "k: v\r\n" + "ab: c\r\n" + "\r\n" + payload
         let headers = vec![("k".to_owned(), "v".to_owned()), ("ab".to_owned(), "c".to_owned())];
         assert_eq!(header::wire_size(&headers, 5), 10 + 6 + 7 + 2 + 5);
+    }
+
+    #[test]
+    fn the_function_table_names_every_export_and_import_once() {
+        let exports: Vec<_> = functions::EXPORTS.iter().map(|f| f.name).collect();
+        assert_eq!(exports, [names::ABI_VERSION, names::ALLOC, names::FREE, names::HANDLE, names::INIT, names::FEATURES]);
+        let imports: Vec<_> = functions::IMPORTS.iter().map(|f| f.name).collect();
+        assert_eq!(imports, [names::PUBLISH, names::LOG]);
+        assert!(functions::IMPORTS.iter().all(|f| !f.required), "a module imports only what it uses");
+        // The pointer/length pairs and the packed i64 results described in ABI.md.
+        assert_eq!((functions::HANDLE.params.len(), functions::HANDLE.results), (2, &[functions::ValType::I64][..]));
     }
 
     #[test]

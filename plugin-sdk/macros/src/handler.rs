@@ -3,6 +3,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use switchyard_abi::functions::{self, Function, ValType};
 use switchyard_abi::names;
 use syn::{ItemFn, LitStr};
 
@@ -11,11 +12,12 @@ use crate::signature::{self, Problems};
 const EXPECTED: &str = "fn handle(msg: &Message, ctx: &mut Context) -> Outcome";
 const RETURNS: &str = "Outcome` or `Result<Outcome, E>";
 
-/// Whether the handler takes the `Context` argument.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Shape {
+/// Which arguments the handler takes besides the message.
+enum Shape<'a> {
     MessageOnly,
     WithContext,
+    /// `(&Message, &mut Context, &S)`: `S` is the plugin's settings type.
+    WithSettings(&'a syn::Type),
 }
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -36,7 +38,12 @@ fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let name = &func.sig.ident;
 
     let sdk = quote!(::switchyard_sdk);
-    let (fn_ptr, call) = match shape {
+    let settings = match &shape {
+        Shape::WithSettings(ty) => quote!(#ty),
+        Shape::MessageOnly | Shape::WithContext => quote!(#sdk::__private::NoSettings),
+    };
+    let (fn_ptr, call) = match &shape {
+        Shape::WithSettings(ty) => (quote!(fn(&#sdk::Message, &mut #sdk::Context, &#ty) -> #ret), quote!(#name(msg, ctx, settings))),
         Shape::WithContext => (quote!(fn(&#sdk::Message, &mut #sdk::Context) -> #ret), quote!(#name(msg, ctx))),
         Shape::MessageOnly => (quote!(fn(&#sdk::Message) -> #ret), quote!(#name(msg))),
     };
@@ -51,18 +58,33 @@ fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let ret_check = quote_spanned! {ret_span=>
         const _: () = #sdk::__private::require_into_outcome::<#ret>();
     };
+    let settings_check = match &shape {
+        Shape::WithSettings(ty) => quote_spanned! {signature::span_of(ty)=>
+            const _: () = #sdk::__private::require_settings::<#ty>();
+        },
+        Shape::MessageOnly | Shape::WithContext => TokenStream::new(),
+    };
+    // The settings type under a name `#[init]` refers to, so its hook parses the same type; not
+    // finding it is also how an `#[init]` in another module fails to compile.
+    let alias = format_ident!("{}", crate::INIT_HOOK);
+    let settings_alias = quote! {
+        #[allow(non_camel_case_types, dead_code)]
+        type #alias = #settings;
+    };
 
     let exports = exports(&call);
     Ok(quote! {
         #func
         #checks
         #ret_check
+        #settings_check
+        #settings_alias
         #exports
     })
 }
 
 /// Validate the signature; return its shape and return type.
-fn check(func: &ItemFn) -> syn::Result<(Shape, &syn::Type)> {
+fn check(func: &ItemFn) -> syn::Result<(Shape<'_>, &syn::Type)> {
     let sig = &func.sig;
     let mut problems = Problems::default();
     signature::check_plain(sig, "handler", &mut problems);
@@ -72,10 +94,20 @@ fn check(func: &ItemFn) -> syn::Result<(Shape, &syn::Type)> {
     let shape = match args.len() {
         1 => Some(Shape::MessageOnly),
         2 => Some(Shape::WithContext),
+        3 => match args.get(2).and_then(|arg| signature::arg_type(arg)).and_then(signature::shared_referent) {
+            Some(settings) => Some(Shape::WithSettings(settings)),
+            None => {
+                problems.add(args[2], "the third argument must be `&S`, a reference to the plugin's settings type");
+                None
+            }
+        },
         n => {
             problems.add_span(
                 signature::inputs_span(sig),
-                format!("expected `(msg: &Message)` or `(msg: &Message, ctx: &mut Context)`, found {n} arguments"),
+                format!(
+                    "expected `(msg: &Message)`, `(msg: &Message, ctx: &mut Context)` or \
+                     `(msg: &Message, ctx: &mut Context, settings: &Settings)`, found {n} arguments"
+                ),
             );
             None
         }
@@ -98,14 +130,12 @@ fn check(func: &ItemFn) -> syn::Result<(Shape, &syn::Type)> {
     }
 }
 
-/// The wasm exports of the whole module. The handler owns them because a plugin has exactly one
-/// handler; `switchyard_init` is always exported and calls the `#[init]` function when there is
-/// one in this module, or the SDK's accept-everything default otherwise (see `INIT_HOOK`).
+/// The wasm exports of the whole module, one per entry of the ABI's export table. The handler
+/// owns them because a plugin has exactly one handler; `switchyard_init` is always exported and
+/// runs the `#[init]` function when there is one in this module, or the SDK's default (parse the
+/// settings, accept them) otherwise (see `INIT_HOOK`).
 fn exports(call: &TokenStream) -> TokenStream {
-    let lit = |name: &str| LitStr::new(name, Span::call_site());
-    let (abi_version, features, alloc, free, init, handle) =
-        (lit(names::ABI_VERSION), lit(names::FEATURES), lit(names::ALLOC), lit(names::FREE), lit(names::INIT), lit(names::HANDLE));
-    let hook = format_ident!("{}", crate::INIT_HOOK);
+    let exports = functions::EXPORTS.iter().map(|function| export(function, call));
     quote! {
         #[cfg(target_arch = "wasm32")]
         #[allow(unused_imports)]
@@ -116,43 +146,57 @@ fn exports(call: &TokenStream) -> TokenStream {
         #[cfg(target_arch = "wasm32")]
         #[allow(unsafe_code)]
         const _: () = {
-            #[unsafe(export_name = #abi_version)]
-            extern "C" fn __switchyard_abi_version() -> i32 {
-                ::switchyard_sdk::__private::abi_version()
-            }
-
-            #[unsafe(export_name = #features)]
-            extern "C" fn __switchyard_abi_features() -> i32 {
-                ::switchyard_sdk::__private::abi_features()
-            }
-
-            #[unsafe(export_name = #alloc)]
-            extern "C" fn __switchyard_alloc(len: i32) -> i32 {
-                ::switchyard_sdk::__private::alloc(len)
-            }
-
-            #[unsafe(export_name = #free)]
-            extern "C" fn __switchyard_free(ptr: i32, len: i32) {
-                // SAFETY: the ABI lets the host free only what `switchyard_alloc` returned.
-                unsafe { ::switchyard_sdk::__private::free(ptr, len) }
-            }
-
-            #[unsafe(export_name = #init)]
-            extern "C" fn __switchyard_init(ptr: i32, len: i32) -> i64 {
-                // SAFETY: the ABI says the host wrote `len` bytes at `ptr` from `switchyard_alloc`.
-                unsafe { ::switchyard_sdk::__private::init(ptr, len, #hook) }
-            }
-
-            #[unsafe(export_name = #handle)]
-            extern "C" fn __switchyard_handle(ptr: i32, len: i32) -> i64 {
-                // SAFETY: the ABI says the host wrote `len` bytes at `ptr` from `switchyard_alloc`.
-                unsafe {
-                    ::switchyard_sdk::__private::handle(ptr, len, |msg, ctx| {
-                        ::switchyard_sdk::IntoOutcome::into_outcome(#call)
-                    })
-                }
-            }
+            #(#exports)*
         };
+    }
+}
+
+/// One export: the signature from the table, the body calling the SDK's glue for it. Should the
+/// glue's Rust signature not match the table, the plugin does not compile.
+fn export(function: &Function, call: &TokenStream) -> TokenStream {
+    let glue = quote!(::switchyard_sdk::__private);
+    let hook = format_ident!("{}", crate::INIT_HOOK);
+    let args: Vec<_> = (0..function.params.len()).map(|i| format_ident!("arg{i}")).collect();
+    // SAFETY (for the generated blocks below): the ABI says the host passes buffers it got from
+    // `switchyard_alloc`, with `len` bytes written, and hands them over with the call.
+    let body = match function.name {
+        names::ABI_VERSION => quote!(#glue::abi_version()),
+        names::FEATURES => quote!(#glue::abi_features()),
+        names::ALLOC => quote!(#glue::alloc(#(#args),*)),
+        names::FREE => quote!(unsafe { #glue::free(#(#args),*) }),
+        names::INIT => quote!(unsafe { #glue::init::<#hook>(#(#args,)* #hook) }),
+        names::HANDLE => quote! {
+            unsafe { #glue::handle::<#hook>(#(#args,)* |msg, ctx, settings| ::switchyard_sdk::IntoOutcome::into_outcome(#call)) }
+        },
+        other => {
+            let message = format!("the SDK has no glue for the ABI export `{other}`");
+            return quote!(::core::compile_error!(#message););
+        }
+    };
+    let name = LitStr::new(function.name, Span::call_site());
+    let ident = format_ident!("__{}", function.name);
+    let params = function.params.iter().map(|&ty| wasm_type(ty));
+    let results = match function.results {
+        [] => TokenStream::new(),
+        [ty] => {
+            let ty = wasm_type(*ty);
+            quote!(-> #ty)
+        }
+        _ => return quote!(::core::compile_error!("multi-value results are not part of the ABI");),
+    };
+    quote! {
+        #[unsafe(export_name = #name)]
+        extern "C" fn #ident(#(#args: #params),*) #results {
+            #body
+        }
+    }
+}
+
+/// The Rust type of a wasm value type.
+pub(crate) fn wasm_type(ty: ValType) -> TokenStream {
+    match ty {
+        ValType::I32 => quote!(i32),
+        ValType::I64 => quote!(i64),
     }
 }
 
@@ -238,7 +282,16 @@ mod tests {
                 }
             ),
         );
-        assert!(err.contains("found 3 arguments"), "{err}");
+        assert!(err.contains("third argument must be `&S`"), "{err}");
+        let err = error_of(
+            TokenStream::new(),
+            quote!(
+                fn h(a: &Message, b: &mut Context, c: &u8, d: u8) -> Outcome {
+                    Outcome::Ack
+                }
+            ),
+        );
+        assert!(err.contains("found 4 arguments"), "{err}");
         let err = error_of(
             TokenStream::new(),
             quote!(
@@ -303,10 +356,40 @@ mod tests {
     }
 
     #[test]
-    fn export_names_come_from_the_abi() {
+    fn every_export_of_the_abi_table_is_generated_with_its_signature() {
         let out = exports(&quote!(h(msg, ctx))).to_string();
-        for name in [names::ABI_VERSION, names::FEATURES, names::ALLOC, names::FREE, names::INIT, names::HANDLE] {
-            assert!(out.contains(&format!("\"{name}\"")), "{name} missing from {out}");
+        assert!(!out.contains("compile_error"), "{out}");
+        for function in functions::EXPORTS {
+            let params: Vec<_> = function.params.iter().enumerate().map(|(i, &ty)| format!("arg{i} : {}", wasm_type(ty))).collect();
+            let results: String = function.results.iter().map(|&ty| format!(" -> {}", wasm_type(ty))).collect();
+            let expected = format!("extern \"C\" fn __{} ({}){results}", function.name, params.join(" , "));
+            assert!(out.contains(&format!("export_name = \"{}\"", function.name)), "{} missing from {out}", function.name);
+            assert!(out.contains(&expected), "{expected} missing from {out}");
         }
+    }
+
+    #[test]
+    fn a_third_argument_is_the_settings_type() {
+        let out = try_expand(
+            TokenStream::new(),
+            quote!(
+                fn h(m: &Message, c: &mut Context, s: &Settings) -> Outcome {
+                    Outcome::Ack
+                }
+            ),
+        )
+        .expect("accepted")
+        .to_string();
+        assert!(out.contains("h (msg , ctx , settings)"), "{out}");
+        assert!(out.contains(&format!("type {} = Settings", crate::INIT_HOOK)), "{out}");
+        let err = error_of(
+            TokenStream::new(),
+            quote!(
+                fn h(m: &Message, c: &mut Context, s: Settings) -> Outcome {
+                    Outcome::Ack
+                }
+            ),
+        );
+        assert!(err.contains("third argument must be `&S`"), "{err}");
     }
 }

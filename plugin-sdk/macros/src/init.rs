@@ -1,5 +1,9 @@
 //! Expansion of `#[init]`: keep the author's function, type-check it on every target, and on
 //! `wasm32` define the hook that the handler's `switchyard_init` export calls.
+//!
+//! The function takes either the raw table (`&PluginConfig`) or the plugin's settings (`&S`, the
+//! type of the handler's third argument); `__private::InitArg` tells the two apart by type, so
+//! the macro never guesses from names.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -7,7 +11,7 @@ use syn::ItemFn;
 
 use crate::signature::{self, Problems};
 
-const EXPECTED: &str = "fn init(config: &PluginConfig) -> Result<(), E>";
+const EXPECTED: &str = "fn init(config: &PluginConfig) -> Result<(), E>` or `fn init(settings: &Settings) -> Result<(), E>";
 const RETURNS: &str = "Result<(), E>` where `E: Display";
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -23,51 +27,66 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
 fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     signature::no_arguments(&attr, "init")?;
     let func = signature::parse_fn(item, "init", EXPECTED)?;
-    let ret = check(&func)?;
+    let (arg, ret) = check(&func)?;
     let name = &func.sig.ident;
     let sdk = quote!(::switchyard_sdk);
     let hook = format_ident!("{}", crate::INIT_HOOK, span = name.span());
+    // The handler's settings type, by the alias `#[handler]` defines in its module.
+    let settings = format_ident!("{}", crate::INIT_HOOK);
 
     let checks = quote_spanned! {name.span()=>
-        const _: fn(&#sdk::PluginConfig) -> #ret = #name;
+        const _: fn(&#arg) -> #ret = #name;
     };
     let ret_check = quote_spanned! {signature::span_of(&ret)=>
         const _: () = #sdk::__private::require_init_result::<#ret>();
     };
-    // Shadows the SDK's default that `#[handler]` glob-imports into this module. If no handler
-    // in this module calls it, `dead_code` fires: that is the only way the author learns that
-    // this init would never run. Spanned at the author's function so the lint is not silenced
-    // as macro-internal.
+    let arg_check = quote_spanned! {signature::span_of(&arg)=>
+        const _: () = #sdk::__private::require_init_arg::<#arg, #settings>();
+    };
+    // Shadows the SDK's default that `#[handler]` glob-imports into this module. Should no
+    // handler call it (the settings alias imported into another module, say), `dead_code` fires:
+    // this init would never run. Spanned at the author's function so the lint is not silenced as
+    // macro-internal.
     let hook_fn = quote_spanned! {name.span()=>
         #[cfg(target_arch = "wasm32")]
         #[deny(dead_code)]
-        fn #hook(config: &#sdk::PluginConfig) -> ::core::result::Result<(), ::std::string::String> {
-            #sdk::__private::IntoInitResult::into_init_result(#name(config))
+        fn #hook(config: &#sdk::PluginConfig) -> ::core::result::Result<#settings, ::std::string::String> {
+            <#arg as #sdk::__private::InitArg<#settings>>::run(config, #name)
         }
     };
     Ok(quote! {
         #func
         #checks
         #ret_check
+        #arg_check
         #hook_fn
     })
 }
 
-fn check(func: &ItemFn) -> syn::Result<&syn::Type> {
+/// Validate the signature; return the argument's referent type and the return type.
+fn check(func: &ItemFn) -> syn::Result<(&syn::Type, &syn::Type)> {
     let sig = &func.sig;
     let mut problems = Problems::default();
     signature::check_plain(sig, "init function", &mut problems);
     let ret = signature::return_type(sig, RETURNS, &mut problems);
     let args: Vec<_> = sig.inputs.iter().collect();
+    let mut arg = None;
     if args.len() != 1 {
-        problems.add_span(signature::inputs_span(sig), format!("expected one argument `(config: &PluginConfig)`, found {}", args.len()));
-    } else if let Some(ty) = args.first().and_then(|arg| signature::arg_type(arg))
-        && signature::reference_mutability(ty) != Some(false)
-    {
-        problems.add(ty, "the argument must be `&PluginConfig`");
+        problems.add_span(
+            signature::inputs_span(sig),
+            format!("expected one argument `(config: &PluginConfig)` or `(settings: &Settings)`, found {}", args.len()),
+        );
+    } else if let Some(ty) = args.first().and_then(|arg| signature::arg_type(arg)) {
+        arg = signature::shared_referent(ty);
+        if arg.is_none() {
+            problems.add(ty, "the argument must be `&PluginConfig` or `&Settings` (the handler's settings type)");
+        }
     }
     problems.finish()?;
-    ret.ok_or_else(|| syn::Error::new_spanned(&sig.ident, format!("expected `{EXPECTED}`")))
+    match (arg, ret) {
+        (Some(arg), Some(ret)) => Ok((arg, ret)),
+        _ => Err(syn::Error::new_spanned(&sig.ident, format!("expected `{EXPECTED}`"))),
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +113,21 @@ mod tests {
         .expect("accepted")
         .to_string();
         assert!(out.contains(crate::INIT_HOOK), "{out}");
+    }
+
+    #[test]
+    fn accepts_a_settings_check() {
+        let out = try_expand(
+            TokenStream::new(),
+            quote!(
+                fn setup(s: &Settings) -> Result<(), String> {
+                    Ok(())
+                }
+            ),
+        )
+        .expect("accepted")
+        .to_string();
+        assert!(out.contains("< Settings as :: switchyard_sdk :: __private :: InitArg <"), "{out}");
     }
 
     #[test]

@@ -111,3 +111,13 @@ pub(crate) fn inputs_span(sig: &Signature) -> proc_macro2::Span {
 pub(crate) fn span_of(tokens: &impl Spanned) -> proc_macro2::Span {
     tokens.span()
 }
+
+/// `T` of a shared reference `&T`, or `None` when the type is not one.
+pub(crate) fn shared_referent(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Reference(reference) if reference.mutability.is_none() => Some(&reference.elem),
+        Type::Paren(inner) => shared_referent(&inner.elem),
+        Type::Group(inner) => shared_referent(&inner.elem),
+        _ => None,
+    }
+}

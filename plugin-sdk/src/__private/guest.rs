@@ -12,19 +12,18 @@
 
 use std::alloc::Layout;
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Once;
 
 use switchyard_abi::{ABI_VERSION, Message, Outcome, level};
 
-use super::{configure, dispatch};
+use super::{Configured, Settings, configure, dispatch};
 use crate::{Context, PluginConfig};
 
 thread_local! {
     /// The bytes returned by the last `handle` or `init`; replaced (and so freed) by the next.
     static RESULT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The configuration the last successful `init` accepted.
-    static CONFIG: RefCell<Rc<PluginConfig>> = RefCell::new(Rc::new(PluginConfig::empty()));
+    /// What the last successful `init` accepted: the table and the settings parsed from it.
+    static CONFIGURED: RefCell<Configured> = RefCell::new(Configured::default());
 }
 
 static PANIC_HOOK: Once = Once::new();
@@ -72,31 +71,31 @@ pub unsafe fn free(ptr: i32, len: i32) {
 /// # Safety
 /// `ptr`/`len` must be a buffer from `alloc(len)` holding the encoded message; ownership passes
 /// to this function.
-pub unsafe fn handle(ptr: i32, len: i32, handler: impl FnOnce(&Message, &mut Context) -> Outcome) -> i64 {
+pub unsafe fn handle<S: Settings>(ptr: i32, len: i32, handler: impl FnOnce(&Message, &mut Context, &S) -> Outcome) -> i64 {
     install_panic_hook();
     // SAFETY: forwarded from this function's contract.
     let input = unsafe { Input::take(ptr, len) };
-    let config = CONFIG.with(|c| Rc::clone(&c.borrow()));
-    let dispatched = dispatch(input.bytes(), config, handler);
+    let configured = CONFIGURED.with(|c| c.borrow().clone());
+    let dispatched = dispatch(input.bytes(), &configured, handler);
     drop(input);
     set_result(dispatched.bytes)
 }
 
-/// `switchyard_init`: 0 when `hook` accepts the configuration, else the packed location of the
-/// UTF-8 refusal.
+/// `switchyard_init`: 0 when `hook` accepts the configuration (returning the settings parsed from
+/// it), else the packed location of the UTF-8 refusal.
 ///
 /// # Safety
 /// As for [`handle`]: `ptr`/`len` is an `alloc` buffer holding the MessagePack config map (or
 /// `len` 0 for none); ownership passes to this function.
-pub unsafe fn init(ptr: i32, len: i32, hook: fn(&PluginConfig) -> Result<(), String>) -> i64 {
+pub unsafe fn init<S: Settings>(ptr: i32, len: i32, hook: fn(&PluginConfig) -> Result<S, String>) -> i64 {
     install_panic_hook();
     // SAFETY: forwarded from this function's contract.
     let input = unsafe { Input::take(ptr, len) };
     let result = configure(input.bytes(), hook);
     drop(input);
     match result {
-        Ok(config) => {
-            CONFIG.with(|c| *c.borrow_mut() = Rc::new(config));
+        Ok(configured) => {
+            CONFIGURED.with(|c| *c.borrow_mut() = configured);
             0
         }
         Err(refusal) => set_result(refusal.into_bytes()),

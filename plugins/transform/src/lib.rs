@@ -15,12 +15,20 @@
 //! target = "processed"                     # required
 //! ```
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use switchyard_sdk::prelude::*;
 
 const MISSING_TARGET: &str = "missing `target` (string)";
 
-/// `target` is required: without it there is nowhere to forward to.
+/// Parsed once, at init. Other keys are ignored, as they always were.
+#[derive(Debug, Deserialize)]
+struct Settings {
+    target: String,
+}
+
+/// `target` is required: without it there is nowhere to forward to. Checked on the table, before
+/// the SDK parses [`Settings`], to say so in the plugin's own words.
 #[init]
 fn init(config: &PluginConfig) -> Result<(), String> {
     match config.value("target") {
@@ -31,20 +39,16 @@ fn init(config: &PluginConfig) -> Result<(), String> {
 }
 
 #[handler]
-fn handle(msg: &Message, ctx: &mut Context) -> Outcome {
+fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Outcome {
     let mut object = match serde_json::from_slice::<Value>(&msg.payload) {
         Ok(Value::Object(object)) => object,
         Ok(other) => return Outcome::reject(format!("payload is not a JSON object: found {}", kind(&other))),
         Err(e) => return Outcome::reject(format!("payload is not a JSON object: {e}")),
     };
-    let Some(target) = ctx.config().get::<String>("target").ok().flatten() else {
-        // Only reachable when init did not run; the operator must fix the config, not the message.
-        return Outcome::reject(MISSING_TARGET);
-    };
     enrich(&mut object, &msg.subject);
     let result = Value::Object(object);
 
-    let subject = format!("{target}.{}", msg.subject);
+    let subject = format!("{}.{}", settings.target, msg.subject);
     if let Err(e) = ctx.publish_json(&subject, &result) {
         // Allow-list, subject and limit refusals repeat on every attempt: dead-letter the message
         // (it can be replayed once the configuration is fixed) instead of retrying in vain.

@@ -47,23 +47,17 @@ struct Summary<'a> {
 }
 
 #[init]
-fn init(config: &PluginConfig) -> Result<(), String> {
-    let settings = settings(config)?;
+fn init(settings: &Settings) -> Result<(), String> {
     if settings.models.is_empty() {
         return Err("`models` must name at least one model".to_owned());
     }
     Ok(())
 }
 
-fn settings(config: &PluginConfig) -> Result<Settings, String> {
-    config.deserialize().map_err(|e| e.to_string())
-}
-
 #[handler]
-fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
+fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outcome, Stop> {
     let request = request::read(msg)?;
     let pods = request::reply_pods(msg)?;
-    let settings = settings(ctx.config()).or_reject_with("plugin configuration")?;
     let parent = TraceContext::from_message(msg).unwrap_or_else(|e| {
         // A broken trace header must not cost the user their answer: start a new trace.
         ctx.warn(format!("{e}; starting a new trace"));

@@ -73,8 +73,7 @@ struct InvalidateCache {
 }
 
 #[init]
-fn init(config: &PluginConfig) -> Result<(), String> {
-    let settings = settings(config)?;
+fn init(settings: &Settings) -> Result<(), String> {
     if settings.storage_hosts.is_empty() {
         return Err("`storage_hosts` must list at least one host".to_owned());
     }
@@ -85,15 +84,10 @@ fn init(config: &PluginConfig) -> Result<(), String> {
     }
 }
 
-fn settings(config: &PluginConfig) -> Result<Settings, String> {
-    config.deserialize().map_err(|e| e.to_string())
-}
-
 #[handler]
-fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
+fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outcome, Stop> {
     let event = ACCEPTS.message::<AvatarUploaded>(msg)?;
-    let settings = settings(ctx.config()).or_reject_with("plugin configuration")?;
-    switchyard_sdk::validate(&Checked(&event.data, &settings))?;
+    switchyard_sdk::validate(&Checked(&event.data, settings))?;
     match event.metadata.extra.get("simulate_failure").and_then(|v| v.as_str()) {
         None => {}
         Some("storage_unavailable") => {

@@ -62,24 +62,16 @@ struct CreateProfile<'a> {
 }
 
 #[init]
-fn init(config: &PluginConfig) -> Result<(), String> {
-    let settings = settings(config)?;
+fn init(settings: &Settings) -> Result<(), String> {
     if !looks_like_email(&settings.from) {
         return Err(format!("`from` must be an email address, found `{}`", settings.from));
     }
     Ok(())
 }
 
-fn settings(config: &PluginConfig) -> Result<Settings, String> {
-    config.deserialize().map_err(|e| e.to_string())
-}
-
 #[handler]
-fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
+fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outcome, Stop> {
     let event = ACCEPTS.message_valid::<UserCreated>(msg)?;
-    // init accepted this configuration, so it still reads; should it not, fixing the config and
-    // replaying the dead letter is the way out.
-    let settings = settings(ctx.config()).or_reject_with("plugin configuration")?;
     if msg.is_redelivery() {
         ctx.info(format!("{} delivered again (attempt {}): same commands, deduped by the stream", event.id, msg.attempt));
     }

@@ -65,8 +65,7 @@ struct Document<'a> {
 }
 
 #[init]
-fn init(config: &PluginConfig) -> Result<(), String> {
-    let settings = settings(config)?;
+fn init(settings: &Settings) -> Result<(), String> {
     if settings.cache_keys.is_empty() {
         return Err("`cache_keys` must not be empty".to_owned());
     }
@@ -79,14 +78,9 @@ fn init(config: &PluginConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn settings(config: &PluginConfig) -> Result<Settings, String> {
-    config.deserialize().map_err(|e| e.to_string())
-}
-
 #[handler]
-fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
+fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outcome, Stop> {
     let event = ACCEPTS.message_valid::<UserUpdated>(msg)?;
-    let settings = settings(ctx.config()).or_reject_with("plugin configuration")?;
     let user = &event.data;
     let issued = Timestamp::of_delivery(msg).unwrap_or(event.timestamp);
     let source = match &msg.delivery {

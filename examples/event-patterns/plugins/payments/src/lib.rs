@@ -51,8 +51,7 @@ impl Settings {
 }
 
 #[init]
-fn init(config: &PluginConfig) -> Result<(), String> {
-    let settings = settings(config)?;
+fn init(settings: &Settings) -> Result<(), String> {
     if settings.currencies.is_empty() {
         return Err("`currencies` must name at least one currency".to_owned());
     }
@@ -62,17 +61,12 @@ fn init(config: &PluginConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn settings(config: &PluginConfig) -> Result<Settings, String> {
-    config.deserialize().map_err(|e| e.to_string())
-}
-
 #[handler]
-fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
-    let settings = settings(ctx.config()).or_reject_with("plugin configuration")?;
+fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outcome, Stop> {
     // <domain>.<context>.<entity>.<action>: the action says what to do.
     match msg.subject.split('.').collect::<Vec<_>>().as_slice() {
-        ["orders", "payments", "payment", "process"] => command::process(msg, ctx, &settings),
-        ["orders", "payments", "fee", "quote"] => query::quote(msg, &settings),
+        ["orders", "payments", "payment", "process"] => command::process(msg, ctx, settings),
+        ["orders", "payments", "fee", "quote"] => query::quote(msg, settings),
         _ => Err(Stop::reject(format!("`{}` is neither a payments command nor a query", msg.subject))),
     }
 }

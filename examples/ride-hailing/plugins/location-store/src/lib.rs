@@ -23,21 +23,17 @@ struct Settings {
 }
 
 #[init]
-fn init(config: &PluginConfig) -> Result<(), String> {
-    match settings(config)?.ttl_seconds {
+fn init(settings: &Settings) -> Result<(), String> {
+    match settings.ttl_seconds {
         0 => Err("`ttl_seconds` must be at least 1".to_owned()),
         _ => Ok(()),
     }
 }
 
-fn settings(config: &PluginConfig) -> Result<Settings, String> {
-    config.deserialize().map_err(|e| e.to_string())
-}
-
 #[handler]
-fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
+fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outcome, Stop> {
     let update: LocationUpdate = read(msg)?;
-    let ttl = settings(ctx.config()).or_reject_with("plugin configuration")?.ttl_seconds;
+    let ttl = settings.ttl_seconds;
     let stored = LocationStored {
         user_id: update.user_id,
         latitude: update.latitude,

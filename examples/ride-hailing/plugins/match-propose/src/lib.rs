@@ -25,19 +25,15 @@ struct Settings {
 }
 
 #[init]
-fn init(config: &PluginConfig) -> Result<(), String> {
-    let speed = settings(config)?.average_speed_kmh;
+fn init(settings: &Settings) -> Result<(), String> {
+    let speed = settings.average_speed_kmh;
     if speed.is_finite() && speed > 0.0 { Ok(()) } else { Err(format!("`average_speed_kmh` must be positive, found {speed}")) }
 }
 
-fn settings(config: &PluginConfig) -> Result<Settings, String> {
-    config.deserialize().map_err(|e| e.to_string())
-}
-
 #[handler]
-fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
+fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outcome, Stop> {
     let request: MatchRequest = read(msg)?;
-    let speed = settings(ctx.config()).or_reject_with("plugin configuration")?.average_speed_kmh;
+    let speed = settings.average_speed_kmh;
     // Validation guarantees at least one candidate; ties go to the lower driver id, so the
     // choice is the same on every delivery.
     let nearest = request

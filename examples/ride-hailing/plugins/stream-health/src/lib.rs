@@ -52,25 +52,19 @@ struct StreamHealth<'a> {
 }
 
 #[init]
-fn init(config: &PluginConfig) -> Result<(), String> {
-    let settings = settings(config)?;
+fn init(settings: &Settings) -> Result<(), String> {
     if settings.streams.is_empty() {
         return Err("`streams` must name at least one stream".to_owned());
     }
     Ok(())
 }
 
-fn settings(config: &PluginConfig) -> Result<Settings, String> {
-    config.deserialize().map_err(|e| e.to_string())
-}
-
 #[handler]
-fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
+fn handle(msg: &Message, _ctx: &mut Context, settings: &Settings) -> Result<Outcome, Stop> {
     if msg.reply.is_none() {
         // A plain publish has no one to answer; nothing to do.
         return Ok(Outcome::Ack);
     }
-    let settings = settings(ctx.config()).or_reject_with("plugin configuration")?;
     let request: Request = if msg.payload.iter().all(u8::is_ascii_whitespace) { Request::default() } else { msg.json()? };
     let asked: Vec<&str> = match &request.streams {
         Some(names) => names.iter().map(String::as_str).collect(),
