@@ -1,29 +1,35 @@
 //! `switchyard invoke`: run a plugin on one message without NATS and print the
 //! outcome and the publishes it would make — the plugin author's quickest loop.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use switchyard_abi::{Message, Outcome};
+use toml::Spanned;
 
 use super::show;
 use crate::cli::InvokeArgs;
+use crate::config::{Isolation, PluginConfig, RolloutConfig};
 use crate::plugin::{Plugin, PluginSpec, Runtime};
 
 pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     let config: toml::Table = toml::from_str(&args.config).context("--config is not a TOML table")?;
-    let spec = PluginSpec {
-        name: args.plugin.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into()),
-        path: args.plugin.clone(),
-        memory: args.memory.as_u64(),
+    // The flags stand in for a `[plugins.NAME]` table, so the spec is made the
+    // one way the daemon makes it.
+    let plugin_config = PluginConfig {
+        path: Spanned::new(0..0, args.plugin.clone()),
+        memory: args.memory,
         timeout: args.timeout,
         fuel: args.fuel,
-        isolation: Default::default(),
-        rollout: Default::default(),
+        isolation: Isolation::default(),
         publish: args.allow.clone(),
-        env: Vec::new(),
-        config: switchyard_abi::encode(&config)?,
+        env: BTreeMap::new(),
+        config,
+        rollout: RolloutConfig::default(),
     };
+    let name = args.plugin.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+    let spec = PluginSpec::from_config(&name, &plugin_config)?;
     let payload = match (&args.data, &args.data_file) {
         (_, Some(file)) => std::fs::read(file).with_context(|| format!("reading `{}`", file.display()))?,
         (Some(data), None) => data.clone().into_bytes(),

@@ -1,8 +1,14 @@
 //! The running daemon: the NATS connection (or the embedded server), the loaded
-//! plugin versions and the running routes. Started once, reloaded in place
-//! (`crate::reload`), stopped within a deadline.
+//! plugin versions and the running routes. Started as a reload from nothing
+//! ([`plan`] decides, [`apply`] carries it out), reloaded in place by the same
+//! code, stopped within a deadline.
 
+mod apply;
+mod plan;
+#[cfg(test)]
+mod plan_tests;
 mod routes;
+mod status;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,12 +17,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::broker::{self, EmbeddedServer, StreamIndex};
 use crate::config::{Config, ServerList};
-use crate::plugin::{Instance, Plugin, PluginSpec, Runtime};
+use crate::plugin::{Plugin, Runtime};
 use crate::policy::DeadLetters;
 use crate::reload::ReloadReport;
 use crate::route::Outputs;
 use crate::telemetry::Metrics;
 
+use apply::Occasion;
 pub use routes::RunningRoute;
 
 /// Where the config came from, so a reload can read it again.
@@ -55,7 +62,8 @@ impl std::fmt::Debug for Host {
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Host {
-    /// Connect (or start nats-server), provision streams, load plugins, start routes.
+    /// Connect (or start nats-server) and set up the dead-letter stream; then
+    /// apply `config` as a reload from nothing: streams, plugins, routes.
     pub async fn start(config: Config, source: Option<ConfigSource>) -> anyhow::Result<Host> {
         let metrics = Arc::new(Metrics::default());
         let embedded = match &config.nats.url {
@@ -74,7 +82,6 @@ impl Host {
         let client = broker::connect(&config.nats, &urls, deadline, metrics.clone()).await?;
         let js = async_nats::jetstream::new(client.clone());
         broker::ensure_dead_letter_stream(&js, &config.dead_letter, deadline).await?;
-        broker::ensure_streams(&js, &config.streams, deadline).await?;
         let out = Outputs {
             client: client.clone(),
             js: js.clone(),
@@ -100,39 +107,10 @@ impl Host {
             client,
             embedded,
         };
-        let mut spares = host.load_plugins(&config).await;
-        for route in &config.routes {
-            let name = route.name.get_ref();
-            let Some(plugin) = host.plugins.get(route.plugin.get_ref()).cloned() else { continue };
-            let first = spares.remove(route.plugin.get_ref());
-            let running = RunningRoute::start(route.clone(), plugin, first, &host.out).await?;
-            host.routes.insert(name.clone(), running);
-        }
-        broker::barrier(&host.client).await?;
-        host.config = config;
+        // Startup is a reload from nothing: the same plan, the same steps.
+        let mut report = ReloadReport::new("startup");
+        host.apply(config, Occasion::Start { deadline }, &mut report).await?;
         Ok(host)
-    }
-
-    /// Load every plugin once. One that fails is logged and its routes do not
-    /// start; the others serve on. Returns the instance each load proved itself
-    /// with, to seed the first pool of that plugin.
-    async fn load_plugins(&mut self, config: &Config) -> BTreeMap<String, Instance> {
-        let mut spares = BTreeMap::new();
-        for (name, plugin_config) in &config.plugins {
-            let result = match PluginSpec::from_config(name, plugin_config) {
-                Ok(spec) => Plugin::load(&self.runtime, spec).await.map_err(anyhow::Error::from),
-                Err(err) => Err(err.context(format!("plugin `{name}`: encoding its config"))),
-            };
-            match result {
-                Ok((plugin, instance)) => {
-                    tracing::info!(plugin = %name, version = %plugin.hash, "plugin loaded");
-                    self.plugins.insert(name.clone(), plugin);
-                    spares.insert(name.clone(), instance);
-                }
-                Err(err) => tracing::error!("{err:#}"),
-            }
-        }
-        spares
     }
 
     /// One line per configured route: what it serves, or why it is not running.

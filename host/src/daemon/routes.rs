@@ -7,13 +7,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, RouteSpec};
 use crate::plugin::{Instance, Plugin, Pool};
 use crate::route::{Outputs, Route};
 use crate::workers::Workers;
 
 pub struct RunningRoute {
     pub route: Arc<Route>,
+    /// What it was started with: a reload compares the new config to this.
+    pub(crate) config: RouteConfig,
     cancel: CancellationToken,
     workers: Workers,
 }
@@ -22,25 +24,26 @@ impl RunningRoute {
     /// Subscribe or bind the consumer and start the workers. `first` is an
     /// instance of `plugin` to seed the pool with, when one is at hand.
     pub async fn start(config: RouteConfig, plugin: Arc<Plugin>, first: Option<Instance>, out: &Outputs) -> anyhow::Result<Self> {
-        let name = config.name.get_ref().clone();
+        let spec = RouteSpec::from(&config);
+        let name = spec.name.clone();
         let first = match first {
             Some(instance) => instance,
             None => Instance::new(plugin.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("plugin `{}`: cannot make an instance: {e:?}", plugin.spec.name))?,
         };
-        let pool = Arc::new(Pool::new(plugin, first, config.concurrency));
-        let route = Arc::new(Route::new(config, pool));
+        let pool = Arc::new(Pool::new(plugin, first, spec.concurrency));
+        let route = Arc::new(Route::new(spec, pool));
         let cancel = CancellationToken::new();
         let mut workers = Workers::default();
         route.clone().start(out.clone(), cancel.clone(), &mut workers).await.with_context(|| format!("starting route `{name}`"))?;
-        Ok(Self { route, cancel, workers })
+        Ok(Self { route, config, cancel, workers })
     }
 
     /// What it serves, for the startup summary and `switchyard status`.
     pub fn describe(&self) -> String {
         let plugin = self.route.pool.plugin();
-        format!("route {}: {} -> plugin {} ({})", self.route.name, self.route.describe(), plugin.spec.name, plugin.hash)
+        format!("route {}: {} -> plugin {} ({})", self.route.name, self.route.spec.describe(), plugin.spec.name, plugin.hash)
     }
 
     /// Stop taking messages, let those in flight finish (up to `deadline`).

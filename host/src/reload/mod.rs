@@ -1,8 +1,9 @@
-//! Hot reload: a changed plugin file or runtime.toml is picked up while the host
-//! runs. Triggers (file watcher, SIGHUP, a request over NATS) all arrive as a
-//! [`Request`] on one channel, handled one at a time by the serve loop.
+//! Hot reload, the trigger side: a changed plugin file or runtime.toml, SIGHUP
+//! or a request over NATS all arrive as a [`Request`] on one channel, handled
+//! one at a time by the serve loop; and the answers' shapes ([`ReloadReport`],
+//! [`Status`]). What a reload changes is decided and applied by `crate::daemon`,
+//! the same way as startup; nothing here depends on the daemon.
 
-mod apply;
 pub mod control;
 mod status;
 mod watch;
@@ -11,7 +12,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-pub use status::Status;
+pub use status::{PluginStatus, RouteStatus, Status};
 pub use watch::Watcher;
 
 /// Work for the serve loop.
@@ -39,7 +40,7 @@ pub struct ReloadReport {
 }
 
 impl ReloadReport {
-    fn new(cause: &str) -> Self {
+    pub(crate) fn new(cause: &str) -> Self {
         let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
         Self { at, cause: cause.to_owned(), ok: true, changes: Vec::new(), refused: Vec::new() }
     }

@@ -1,5 +1,6 @@
 //! `switchyard status`: what a running host serves, with which plugin versions,
-//! since when, and how its last reload went.
+//! since when, and how its last reload went — the answer's shape and its text.
+//! The daemon fills it in (`daemon::status`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,7 +9,6 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::ReloadReport;
-use crate::daemon::Host;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
@@ -42,54 +42,8 @@ pub struct PluginStatus {
     pub loaded_at: u64,
 }
 
-fn unix(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
-}
-
 fn show_time(secs: u64) -> String {
     humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
-}
-
-impl Host {
-    pub fn status(&self) -> Status {
-        let host = format!(
-            "{}:{}",
-            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into()),
-            std::process::id()
-        );
-        Status {
-            host,
-            url: self.url.clone(),
-            started_at: unix(self.started_at),
-            routes: self
-                .routes
-                .values()
-                .map(|running| {
-                    let route = &running.route;
-                    let plugin = route.pool.plugin();
-                    RouteStatus {
-                        name: route.name.clone(),
-                        serves: route.describe(),
-                        plugin: plugin.spec.name.clone(),
-                        version: plugin.hash.clone(),
-                        rollbacks: route.pool.rollbacks(),
-                    }
-                })
-                .collect(),
-            plugins: self
-                .plugins
-                .iter()
-                .map(|(name, plugin)| PluginStatus {
-                    name: name.clone(),
-                    version: plugin.hash.clone(),
-                    path: plugin.spec.path.display().to_string(),
-                    loaded_at: unix(plugin.loaded_at),
-                })
-                .collect(),
-            last_reload: self.last_reload.clone(),
-            counters: self.metrics.snapshot().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        }
-    }
 }
 
 impl Status {

@@ -1,0 +1,54 @@
+//! A snapshot of the running host for `switchyard status` (the shape lives
+//! with the control requests in `crate::reload`).
+
+use std::time::SystemTime;
+
+use super::Host;
+use crate::reload::{PluginStatus, RouteStatus, Status};
+
+fn unix(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+impl Host {
+    /// What this host serves now, with which versions, and its last reload.
+    pub fn status(&self) -> Status {
+        let host = format!(
+            "{}:{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into()),
+            std::process::id()
+        );
+        Status {
+            host,
+            url: self.url.clone(),
+            started_at: unix(self.started_at),
+            routes: self
+                .routes
+                .values()
+                .map(|running| {
+                    let route = &running.route;
+                    let plugin = route.pool.plugin();
+                    RouteStatus {
+                        name: route.name.clone(),
+                        serves: route.spec.describe(),
+                        plugin: plugin.spec.name.clone(),
+                        version: plugin.hash.clone(),
+                        rollbacks: route.pool.rollbacks(),
+                    }
+                })
+                .collect(),
+            plugins: self
+                .plugins
+                .iter()
+                .map(|(name, plugin)| PluginStatus {
+                    name: name.clone(),
+                    version: plugin.hash.clone(),
+                    path: plugin.spec.path.display().to_string(),
+                    loaded_at: unix(plugin.loaded_at),
+                })
+                .collect(),
+            last_reload: self.last_reload.clone(),
+            counters: self.metrics.snapshot().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        }
+    }
+}
