@@ -115,7 +115,9 @@ async fn dead_letters_are_listed_and_replayed_after_the_fix() {
     assert!(list.contains("jobs.1") && list.contains("rejected by request"), "{list}");
     let only_one = dlq(nats.url(), &["list", "--subject", "jobs.1"]).await;
     assert!(only_one.contains("1 dead letter(s)"), "{only_one}");
-    let shown = dlq(nats.url(), &["show", "1"]).await;
+    // Four workers reject concurrently: the letter of jobs.1 need not be sequence 1.
+    let sequence = only_one.lines().find(|l| l.contains("jobs.1")).and_then(|l| l.split_whitespace().next()).expect("a jobs.1 line");
+    let shown = dlq(nats.url(), &["show", sequence]).await;
     assert!(shown.contains("Switchyard-Route: jobs") && shown.contains("job-1"), "{shown}");
 
     // Replay while no host runs, to look at what goes back.

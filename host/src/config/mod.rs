@@ -15,6 +15,7 @@
 mod load;
 mod paths;
 mod problems;
+mod route_spec;
 pub mod schema;
 mod source;
 mod units;
@@ -27,6 +28,7 @@ use std::path::Path;
 
 pub use paths::{base_dir, resolve_paths};
 pub use problems::{Problem, Problems};
+pub use route_spec::{CoreSpec, JetStreamSpec, Kind, RouteSpec};
 pub use schema::*;
 pub use source::{Position, Source};
 /// Subject syntax and matching live with the ABI: the SDK's mock host needs them too.

@@ -20,27 +20,21 @@ use async_nats::jetstream::Context as JetStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::StreamIndex;
-use crate::config::RouteConfig;
+use crate::config::{Kind, RouteSpec};
 use crate::plugin::Pool;
 use crate::policy::{Backoff, Breaker, DeadLetters, RateLimit};
 use crate::telemetry::Metrics;
 use crate::workers::Workers;
 
-/// A running route: its config, its plugin's instances, and its policies.
+/// A running route: its spec, its plugin's instances, and its policies.
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
-    pub config: RouteConfig,
+    pub spec: RouteSpec,
     pub pool: Arc<Pool>,
     pub backoff: Backoff,
     pub rate_limit: Option<RateLimit>,
     pub breaker: Option<Breaker>,
-    /// JetStream: deliveries an open breaker spent, per stream sequence.
-    breaker_naks: jetstream::BreakerNaks,
-    /// JetStream: messages received and not yet started, kept alive.
-    held: jetstream::Held,
-    /// JetStream: failed messages whose dead letter could not be stored yet.
-    owed: jetstream::OwedDeadLetters,
 }
 
 /// Where verdicts go: the shared NATS handles and counters.
@@ -56,43 +50,23 @@ pub struct Outputs {
 }
 
 impl Route {
-    pub fn new(config: RouteConfig, pool: Arc<Pool>) -> Self {
-        let name = config.name.get_ref().clone();
+    pub fn new(spec: RouteSpec, pool: Arc<Pool>) -> Self {
         Self {
-            backoff: Backoff::new(&config.retry),
-            rate_limit: config.rate_limit.as_ref().map(RateLimit::new),
-            breaker: config.breaker.as_ref().map(|b| Breaker::new(&name, b)),
-            breaker_naks: jetstream::BreakerNaks::default(),
-            held: jetstream::Held::default(),
-            owed: jetstream::OwedDeadLetters::default(),
-            name,
-            config,
+            name: spec.name.clone(),
+            backoff: Backoff::new(&spec.retry),
+            rate_limit: spec.rate_limit.as_ref().map(RateLimit::new),
+            breaker: spec.breaker.as_ref().map(|b| Breaker::new(&spec.name, b)),
+            spec,
             pool,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match &self.config.stream {
-            Some(stream) => format!(
-                "jetstream {}/{} (filter: {})",
-                stream.get_ref(),
-                self.config.durable_name(),
-                if self.config.subjects.is_empty() { "all".into() } else { self.config.subjects.join(", ") }
-            ),
-            None => match &self.config.queue {
-                Some(queue) => format!("core {} (queue {queue})", self.config.subjects.join(", ")),
-                None => format!("core {}", self.config.subjects.join(", ")),
-            },
         }
     }
 
     /// Subscribe or bind the consumer, then run the route's workers until `cancel`.
     /// Returns once setup is done; the workers are spawned into `workers`.
     pub async fn start(self: Arc<Self>, out: Outputs, cancel: CancellationToken, workers: &mut Workers) -> anyhow::Result<()> {
-        if self.config.stream.is_some() {
-            jetstream::start(self, out, cancel, workers).await
-        } else {
-            core::start(self, out, cancel, workers).await
+        match self.spec.kind.clone() {
+            Kind::Core(core) => core::start(self, core, out, cancel, workers).await,
+            Kind::JetStream(js) => jetstream::start(self, js, out, cancel, workers).await,
         }
     }
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::lanes::Lanes;
 use super::{Outputs, Route, convert};
+use crate::config::CoreSpec;
 use crate::workers::Workers;
 
 /// A subscription that stops cleanly: on cancel it is drained (the server stops
@@ -51,26 +52,40 @@ impl Feed {
     }
 }
 
-pub async fn start(route: Arc<Route>, out: Outputs, cancel: CancellationToken, workers: &mut Workers) -> anyhow::Result<()> {
-    let concurrency = route.config.concurrency.max(1);
+/// A core route: the route and its subscriptions' settings.
+pub(super) struct Subscriptions {
+    route: Arc<Route>,
+    spec: CoreSpec,
+}
+
+pub(super) async fn start(
+    route: Arc<Route>,
+    spec: CoreSpec,
+    out: Outputs,
+    cancel: CancellationToken,
+    workers: &mut Workers,
+) -> anyhow::Result<()> {
+    let concurrency = route.spec.concurrency;
+    let order_by = route.spec.order_by.clone();
     // Unordered workers each own a subscription in one queue group, so the server
     // hands each message to one of them: no lock, no hand-off between workers.
     // Without a configured group the group is this route's own on this host, so
     // every other subscriber (another host included) still gets its copy.
-    let queue = match &route.config.queue {
+    let queue = match &spec.queue {
         Some(queue) => Some(queue.clone()),
-        None if route.config.order_by.is_none() && concurrency > 1 => Some(private_queue(&route.name, &out.client)),
+        None if order_by.is_none() && concurrency > 1 => Some(private_queue(&route.name, &out.client)),
         None => None,
     };
-    for subject in &route.config.subjects {
-        let name = format!("route `{}` ({subject})", route.name);
-        match route.config.order_by.clone() {
+    let s = Arc::new(Subscriptions { route, spec });
+    for subject in &s.spec.subjects {
+        let name = format!("route `{}` ({subject})", s.route.name);
+        match order_by.clone() {
             Some(order_by) => {
                 let mut feed = Feed::subscribe(&out, subject, queue.as_deref()).await?;
-                let (r, o, c) = (route.clone(), out.clone(), cancel.clone());
+                let (s2, o, c) = (s.clone(), out.clone(), cancel.clone());
                 let lanes = Lanes::start(concurrency, &name, workers, move |msg: Message| {
-                    let (route, out, cancel) = (r.clone(), o.clone(), c.clone());
-                    async move { settle::handle(&route, &out, &cancel, msg).await }
+                    let (s, out, cancel) = (s2.clone(), o.clone(), c.clone());
+                    async move { settle::handle(&s, &out, &cancel, msg).await }
                 });
                 let cancel = cancel.clone();
                 workers.spawn(format!("{name} reader"), async move {
@@ -84,10 +99,10 @@ pub async fn start(route: Arc<Route>, out: Outputs, cancel: CancellationToken, w
             None => {
                 for _ in 0..concurrency {
                     let mut feed = Feed::subscribe(&out, subject, queue.as_deref()).await?;
-                    let (route, out, cancel) = (route.clone(), out.clone(), cancel.clone());
+                    let (s, out, cancel) = (s.clone(), out.clone(), cancel.clone());
                     workers.spawn(name.clone(), async move {
                         while let Some(msg) = feed.next(&cancel).await {
-                            settle::handle(&route, &out, &cancel, convert::from_core(&msg)).await;
+                            settle::handle(&s, &out, &cancel, convert::from_core(&msg)).await;
                         }
                     });
                 }

@@ -13,18 +13,21 @@ use tokio_util::sync::CancellationToken;
 use super::super::dispatch::{self, Reply};
 use super::super::pipeline::{self, Failed, Settle, Unsent};
 use super::super::{Outputs, Route, convert};
+use super::Subscriptions;
+use crate::config::CoreSpec;
 use crate::plugin::Plugin;
 use crate::policy::RateLimit;
 use crate::policy::dead_letter::insert;
 use crate::telemetry::Metrics;
 
-pub(super) async fn handle(route: &Route, out: &Outputs, cancel: &CancellationToken, msg: Message) {
-    let mut settle = Core { route, out, cancel, started: Instant::now() };
-    pipeline::handle(route, out, msg, &mut settle).await;
+pub(super) async fn handle(s: &Subscriptions, out: &Outputs, cancel: &CancellationToken, msg: Message) {
+    let mut settle = Core { route: &s.route, spec: &s.spec, out, cancel, started: Instant::now() };
+    pipeline::handle(&s.route, out, msg, &mut settle).await;
 }
 
 struct Core<'a> {
     route: &'a Route,
+    spec: &'a CoreSpec,
     out: &'a Outputs,
     cancel: &'a CancellationToken,
     /// The first attempt, for `retry.max_elapsed`.
@@ -59,8 +62,8 @@ impl Settle for Core<'_> {
     async fn failed(&mut self, msg: &mut Message, delay: Option<Duration>, reason: String) -> Failed {
         let route = self.route;
         let delay = delay.unwrap_or_else(|| route.backoff.delay_after(msg.attempt));
-        let in_budget = self.started.elapsed() + delay <= route.config.retry.max_elapsed;
-        if msg.attempt < u64::from(route.config.retry.attempts.max(1)) && in_budget && !self.cancel.is_cancelled() {
+        let in_budget = self.started.elapsed() + delay <= self.spec.max_elapsed;
+        if msg.attempt < self.spec.attempts && in_budget && !self.cancel.is_cancelled() {
             Metrics::bump(&self.out.metrics.retried);
             tracing::debug!(route = %route.name, attempt = msg.attempt, ?delay, "retrying: {reason}");
             tokio::select! {

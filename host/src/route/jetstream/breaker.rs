@@ -14,46 +14,45 @@ use std::time::Duration;
 use async_nats::jetstream::{AckKind, Message as JsMessage};
 use switchyard_abi::Message;
 
-use super::{Feed, settle, take_received};
-use crate::route::Route;
+use super::{Consumer, Feed, settle, take_received};
 
 /// Entries kept at most; the oldest knowledge is dropped wholesale beyond it.
 const MAX_TRACKED: usize = 100_000;
 
 /// Stop pulling until the breaker lets probes through: nak what this host
 /// holds with the breaker's delay.
-pub(super) async fn pause(route: &Route, feed: &tokio::sync::Mutex<Feed>, wait: Duration) {
+pub(super) async fn pause(c: &Consumer, feed: &tokio::sync::Mutex<Feed>, wait: Duration) {
     let mut feed = feed.lock().await;
     if feed.messages.is_some() || !feed.buffered.is_empty() {
-        tracing::info!(route = %route.name, ?wait, "breaker open: pausing the consumer");
-        nak_received(route, &mut feed, wait).await;
+        tracing::info!(route = %c.route.name, ?wait, "breaker open: pausing the consumer");
+        nak_received(c, &mut feed, wait).await;
     }
 }
 
 /// Nak (with `delay`) every message received and not started, and drop the
 /// pull stream (it is re-opened with the batch size the breaker's phase allows).
-pub(super) async fn nak_received(route: &Route, feed: &mut Feed, delay: Duration) {
-    for msg in take_received(route, feed) {
-        spent(route, &msg);
-        settle::ack(route, &msg, AckKind::Nak(Some(delay))).await;
+pub(super) async fn nak_received(c: &Consumer, feed: &mut Feed, delay: Duration) {
+    for msg in take_received(c, feed) {
+        spent(c, &msg);
+        settle::ack(c, &msg, AckKind::Nak(Some(delay))).await;
     }
 }
 
 /// The pull batch while probing: no more messages than probes.
-pub(super) fn probe_batch(route: &Route) -> usize {
-    route.config.breaker.as_ref().map_or(1, |b| b.probes as usize)
+pub(super) fn probe_batch(c: &Consumer) -> usize {
+    c.route.spec.breaker.as_ref().map_or(1, |b| b.probes as usize)
 }
 
 /// This delivery of `js_msg` was spent by the breaker, not by a failure.
-pub(super) fn spent(route: &Route, js_msg: &JsMessage) {
+pub(super) fn spent(c: &Consumer, js_msg: &JsMessage) {
     if let Ok(info) = js_msg.info() {
-        route.breaker_naks.bump(info.stream_sequence);
+        c.breaker_naks.bump(info.stream_sequence);
     }
 }
 
 /// The attempts of `msg` that failed: its deliveries less the breaker's naks.
-pub(super) fn failed_attempts(route: &Route, msg: &Message) -> u64 {
-    let spent = msg.delivery.as_ref().map_or(0, |d| route.breaker_naks.get(d.stream_sequence));
+pub(super) fn failed_attempts(c: &Consumer, msg: &Message) -> u64 {
+    let spent = msg.delivery.as_ref().map_or(0, |d| c.breaker_naks.get(d.stream_sequence));
     msg.attempt.saturating_sub(spent)
 }
 

@@ -13,28 +13,29 @@ use switchyard_abi::{Message, Publish};
 
 use super::super::dispatch::{self, Reply};
 use super::super::pipeline::{self, Failed, Settle, Unsent};
-use super::super::{Outputs, Route, convert};
+use super::super::{Outputs, convert};
+use super::Consumer;
 use super::breaker;
 use crate::plugin::Plugin;
 use crate::policy::RateLimit;
 use crate::telemetry::Metrics;
 
-pub(super) async fn handle(route: &Route, out: &Outputs, js_msg: JsMessage) {
-    if !route.held.release(&js_msg, route.config.ack_wait) {
-        tracing::warn!(route = %route.name, "a message held past its ack_wait (was the host paused?) is left to its redelivery");
+pub(super) async fn handle(c: &Consumer, out: &Outputs, js_msg: JsMessage) {
+    if !c.held.release(&js_msg, c.spec.ack_wait) {
+        tracing::warn!(route = %c.route.name, "a message held past its ack_wait (was the host paused?) is left to its redelivery");
         return;
     }
-    let msg = convert::from_jetstream(&js_msg, route.config.max_deliver);
-    let mut settle = JetStream { route, out, js_msg: &js_msg };
-    match msg.delivery.as_ref().and_then(|d| route.owed.get(d.stream_sequence)) {
+    let msg = convert::from_jetstream(&js_msg, c.spec.max_deliver);
+    let mut settle = JetStream { c, out, js_msg: &js_msg };
+    match msg.delivery.as_ref().and_then(|d| c.owed.get(d.stream_sequence)) {
         // Failed for good before; only its dead letter is missing.
-        Some((plugin, reason)) => pipeline::dead_letter(route, out, &mut settle, &plugin, &msg, reason).await,
-        None => pipeline::handle(route, out, msg, &mut settle).await,
+        Some((plugin, reason)) => pipeline::dead_letter(&c.route, out, &mut settle, &plugin, &msg, reason).await,
+        None => pipeline::handle(&c.route, out, msg, &mut settle).await,
     }
 }
 
 struct JetStream<'a> {
-    route: &'a Route,
+    c: &'a Consumer,
     out: &'a Outputs,
     js_msg: &'a JsMessage,
 }
@@ -44,37 +45,37 @@ impl Settle for JetStream<'_> {
     /// for before the message was pulled.
     async fn permit(&mut self, limit: &RateLimit, msg: &Message) -> bool {
         if limit.is_keyed() {
-            keep_alive(self.route, self.js_msg, limit.until_ready(Some(msg))).await;
+            keep_alive(self.c, self.js_msg, limit.until_ready(Some(msg))).await;
         }
         true
     }
 
     /// Nak with the breaker's delay; the delivery is not counted as an attempt.
     async fn breaker_open(&mut self, _msg: &Message, wait: Duration) {
-        breaker::spent(self.route, self.js_msg);
-        ack(self.route, self.js_msg, AckKind::Nak(Some(wait))).await;
+        breaker::spent(self.c, self.js_msg);
+        ack(self.c, self.js_msg, AckKind::Nak(Some(wait))).await;
     }
 
     async fn call<F: Future>(&mut self, call: F) -> F::Output {
-        keep_alive(self.route, self.js_msg, call).await
+        keep_alive(self.c, self.js_msg, call).await
     }
 
     async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<(), Unsent> {
-        let route = self.route;
+        let c = self.c;
         if reply.is_some_and(|r| !r.payload.is_empty()) {
-            tracing::debug!(route = %route.name, "reply to a JetStream message dropped: it has no requester");
+            tracing::debug!(route = %c.route.name, "reply to a JetStream message dropped: it has no requester");
         }
         match publish_confirmed(self.out, publishes).await {
             Ok(()) => {
-                ack(route, self.js_msg, AckKind::Ack).await;
+                ack(c, self.js_msg, AckKind::Ack).await;
                 Metrics::bump(&self.out.metrics.acked);
-                forget(route, msg);
+                forget(c, msg);
                 Ok(())
             }
             Err(why) => {
                 Metrics::bump(&self.out.metrics.publish_failures);
-                let reason = format!("route `{}`, plugin `{}`: {why}", route.name, plugin.spec.name);
-                tracing::warn!(route = %route.name, plugin = %plugin.spec.name, subject = %msg.subject, "{reason}; retrying the message");
+                let reason = format!("route `{}`, plugin `{}`: {why}", c.route.name, plugin.spec.name);
+                tracing::warn!(route = %c.route.name, plugin = %plugin.spec.name, subject = %msg.subject, "{reason}; retrying the message");
                 Err(Unsent::Publish(reason))
             }
         }
@@ -83,16 +84,16 @@ impl Settle for JetStream<'_> {
     /// Nak with a delay, or give up once `max_deliver` attempts have failed.
     /// Deliveries spent by breaker naks do not count as attempts.
     async fn failed(&mut self, msg: &mut Message, delay: Option<Duration>, reason: String) -> Failed {
-        let route = self.route;
-        let max = route.config.max_deliver;
-        let failed_attempts = breaker::failed_attempts(route, msg);
+        let c = self.c;
+        let max = c.spec.max_deliver;
+        let failed_attempts = breaker::failed_attempts(c, msg);
         if max > 0 && failed_attempts >= max as u64 {
             return Failed::GiveUp(format!("max_deliver ({max}) reached: {reason}"));
         }
         Metrics::bump(&self.out.metrics.retried);
-        let delay = delay.unwrap_or_else(|| route.backoff.delay_after(failed_attempts));
-        tracing::debug!(route = %route.name, attempt = msg.attempt, ?delay, "nak: {reason}");
-        ack(route, self.js_msg, AckKind::Nak(Some(delay))).await;
+        let delay = delay.unwrap_or_else(|| c.route.backoff.delay_after(failed_attempts));
+        tracing::debug!(route = %c.route.name, attempt = msg.attempt, ?delay, "nak: {reason}");
+        ack(c, self.js_msg, AckKind::Nak(Some(delay))).await;
         Failed::Later
     }
 
@@ -100,23 +101,23 @@ impl Settle for JetStream<'_> {
     /// copy had to exist first). Not stored: never give the message up — nak it
     /// (the server's max_deliver is unlimited) and owe its dead letter.
     async fn dead_lettered(&mut self, plugin: &Arc<Plugin>, msg: &Message, reason: String, stored: anyhow::Result<()>) {
-        let route = self.route;
+        let c = self.c;
         match stored {
             Ok(()) => {
-                tracing::info!(route = %route.name, subject = %msg.subject, attempt = msg.attempt, "dead-lettered: {reason}");
-                ack(route, self.js_msg, AckKind::Term).await;
-                forget(route, msg);
+                tracing::info!(route = %c.route.name, subject = %msg.subject, attempt = msg.attempt, "dead-lettered: {reason}");
+                ack(c, self.js_msg, AckKind::Term).await;
+                forget(c, msg);
             }
             Err(err) => {
-                let delay = route.backoff.delay_after(msg.attempt);
+                let delay = c.route.backoff.delay_after(msg.attempt);
                 tracing::error!(
-                    route = %route.name, subject = %msg.subject, attempt = msg.attempt,
+                    route = %c.route.name, subject = %msg.subject, attempt = msg.attempt,
                     "cannot store the dead letter ({err:#}); message kept, retrying in {delay:?}: {reason}"
                 );
                 if let Some(delivery) = &msg.delivery {
-                    route.owed.owe(delivery.stream_sequence, plugin.clone(), reason);
+                    c.owed.owe(delivery.stream_sequence, plugin.clone(), reason);
                 }
-                ack(route, self.js_msg, AckKind::Nak(Some(delay))).await;
+                ack(c, self.js_msg, AckKind::Nak(Some(delay))).await;
             }
         }
     }
@@ -124,13 +125,13 @@ impl Settle for JetStream<'_> {
 
 /// Run `work` while telling the server, every third of `ack_wait`, that the
 /// message is still being handled — so a long call is never redelivered.
-async fn keep_alive<F: Future>(route: &Route, js_msg: &JsMessage, work: F) -> F::Output {
-    let period = (route.config.ack_wait / 3).max(Duration::from_millis(50));
+async fn keep_alive<F: Future>(c: &Consumer, js_msg: &JsMessage, work: F) -> F::Output {
+    let period = (c.spec.ack_wait / 3).max(Duration::from_millis(50));
     let pulse = async {
         loop {
             tokio::time::sleep(period).await;
             if let Err(err) = js_msg.ack_with(AckKind::Progress).await {
-                tracing::debug!(route = %route.name, "in-progress ack failed: {err}");
+                tracing::debug!(route = %c.route.name, "in-progress ack failed: {err}");
             }
         }
     };
@@ -175,16 +176,16 @@ async fn publish_confirmed(out: &Outputs, publishes: Vec<Publish>) -> Result<(),
     Ok(())
 }
 
-pub(super) async fn ack(route: &Route, js_msg: &JsMessage, kind: AckKind) {
-    let result = if route.config.double_ack { js_msg.double_ack_with(kind).await } else { js_msg.ack_with(kind).await };
+pub(super) async fn ack(c: &Consumer, js_msg: &JsMessage, kind: AckKind) {
+    let result = if c.spec.double_ack { js_msg.double_ack_with(kind).await } else { js_msg.ack_with(kind).await };
     if let Err(err) = result {
-        tracing::warn!(route = %route.name, "ack failed (the server will redeliver): {err}");
+        tracing::warn!(route = %c.route.name, "ack failed (the server will redeliver): {err}");
     }
 }
 
-fn forget(route: &Route, msg: &Message) {
+fn forget(c: &Consumer, msg: &Message) {
     if let Some(delivery) = &msg.delivery {
-        route.breaker_naks.remove(delivery.stream_sequence);
-        route.owed.paid(delivery.stream_sequence);
+        c.breaker_naks.remove(delivery.stream_sequence);
+        c.owed.paid(delivery.stream_sequence);
     }
 }
