@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `$SWITCHYARD_BIN`, else the `switchyard` built next to this binary.
-pub fn switchyard_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn switchyard_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("SWITCHYARD_BIN") {
         return Ok(PathBuf::from(path));
     }
@@ -24,7 +24,7 @@ pub fn switchyard_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// `switchyard run <config>`, ready to spawn.
-pub fn switchyard_run(config: &Path) -> anyhow::Result<Command> {
+pub(crate) fn switchyard_run(config: &Path) -> anyhow::Result<Command> {
     let mut command = Command::new(switchyard_binary()?);
     command.arg("run").arg(config);
     Ok(command)
@@ -32,7 +32,7 @@ pub fn switchyard_run(config: &Path) -> anyhow::Result<Command> {
 
 /// Spawn `command` and wait for a stdout line starting with `ready`. The child
 /// is killed when the returned handle drops.
-pub async fn spawn_ready(mut command: Command, ready: &str) -> anyhow::Result<Child> {
+pub(crate) async fn spawn_ready(mut command: Command, ready: &str) -> anyhow::Result<Child> {
     let mut child =
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true).spawn().context("spawning")?;
     let stdout = child.stdout.take().context("child stdout")?;
@@ -52,7 +52,7 @@ pub async fn spawn_ready(mut command: Command, ready: &str) -> anyhow::Result<Ch
 }
 
 /// The resident set of process `pid`, in MiB (VmRSS of /proc/<pid>/status).
-pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     let status = Path::new("/proc").join(pid.to_string()).join("status");
     let text = std::fs::read_to_string(&status).with_context(|| format!("reading {}", status.display()))?;
     let kib: f64 = text

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// What a figure must reach to count as met.
 #[derive(Debug, Clone, Copy)]
-pub enum Target {
+pub(crate) enum Target {
     /// host / raw at least this (throughput).
     RatioAtLeast(f64),
     /// host / raw at most this (latency).
@@ -22,7 +22,7 @@ pub enum Target {
 
 /// One line of the table: the host's figure beside the raw baseline of the same run.
 #[derive(Debug, Clone)]
-pub struct Figure {
+pub(crate) struct Figure {
     pub scenario: &'static str,
     pub metric: String,
     pub unit: &'static str,
@@ -32,13 +32,13 @@ pub struct Figure {
 }
 
 impl Figure {
-    pub fn new(scenario: &'static str, metric: impl Into<String>, unit: &'static str, host: f64, raw: f64, target: Target) -> Self {
+    pub(crate) fn new(scenario: &'static str, metric: impl Into<String>, unit: &'static str, host: f64, raw: f64, target: Target) -> Self {
         // NaN: that side was not measured (`--side`).
         let known = |v: f64| (!v.is_nan()).then_some(v);
         Self { scenario, metric: metric.into(), unit, host: known(host), raw: known(raw), target }
     }
 
-    pub fn ratio(&self) -> Option<f64> {
+    pub(crate) fn ratio(&self) -> Option<f64> {
         match (self.host, self.raw) {
             (Some(host), Some(raw)) if raw != 0.0 => Some(host / raw),
             _ => None,
@@ -46,7 +46,7 @@ impl Figure {
     }
 
     /// `None` when a side the target needs was not measured.
-    pub fn met(&self) -> Option<bool> {
+    pub(crate) fn met(&self) -> Option<bool> {
         match self.target {
             Target::RatioAtLeast(t) => self.ratio().map(|r| r >= t),
             Target::RatioAtMost(t) => self.ratio().map(|r| r <= t),
@@ -55,7 +55,7 @@ impl Figure {
         }
     }
 
-    pub fn target_text(&self) -> String {
+    pub(crate) fn target_text(&self) -> String {
         match self.target {
             Target::RatioAtLeast(t) => format!("ratio >= {t:.2}"),
             Target::RatioAtMost(t) => format!("ratio <= {t:.2}"),
@@ -66,7 +66,7 @@ impl Figure {
 }
 
 /// The table `make bench` prints.
-pub fn table(figures: &[Figure]) -> String {
+pub(crate) fn table(figures: &[Figure]) -> String {
     let header = ["scenario", "figure", "host", "raw", "ratio", "target", "met"];
     let rows: Vec<[String; 7]> = figures
         .iter()
@@ -146,7 +146,7 @@ struct JsonFigure<'a> {
 }
 
 /// Write every figure as one JSON object in an array.
-pub fn write_json(path: &Path, figures: &[Figure]) -> anyhow::Result<()> {
+pub(crate) fn write_json(path: &Path, figures: &[Figure]) -> anyhow::Result<()> {
     let objects: Vec<JsonFigure<'_>> = figures
         .iter()
         .map(|f| JsonFigure {

@@ -13,20 +13,20 @@ use switchyard::config::{EmbeddedConfig, defaults};
 use switchyard::daemon::Host;
 
 /// Every payload in the bench is this long.
-pub const PAYLOAD_LEN: usize = 128;
+pub(crate) const PAYLOAD_LEN: usize = 128;
 
 /// A counter that has not moved for this long has stopped: what it lacks was dropped.
 const STALL: Duration = Duration::from_secs(5);
 
 /// Which side of each scenario to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Side {
+pub(crate) enum Side {
     Both,
     Host,
     Raw,
 }
 
-pub struct Bench {
+pub(crate) struct Bench {
     pub scale: f64,
     pub runs: usize,
     pub side: Side,
@@ -38,7 +38,7 @@ pub struct Bench {
 
 impl Bench {
     /// Start nats-server (JetStream on, loopback, a free port, data in a temp folder).
-    pub async fn start(scale: f64, runs: usize, side: Side) -> anyhow::Result<Self> {
+    pub(crate) async fn start(scale: f64, runs: usize, side: Side) -> anyhow::Result<Self> {
         let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
         let scratch = tempfile::tempdir().context("creating the bench's temp folder")?;
         let binary = std::env::var_os("NATS_SERVER_BIN").map(PathBuf::from).unwrap_or_else(|| workspace.join("tools/nats/bin/nats-server"));
@@ -49,51 +49,51 @@ impl Bench {
         Ok(Self { scale, runs, side, url: server.url().to_owned(), workspace, scratch, server: Some(server) })
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await;
         }
     }
 
-    pub fn host_side(&self) -> bool {
+    pub(crate) fn host_side(&self) -> bool {
         self.side != Side::Raw
     }
 
-    pub fn raw_side(&self) -> bool {
+    pub(crate) fn raw_side(&self) -> bool {
         self.side != Side::Host
     }
 
     /// `full` scaled by `--scale`, at least 100.
-    pub fn count(&self, full: usize) -> usize {
+    pub(crate) fn count(&self, full: usize) -> usize {
         ((full as f64 * self.scale).round() as usize).max(100)
     }
 
     /// A reference plugin's .wasm, built by `make plugins`.
-    pub fn plugin(&self, name: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn plugin(&self, name: &str) -> anyhow::Result<PathBuf> {
         let path = self.workspace.join("target/wasm32-wasip1/release").join(format!("{name}.wasm"));
         anyhow::ensure!(path.is_file(), "{} is missing: run `make plugins` (make bench does)", path.display());
         Ok(path)
     }
 
     /// Compiled plugins are cached across bench runs, as `switchyard run` caches them.
-    pub fn cache_dir(&self) -> PathBuf {
+    pub(crate) fn cache_dir(&self) -> PathBuf {
         self.workspace.join("target/bench/cache")
     }
 
     /// The `[nats]` and `[host]` sections every bench config starts with.
-    pub fn preamble(&self) -> String {
+    pub(crate) fn preamble(&self) -> String {
         format!("[nats]\nurl = \"{}\"\n\n[host]\ncache_dir = \"{}\"\n\n", self.url, self.cache_dir().display())
     }
 
     /// Write `body` (after the preamble) as `<name>.toml` and return its path.
-    pub fn write_config(&self, name: &str, body: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn write_config(&self, name: &str, body: &str) -> anyhow::Result<PathBuf> {
         let path = self.scratch.path().join(format!("{name}.toml"));
         std::fs::write(&path, format!("{}{body}", self.preamble())).with_context(|| format!("writing `{}`", path.display()))?;
         Ok(path)
     }
 
     /// A host in this process, serving `body`.
-    pub async fn host(&self, name: &str, body: &str) -> anyhow::Result<Host> {
+    pub(crate) async fn host(&self, name: &str, body: &str) -> anyhow::Result<Host> {
         let path = self.write_config(name, body)?;
         let loaded = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("bench config `{name}`:\n{problems}"))?;
         Host::start(loaded.config, None).await.with_context(|| format!("starting the host for `{name}`"))
@@ -101,7 +101,7 @@ impl Bench {
 
     /// A client set up as the host sets up its own (same subscription capacity),
     /// counting slow-consumer events, which are the only sign of dropped messages.
-    pub async fn client(&self, slow: Arc<AtomicU64>) -> anyhow::Result<async_nats::Client> {
+    pub(crate) async fn client(&self, slow: Arc<AtomicU64>) -> anyhow::Result<async_nats::Client> {
         async_nats::ConnectOptions::new()
             .subscription_capacity(defaults::subscription_capacity())
             .event_callback(move |event| {
@@ -118,12 +118,12 @@ impl Bench {
     }
 
     /// A plain client, for publishers and requesters.
-    pub async fn plain_client(&self) -> anyhow::Result<async_nats::Client> {
+    pub(crate) async fn plain_client(&self) -> anyhow::Result<async_nats::Client> {
         async_nats::connect(&self.url).await.with_context(|| format!("connecting to {}", self.url))
     }
 }
 
-pub fn payload() -> bytes::Bytes {
+pub(crate) fn payload() -> bytes::Bytes {
     bytes::Bytes::from(vec![b'x'; PAYLOAD_LEN])
 }
 
@@ -131,7 +131,7 @@ pub fn payload() -> bytes::Bytes {
 /// with the machine's busy CPU time (all processes: bench, host, nats-server) at
 /// those moments.
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub first: Option<Instant>,
     pub last: Instant,
     pub reached: u64,
@@ -141,14 +141,14 @@ pub struct Progress {
 
 impl Progress {
     /// Busy CPU µs per message from the first message to the last, machine-wide.
-    pub fn cpu_us_per_message(&self) -> f64 {
+    pub(crate) fn cpu_us_per_message(&self) -> f64 {
         (self.cpu_at_last - self.cpu_at_first) * 1e6 / self.reached.max(1) as f64
     }
 }
 
 /// Busy CPU seconds of the whole machine so far (/proc/stat: everything but idle
 /// and iowait), to tell a side that saturates the cores from one that waits.
-pub fn cpu_busy_seconds() -> f64 {
+pub(crate) fn cpu_busy_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return f64::NAN };
     let Some(line) = stat.lines().next() else { return f64::NAN };
     let ticks: Vec<f64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
@@ -160,7 +160,7 @@ pub fn cpu_busy_seconds() -> f64 {
 /// Poll `counter` every millisecond until it reaches `target` or stalls. Hosts
 /// and raw baselines are both measured this way, so the polling error (about a
 /// millisecond at each end) is the same on both sides.
-pub async fn wait_for(counter: impl Fn() -> u64, target: u64) -> Progress {
+pub(crate) async fn wait_for(counter: impl Fn() -> u64, target: u64) -> Progress {
     let mut first = None;
     let mut cpu_at_first = cpu_busy_seconds();
     let mut seen = 0;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// The median of `values` (the mean of the middle two for an even count).
-pub fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {
@@ -15,7 +15,7 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// The `p`-th percentile (0–100) of `samples` in microseconds, nearest rank.
-pub fn percentile_us(samples: &mut [Duration], p: f64) -> f64 {
+pub(crate) fn percentile_us(samples: &mut [Duration], p: f64) -> f64 {
     if samples.is_empty() {
         return f64::NAN;
     }

@@ -1,15 +1,18 @@
 //! Switchyard: maps NATS subjects, queue groups and JetStream consumers onto
 //! sandboxed WebAssembly handlers, with the delivery policies around them.
+//!
+//! Public: what the binary, the bench and the end-to-end tests use; the rest is
+//! the crate's own (see docs/ARCHITECTURE.md).
 
 pub mod app;
 pub mod broker;
 pub mod cli;
-pub mod commands;
+mod commands;
 pub mod config;
 pub mod daemon;
 pub mod plugin;
-pub mod policy;
-pub mod reload;
-pub mod route;
+mod policy;
+mod reload;
+mod route;
 pub mod telemetry;
-pub mod workers;
+mod workers;

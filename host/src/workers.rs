@@ -8,28 +8,20 @@ use std::time::Duration;
 use tokio::task::{Id, JoinSet};
 
 #[derive(Debug, Default)]
-pub struct Workers {
+pub(crate) struct Workers {
     set: JoinSet<()>,
     names: HashMap<Id, String>,
 }
 
 impl Workers {
-    pub fn spawn(&mut self, name: String, task: impl Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn(&mut self, name: String, task: impl Future<Output = ()> + Send + 'static) {
         let handle = self.set.spawn(task);
         self.names.insert(handle.id(), name);
     }
 
-    pub fn len(&self) -> usize {
-        self.set.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
-    }
-
     /// Wait up to `deadline` for every worker to return; then abort the rest and
     /// return their names.
-    pub async fn join_within(mut self, deadline: Duration) -> Vec<String> {
+    pub(crate) async fn join_within(mut self, deadline: Duration) -> Vec<String> {
         let names = &mut self.names;
         let set = &mut self.set;
         let _ = tokio::time::timeout(deadline, async {

@@ -29,7 +29,7 @@ impl Run {
     const SKIPPED: Run = Run { rate: f64::NAN, dropped: 0, cpu_us: f64::NAN };
 }
 
-pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
+pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let n = bench.count(FULL);
     let (mut host_runs, mut raw_runs) = (Vec::new(), Vec::new());
     for i in 0..bench.runs {

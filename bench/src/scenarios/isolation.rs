@@ -22,7 +22,7 @@ const POOLED_CALLS: usize = 200_000;
 const FRESH_CALLS: usize = 50_000;
 const WARMUP: usize = 2_000;
 
-pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
+pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let runtime = Runtime::new(Some(bench.cache_dir()))?;
     let pooled = pool(bench, &runtime, "pooled").await?;
     let fresh = pool(bench, &runtime, "fresh").await?;

@@ -25,7 +25,7 @@ const SUBJECT: &str = "bench.js.in";
 /// Stream acks awaited at once while staging the messages.
 const PUBLISH_WINDOW: usize = 2_000;
 
-pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
+pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let n = bench.count(FULL);
     let body = format!(
         "[[streams]]\nname = \"{STREAM}\"\nsubjects = [\"bench.js.>\"]\n\n\

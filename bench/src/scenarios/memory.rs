@@ -23,7 +23,7 @@ const MODULES: [(&str, &str); 4] = [("echo", ""), ("transform", "config = { targ
 /// Time to settle after "ready" before reading the resident set.
 const SETTLE: Duration = Duration::from_secs(2);
 
-pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
+pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let config = write_config(bench)?;
     let (mut host, mut raw) = (Vec::new(), Vec::new());
     let serve = || process::switchyard_run(&config);
@@ -71,7 +71,7 @@ async fn rss_when_ready(command: Command, ready: &str) -> anyhow::Result<f64> {
 
 /// The baseline process: connect like the host, subscribe to `subjects`
 /// subjects, say "ready", and idle until stdin closes or the bench kills it.
-pub async fn idle_client(url: &str, subjects: usize) -> anyhow::Result<()> {
+pub(crate) async fn idle_client(url: &str, subjects: usize) -> anyhow::Result<()> {
     let client = async_nats::ConnectOptions::new()
         .subscription_capacity(switchyard::config::defaults::subscription_capacity())
         .connect(url)

@@ -2,17 +2,17 @@
 //! its raw async-nats baseline in the same run, alternating, `--runs` times, and
 //! reports the medians.
 
-pub mod core;
-pub mod isolation;
-pub mod jetstream;
-pub mod memory;
-pub mod reload;
-pub mod request;
+pub(crate) mod core;
+pub(crate) mod isolation;
+pub(crate) mod jetstream;
+pub(crate) mod memory;
+pub(crate) mod reload;
+pub(crate) mod request;
 
 use clap::ValueEnum;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Scenario {
+pub(crate) enum Scenario {
     Core,
     Jetstream,
     Request,
@@ -22,6 +22,6 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] =
+    pub(crate) const ALL: [Scenario; 6] =
         [Scenario::Core, Scenario::Jetstream, Scenario::Request, Scenario::Isolation, Scenario::Reload, Scenario::Memory];
 }

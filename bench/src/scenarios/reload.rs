@@ -50,7 +50,7 @@ struct Swaps {
     steady_max: Vec<f64>,
 }
 
-pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
+pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     if !bench.host_side() {
         return Ok(Vec::new());
     }

@@ -33,7 +33,7 @@ impl Runs {
     }
 }
 
-pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
+pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let (mut host, mut raw) = (Runs::default(), Runs::default());
     let config = format!(
         "[plugins.noop]\npath = \"{}\"\n\n[[routes]]\nname = \"reply\"\nplugin = \"noop\"\nsubjects = [\"bench.rr.host\"]\n",

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::config;
 use crate::plugin::{Plugin, PluginSpec, Runtime};
 
-pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let loaded = match config::load(path) {
         Ok(loaded) => loaded,
         Err(problems) => {

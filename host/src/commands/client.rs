@@ -36,7 +36,7 @@ pub(super) async fn connect(conn: &ConnArgs) -> anyhow::Result<async_nats::Clien
         .with_context(|| format!("connecting to NATS at {url} (is `switchyard run` up?)"))
 }
 
-pub async fn publish(conn: &ConnArgs, subject: String, data: String, msg: &MessageArgs, count: u64) -> anyhow::Result<ExitCode> {
+pub(crate) async fn publish(conn: &ConnArgs, subject: String, data: String, msg: &MessageArgs, count: u64) -> anyhow::Result<ExitCode> {
     let client = connect(conn).await?;
     let headers = convert_headers(&msg.headers).map_err(anyhow::Error::msg)?;
     for _ in 0..count {
@@ -48,7 +48,13 @@ pub async fn publish(conn: &ConnArgs, subject: String, data: String, msg: &Messa
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn request(conn: &ConnArgs, subject: String, data: String, msg: &MessageArgs, timeout: Duration) -> anyhow::Result<ExitCode> {
+pub(crate) async fn request(
+    conn: &ConnArgs,
+    subject: String,
+    data: String,
+    msg: &MessageArgs,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
     let client = connect(conn).await?;
     let headers = convert_headers(&msg.headers).map_err(anyhow::Error::msg)?;
     let reply = tokio::time::timeout(timeout, client.request_with_headers(subject.clone(), headers, data.into()))
@@ -72,7 +78,7 @@ fn print_headers(headers: &async_nats::HeaderMap) {
     }
 }
 
-pub async fn subscribe(conn: &ConnArgs, subject: String, count: Option<u64>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn subscribe(conn: &ConnArgs, subject: String, count: Option<u64>) -> anyhow::Result<ExitCode> {
     let client = connect(conn).await?;
     let mut sub = client.subscribe(subject.clone()).await?;
     client.flush().await?;

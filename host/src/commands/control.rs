@@ -27,7 +27,7 @@ async fn ask(conn: &ConnArgs, verb: &str, wait: Duration) -> anyhow::Result<Vec<
     Ok(out)
 }
 
-pub async fn status(conn: &ConnArgs, wait: Duration) -> anyhow::Result<ExitCode> {
+pub(crate) async fn status(conn: &ConnArgs, wait: Duration) -> anyhow::Result<ExitCode> {
     for answer in ask(conn, "status", wait).await? {
         match serde_json::from_slice::<Status>(&answer) {
             Ok(status) => print!("{}", status.render()),
@@ -37,7 +37,7 @@ pub async fn status(conn: &ConnArgs, wait: Duration) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn reload(conn: &ConnArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn reload(conn: &ConnArgs) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     // A reload compiles changed plugins: give the hosts time to answer.
     for answer in ask(conn, "reload", Duration::from_secs(10)).await? {

@@ -28,7 +28,7 @@ use crate::config::{self, DeadLetterConfig, subject};
 use crate::policy::dead_letter::headers;
 
 /// Header a replayed message carries: `<dead-letter stream>:<sequence>`.
-pub const REPLAY_HEADER: &str = "Switchyard-Replay";
+pub(crate) const REPLAY_HEADER: &str = "Switchyard-Replay";
 
 /// Replays in flight at once, so letters that wait out the timeout (silent
 /// subscribers) overlap instead of adding up.
@@ -37,7 +37,7 @@ const IN_FLIGHT: usize = 32;
 /// The error code a core route answers with after it dead-lettered the message.
 const DEAD_LETTERED_AGAIN: &str = "500";
 
-pub async fn run(conn: &ConnArgs, action: DlqAction) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(conn: &ConnArgs, action: DlqAction) -> anyhow::Result<ExitCode> {
     let dead_letter = config::load(&conn.config).map(|l| l.config.dead_letter).unwrap_or_default();
     let client = client::connect(conn).await?;
     let js = jetstream::new(client.clone());

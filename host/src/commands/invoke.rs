@@ -13,7 +13,7 @@ use crate::cli::InvokeArgs;
 use crate::config::{Isolation, PluginConfig, RolloutConfig};
 use crate::plugin::{Plugin, PluginSpec, Runtime};
 
-pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     let config: toml::Table = toml::from_str(&args.config).context("--config is not a TOML table")?;
     // The flags stand in for a `[plugins.NAME]` table, so the spec is made the
     // one way the daemon makes it.

@@ -1,8 +1,8 @@
 //! The subcommands other than `run`: tools for operators and plugin authors.
 
-pub mod check;
-pub mod client;
-pub mod control;
-pub mod dlq;
-pub mod invoke;
+pub(crate) mod check;
+pub(crate) mod client;
+pub(crate) mod control;
+pub(crate) mod dlq;
+pub(crate) mod invoke;
 mod show;

@@ -2,7 +2,7 @@
 
 use switchyard_abi::Header;
 
-pub fn payload(bytes: &[u8]) -> String {
+pub(super) fn payload(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text) => text.to_owned(),
         Err(_) => {
@@ -13,6 +13,6 @@ pub fn payload(bytes: &[u8]) -> String {
     }
 }
 
-pub fn headers(headers: &[Header]) -> String {
+pub(super) fn headers(headers: &[Header]) -> String {
     headers.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
 }

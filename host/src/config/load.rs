@@ -44,11 +44,11 @@ pub(super) struct Broken {
 }
 
 impl Broken {
-    pub fn plugin(&self, name: &str) -> bool {
+    pub(super) fn plugin(&self, name: &str) -> bool {
         self.plugins.contains(name)
     }
 
-    pub fn stream(&self, name: &str) -> bool {
+    pub(super) fn stream(&self, name: &str) -> bool {
         self.unnamed_stream || self.streams.contains(name)
     }
 }

@@ -33,7 +33,6 @@ pub use schema::*;
 pub use source::{Position, Source};
 /// Subject syntax and matching live with the ABI: the SDK's mock host needs them too.
 pub use switchyard_abi::subject;
-pub use validate::validate;
 
 /// A valid config and the text it came from.
 #[derive(Debug, Clone)]

@@ -48,7 +48,7 @@ pub fn resolve_paths(config: &mut Config, base: &Path) {
 }
 
 /// A single component with no directory part, as in `binary = "nats-server"`.
-pub fn is_bare_command(path: &Path) -> bool {
+pub(super) fn is_bare_command(path: &Path) -> bool {
     path.components().count() == 1 && matches!(path.components().next(), Some(std::path::Component::Normal(_)))
 }
 

@@ -545,9 +545,6 @@ pub mod defaults {
     pub fn max_ack_pending() -> i64 {
         10_000
     }
-    pub fn retry_delays() -> Vec<Duration> {
-        vec![Duration::from_secs(1), Duration::from_secs(5), Duration::from_secs(30)]
-    }
     pub fn control_subject() -> String {
         "switchyard.control".into()
     }

@@ -13,28 +13,28 @@ use bytesize::ByteSize;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 /// A humantime duration string.
-pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     HumanDuration::deserialize(d).map(|h| h.0)
 }
 
 /// An optional humantime duration string.
-pub fn option_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(super) fn option_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     Option::<HumanDuration>::deserialize(d).map(|o| o.map(|h| h.0))
 }
 
 /// An optional array of humantime duration strings, e.g. `["1s", "5s"]`.
-pub fn option_duration_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Duration>>, D::Error> {
+pub(super) fn option_duration_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Duration>>, D::Error> {
     Option::<Vec<HumanDuration>>::deserialize(d).map(|o| o.map(|v| v.into_iter().map(|h| h.0).collect()))
 }
 
 /// A byte size: a string with a unit ("64MiB", "512 KiB", "1GB") or an integer
 /// number of bytes.
-pub fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+pub(super) fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
     HumanSize::deserialize(d).map(|h| h.0)
 }
 
 /// An optional byte size.
-pub fn option_byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Error> {
+pub(super) fn option_byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Error> {
     Option::<HumanSize>::deserialize(d).map(|o| o.map(|h| h.0))
 }
 

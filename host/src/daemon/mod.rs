@@ -24,7 +24,7 @@ use crate::route::Outputs;
 use crate::telemetry::Metrics;
 
 use apply::Occasion;
-pub use routes::RunningRoute;
+pub(crate) use routes::RunningRoute;
 
 /// Where the config came from, so a reload can read it again.
 #[derive(Debug, Clone)]
@@ -37,11 +37,11 @@ pub struct ConfigSource {
 /// A running host. `serve` is this plus signals, file watching and control
 /// requests; benchmarks and embedders use it directly.
 pub struct Host {
-    pub config: Config,
-    pub source: Option<ConfigSource>,
-    pub url: String,
+    pub(crate) config: Config,
+    pub(crate) source: Option<ConfigSource>,
+    pub(crate) url: String,
     pub metrics: Arc<Metrics>,
-    pub started_at: SystemTime,
+    pub(crate) started_at: SystemTime,
     pub(crate) runtime: Runtime,
     pub(crate) out: Outputs,
     /// The version of each plugin new messages go to.

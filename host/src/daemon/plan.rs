@@ -14,7 +14,7 @@ use crate::plugin::PluginSpec;
 /// The running state, as far as it decides what a new config changes: no
 /// handles, only what was loaded and started, and from which config.
 #[derive(Debug, Default)]
-pub struct Running<'a> {
+pub(super) struct Running<'a> {
     /// The config last applied; `None` at startup, when nothing runs yet.
     pub config: Option<&'a Config>,
     /// The version of each plugin loaded now.
@@ -25,14 +25,14 @@ pub struct Running<'a> {
 
 /// One loaded plugin version: what it was loaded with and the file's hash.
 #[derive(Debug, Clone, Copy)]
-pub struct Version<'a> {
+pub(super) struct Version<'a> {
     pub spec: &'a PluginSpec,
     pub hash: &'a str,
 }
 
 /// Everything a new config asks for, in the order `apply` carries it out.
 #[derive(Debug)]
-pub struct Plan {
+pub(super) struct Plan {
     /// `[nats]`, `[dead_letter]` or `[host]` changed: they apply only at the next restart.
     pub needs_restart: bool,
     /// Streams that are new or whose settings changed.
@@ -49,7 +49,7 @@ pub struct Plan {
 
 /// A plugin version to load.
 #[derive(Debug)]
-pub struct PluginStep {
+pub(super) struct PluginStep {
     pub name: String,
     /// The hash of the version running now; `None` for a new plugin.
     pub previous: Option<String>,
@@ -60,7 +60,7 @@ pub struct PluginStep {
 
 /// One configured route and what applying the plan does to it.
 #[derive(Debug)]
-pub struct RouteStep {
+pub(super) struct RouteStep {
     pub name: String,
     pub plugin: String,
     pub config: RouteConfig,
@@ -68,7 +68,7 @@ pub struct RouteStep {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteAction {
+pub(super) enum RouteAction {
     /// Not running: start it.
     Add,
     /// Running with another config: start the new one, then drain the old.
@@ -85,7 +85,7 @@ pub enum RouteAction {
 /// The difference between what runs and `new`. `hashes` holds the hash of each
 /// loaded plugin's file as it is on disk now (a missing one counts as changed):
 /// a new file under the same settings is a new version.
-pub fn diff(running: &Running<'_>, new: &Config, hashes: &BTreeMap<String, String>) -> Plan {
+pub(super) fn diff(running: &Running<'_>, new: &Config, hashes: &BTreeMap<String, String>) -> Plan {
     let needs_restart =
         running.config.is_some_and(|old| old.nats != new.nats || old.dead_letter != new.dead_letter || old.host != new.host);
     let streams = new.streams.iter().filter(|stream| !running.config.is_some_and(|old| old.streams.contains(stream))).cloned().collect();
@@ -139,7 +139,7 @@ pub fn diff(running: &Running<'_>, new: &Config, hashes: &BTreeMap<String, Strin
 impl Plan {
     /// The new version of `plugin` did not load: its routes keep (or start on)
     /// the version running now, and without one they do not start.
-    pub fn not_loaded(&mut self, plugin: &str) {
+    pub(super) fn not_loaded(&mut self, plugin: &str) {
         let running = self.plugins.iter().any(|step| step.name == plugin && step.previous.is_some());
         for step in self.routes.iter_mut().filter(|step| step.plugin == plugin) {
             step.action = match step.action {

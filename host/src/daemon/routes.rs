@@ -12,7 +12,7 @@ use crate::plugin::{Instance, Plugin, Pool};
 use crate::route::{Outputs, Route};
 use crate::workers::Workers;
 
-pub struct RunningRoute {
+pub(crate) struct RunningRoute {
     pub route: Arc<Route>,
     /// What it was started with: a reload compares the new config to this.
     pub(crate) config: RouteConfig,
@@ -23,7 +23,7 @@ pub struct RunningRoute {
 impl RunningRoute {
     /// Subscribe or bind the consumer and start the workers. `first` is an
     /// instance of `plugin` to seed the pool with, when one is at hand.
-    pub async fn start(config: RouteConfig, plugin: Arc<Plugin>, first: Option<Instance>, out: &Outputs) -> anyhow::Result<Self> {
+    pub(crate) async fn start(config: RouteConfig, plugin: Arc<Plugin>, first: Option<Instance>, out: &Outputs) -> anyhow::Result<Self> {
         let spec = RouteSpec::from(&config);
         let name = spec.name.clone();
         let first = match first {
@@ -41,14 +41,14 @@ impl RunningRoute {
     }
 
     /// What it serves, for the startup summary and `switchyard status`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let plugin = self.route.pool.plugin();
         format!("route {}: {} -> plugin {} ({})", self.route.name, self.route.spec.describe(), plugin.spec.name, plugin.hash)
     }
 
     /// Stop taking messages, let those in flight finish (up to `deadline`).
     /// Returns the workers that were still busy and had to be aborted.
-    pub async fn stop(self, deadline: Duration) -> Vec<String> {
+    pub(crate) async fn stop(self, deadline: Duration) -> Vec<String> {
         self.cancel.cancel();
         self.workers.join_within(deadline).await
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use wasmtime::{Engine, Module};
 
 /// Compile `bytes`, or load the artifact cached for them.
-pub fn compile(engine: &Engine, cache_dir: Option<&Path>, hash: &str, bytes: &[u8]) -> anyhow::Result<Module> {
+pub(super) fn compile(engine: &Engine, cache_dir: Option<&Path>, hash: &str, bytes: &[u8]) -> anyhow::Result<Module> {
     let Some(dir) = cache_dir else {
         return Ok(Module::new(engine, bytes)?);
     };

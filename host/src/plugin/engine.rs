@@ -24,12 +24,12 @@ use crate::config::Isolation;
 
 /// How often the epoch advances. Per-call deadlines are checked at this
 /// granularity, and a busy guest yields to the async runtime this often.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Fresh instances alive at once, per fresh engine: every message in flight on a
 /// fresh route holds one. Beyond this, making an instance fails and the message
 /// is retried like any other plugin failure.
-pub const FRESH_SLOTS: u32 = 1000;
+pub(super) const FRESH_SLOTS: u32 = 1000;
 
 /// Bytes of each pooled linear memory (and fiber stack) kept resident and reset
 /// in place, page by page, when its instance ends, so the next instance in the
@@ -60,7 +60,7 @@ pub struct Runtime {
 /// Stops the epoch ticker when the last holder drops it. Without ticks no
 /// deadline ever fires, so every live plugin version holds one.
 #[derive(Debug)]
-pub struct TickerGuard(Arc<AtomicBool>);
+pub(super) struct TickerGuard(Arc<AtomicBool>);
 
 impl Drop for TickerGuard {
     fn drop(&mut self) {

@@ -17,7 +17,7 @@ use wasmtime::CacheStore;
 const CAPACITY: usize = 32 << 20;
 
 #[derive(Debug, Default)]
-pub struct FunctionCache {
+pub(super) struct FunctionCache {
     entries: Mutex<Entries>,
 }
 

@@ -13,7 +13,7 @@ use crate::config::subject;
 /// Longest log line kept from a plugin; the rest is cut.
 const MAX_LOG_LINE: usize = 8 * 1024;
 
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(IMPORT_MODULE, names::PUBLISH, publish)?;
     linker.func_wrap(IMPORT_MODULE, names::LOG, log)?;
     Ok(())

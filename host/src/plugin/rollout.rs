@@ -7,7 +7,7 @@ use super::load::Plugin;
 
 /// A version on probation and the one it replaced.
 #[derive(Debug)]
-pub struct Rollout {
+pub(super) struct Rollout {
     pub candidate: Arc<Plugin>,
     pub previous: Arc<Plugin>,
     seen: u32,
@@ -19,7 +19,7 @@ pub struct Rollout {
 
 /// What one more result decided.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Judgement {
+pub(super) enum Judgement {
     Undecided,
     Accepted,
     RollBack { failed: u32, seen: u32 },
@@ -27,7 +27,7 @@ pub enum Judgement {
 
 impl Rollout {
     /// `None` when the plugin's rollout policy is off (`messages = 0`).
-    pub fn start(previous: Arc<Plugin>, candidate: Arc<Plugin>) -> Option<Self> {
+    pub(super) fn start(previous: Arc<Plugin>, candidate: Arc<Plugin>) -> Option<Self> {
         let policy = candidate.spec.rollout;
         if policy.messages == 0 {
             return None;
@@ -36,7 +36,7 @@ impl Rollout {
         Some(Self { candidate, previous, seen: 0, failed: 0, window: policy.messages, allowed_failures })
     }
 
-    pub fn record(&mut self, success: bool) -> Judgement {
+    pub(super) fn record(&mut self, success: bool) -> Judgement {
         self.seen += 1;
         self.failed += u32::from(!success);
         if self.failed > self.allowed_failures {

@@ -14,36 +14,36 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 /// Caps on what one call may buffer, so a plugin cannot make the host hold
 /// unbounded memory on its behalf.
-pub const MAX_PUBLISHES_PER_CALL: usize = 10_000;
-pub const MAX_PUBLISH_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
+pub(super) const MAX_PUBLISHES_PER_CALL: usize = 10_000;
+pub(super) const MAX_PUBLISH_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
 
 /// Set when the memory limiter refused a grow, so the resulting trap is reported
 /// as a memory limit rather than as whatever the guest's allocator did next.
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit of {0} bytes exceeded")]
-pub struct MemoryLimitHit(pub u64);
+pub(super) struct MemoryLimitHit(pub u64);
 
 /// Returned by the epoch callback when the call's wall-clock budget is spent.
 #[derive(Debug, thiserror::Error)]
 #[error("deadline exceeded")]
-pub struct DeadlineHit;
+pub(super) struct DeadlineHit;
 
 /// The NATS server's `max_payload` in bytes, shared by the runtime and every
 /// instance; 0 while the daemon has not said (no size check then).
 #[derive(Debug, Clone, Default)]
-pub struct PayloadLimit(Arc<AtomicUsize>);
+pub(super) struct PayloadLimit(Arc<AtomicUsize>);
 
 impl PayloadLimit {
-    pub fn set(&self, bytes: usize) {
+    pub(super) fn set(&self, bytes: usize) {
         self.0.store(bytes, Ordering::Relaxed);
     }
 
-    pub fn get(&self) -> Option<usize> {
+    pub(super) fn get(&self) -> Option<usize> {
         Some(self.0.load(Ordering::Relaxed)).filter(|&bytes| bytes > 0)
     }
 }
 
-pub struct HostState {
+pub(super) struct HostState {
     pub wasi: WasiP1Ctx,
     pub plugin: Arc<str>,
     pub memory_cap: u64,
@@ -63,7 +63,7 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn begin_call(&mut self, deadline: Instant, collect_publishes: bool) {
+    pub(super) fn begin_call(&mut self, deadline: Instant, collect_publishes: bool) {
         self.deadline = deadline;
         self.publishes = collect_publishes.then(Vec::new);
         self.publish_bytes = 0;
@@ -74,7 +74,7 @@ impl HostState {
     /// Number the publishes of this call after the JetStream message `delivery`
     /// describes (none for a core message). The buffer is reused: no allocation
     /// per message once it has grown.
-    pub fn number_publishes_after(&mut self, delivery: Option<&Delivery>) {
+    pub(super) fn number_publishes_after(&mut self, delivery: Option<&Delivery>) {
         self.msg_id_prefix.clear();
         if let Some(delivery) = delivery {
             // Writing into a String cannot fail.

@@ -15,14 +15,14 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 const MAX_LINE: usize = 8 * 1024;
 
 #[derive(Clone)]
-pub struct LogStream {
+pub(super) struct LogStream {
     plugin: Arc<str>,
     stream: &'static str,
     pending: Arc<Mutex<Vec<u8>>>,
 }
 
 impl LogStream {
-    pub fn new(plugin: Arc<str>, stream: &'static str) -> Self {
+    pub(super) fn new(plugin: Arc<str>, stream: &'static str) -> Self {
         Self { plugin, stream, pending: Arc::default() }
     }
 

@@ -25,27 +25,27 @@ struct State {
 
 /// May a call go ahead?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permit {
+pub(crate) enum Permit {
     Allowed,
     /// Not now; ask again in this long.
     Denied(Duration),
 }
 
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     route: String,
     config: BreakerConfig,
     state: Mutex<State>,
 }
 
 impl Breaker {
-    pub fn new(route: &str, config: &BreakerConfig) -> Self {
+    pub(crate) fn new(route: &str, config: &BreakerConfig) -> Self {
         let state = State { phase: Phase::Closed, consecutive_failures: 0, window: VecDeque::new() };
         Self { route: route.to_owned(), config: config.clone(), state: Mutex::new(state) }
     }
 
     /// Take a permit for one call (a probe when half-open).
-    pub fn try_acquire(&self) -> Permit {
+    pub(crate) fn try_acquire(&self) -> Permit {
         let mut state = self.lock();
         let now = Instant::now();
         if let Phase::Open { until } = state.phase {
@@ -66,7 +66,7 @@ impl Breaker {
     }
 
     /// While open: how long until probes are let through. `None` otherwise.
-    pub fn blocked_for(&self) -> Option<Duration> {
+    pub(crate) fn blocked_for(&self) -> Option<Duration> {
         match self.lock().phase {
             Phase::Open { until } => until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()),
             _ => None,
@@ -74,12 +74,12 @@ impl Breaker {
     }
 
     /// Whether only probes are let through (a driver pulls little then).
-    pub fn is_probing(&self) -> bool {
+    pub(crate) fn is_probing(&self) -> bool {
         matches!(self.lock().phase, Phase::HalfOpen { .. })
     }
 
     /// Record the result of a call that had a permit.
-    pub fn record(&self, success: bool) {
+    pub(crate) fn record(&self, success: bool) {
         let mut state = self.lock();
         let now = Instant::now();
         match state.phase {

@@ -10,29 +10,29 @@ use switchyard_abi::Message;
 use crate::plugin::Plugin;
 
 /// Header names carried by every dead letter.
-pub mod headers {
-    pub const SUBJECT: &str = "Switchyard-Original-Subject";
-    pub const ROUTE: &str = "Switchyard-Route";
-    pub const PLUGIN: &str = "Switchyard-Plugin";
-    pub const PLUGIN_HASH: &str = "Switchyard-Plugin-Hash";
-    pub const REASON: &str = "Switchyard-Reason";
-    pub const DELIVERIES: &str = "Switchyard-Delivery-Count";
-    pub const STREAM: &str = "Switchyard-Stream";
-    pub const SEQUENCE: &str = "Switchyard-Stream-Sequence";
+pub(crate) mod headers {
+    pub(crate) const SUBJECT: &str = "Switchyard-Original-Subject";
+    pub(crate) const ROUTE: &str = "Switchyard-Route";
+    pub(crate) const PLUGIN: &str = "Switchyard-Plugin";
+    pub(crate) const PLUGIN_HASH: &str = "Switchyard-Plugin-Hash";
+    pub(crate) const REASON: &str = "Switchyard-Reason";
+    pub(crate) const DELIVERIES: &str = "Switchyard-Delivery-Count";
+    pub(crate) const STREAM: &str = "Switchyard-Stream";
+    pub(crate) const SEQUENCE: &str = "Switchyard-Stream-Sequence";
     /// `true` when the original was a core request, so a replay sends it as one.
-    pub const REQUEST: &str = "Switchyard-Request";
+    pub(crate) const REQUEST: &str = "Switchyard-Request";
 }
 
 /// Publishes dead letters to `<prefix>.<route>` and waits for the stream's ack.
 #[derive(Debug, Clone)]
-pub struct DeadLetters {
+pub(crate) struct DeadLetters {
     js: jetstream::Context,
     prefix: String,
 }
 
 /// One message on its way to the dead-letter stream.
 #[derive(Debug)]
-pub struct DeadLetter<'a> {
+pub(crate) struct DeadLetter<'a> {
     pub route: &'a str,
     pub plugin: &'a Plugin,
     pub message: &'a Message,
@@ -40,12 +40,12 @@ pub struct DeadLetter<'a> {
 }
 
 impl DeadLetters {
-    pub fn new(js: jetstream::Context, prefix: &str) -> Self {
+    pub(crate) fn new(js: jetstream::Context, prefix: &str) -> Self {
         Self { js, prefix: prefix.to_owned() }
     }
 
     /// Store the dead letter; `Ok` only once the stream has acknowledged it.
-    pub async fn send(&self, letter: DeadLetter<'_>) -> anyhow::Result<()> {
+    pub(crate) async fn send(&self, letter: DeadLetter<'_>) -> anyhow::Result<()> {
         let msg = letter.message;
         let mut map = HeaderMap::new();
         for (name, value) in &msg.headers {
@@ -77,7 +77,7 @@ impl DeadLetters {
 
 /// Insert a header, cleaning what NATS headers cannot carry (line breaks) and
 /// skipping what cannot be made valid, so a reason text never breaks the letter.
-pub fn insert(map: &mut HeaderMap, name: &str, value: &str) {
+pub(crate) fn insert(map: &mut HeaderMap, name: &str, value: &str) {
     let clean: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).take(1024).collect();
     if let (Ok(name), Ok(value)) = (async_nats::HeaderName::from_str(name), async_nats::HeaderValue::from_str(&clean)) {
         map.append(name, value);

@@ -1,12 +1,12 @@
 //! Delivery policies wrapped around a plugin call.
 
-pub mod breaker;
-pub mod dead_letter;
+pub(crate) mod breaker;
+pub(crate) mod dead_letter;
 mod key;
-pub mod rate_limit;
-pub mod retry;
+pub(crate) mod rate_limit;
+pub(crate) mod retry;
 
-pub use breaker::{Breaker, Permit};
-pub use dead_letter::{DeadLetter, DeadLetters};
-pub use rate_limit::RateLimit;
-pub use retry::Backoff;
+pub(crate) use breaker::{Breaker, Permit};
+pub(crate) use dead_letter::{DeadLetter, DeadLetters};
+pub(crate) use rate_limit::RateLimit;
+pub(crate) use retry::Backoff;

@@ -13,7 +13,7 @@ use crate::config::{KeySource, RateLimitConfig};
 /// grow the host's memory.
 const OVERFLOW_KEY: &str = "\u{0}overflow";
 
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     limiter: Limiter,
     key: Option<KeySource>,
     max_keys: usize,
@@ -33,7 +33,7 @@ impl std::fmt::Debug for RateLimit {
 }
 
 impl RateLimit {
-    pub fn new(config: &RateLimitConfig) -> Self {
+    pub(crate) fn new(config: &RateLimitConfig) -> Self {
         let rate = config.rate.max(1);
         let burst = NonZeroU32::new(config.burst.unwrap_or(rate).max(1)).unwrap_or(NonZeroU32::MIN);
         let period = (config.per / rate).max(Duration::from_nanos(1));
@@ -47,12 +47,12 @@ impl RateLimit {
 
     /// Whether the limit depends on the message (then a permit can only be
     /// taken once the message is in hand).
-    pub fn is_keyed(&self) -> bool {
+    pub(crate) fn is_keyed(&self) -> bool {
         matches!(self.limiter, Limiter::Keyed(_))
     }
 
     /// Wait for a permit for `msg` (`None`: an unkeyed limit, before pulling).
-    pub async fn until_ready(&self, msg: Option<&Message>) {
+    pub(crate) async fn until_ready(&self, msg: Option<&Message>) {
         match &self.limiter {
             Limiter::Route(limiter) => limiter.until_ready().await,
             Limiter::Keyed(limiter) => {

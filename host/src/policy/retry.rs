@@ -16,13 +16,13 @@ enum Schedule {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     schedule: Schedule,
     jitter: f64,
 }
 
 impl Backoff {
-    pub fn new(config: &RetryConfig) -> Self {
+    pub(crate) fn new(config: &RetryConfig) -> Self {
         let schedule = match (&config.delays, config.initial) {
             (_, Some(initial)) => {
                 Schedule::Exponential { initial, multiplier: config.multiplier, max: config.max.unwrap_or(Duration::MAX) }
@@ -34,7 +34,7 @@ impl Backoff {
     }
 
     /// The delay after failed attempt `attempt` (1-based).
-    pub fn delay_after(&self, attempt: u64) -> Duration {
+    pub(crate) fn delay_after(&self, attempt: u64) -> Duration {
         let n = attempt.max(1);
         let base = match &self.schedule {
             Schedule::Explicit(delays) => {

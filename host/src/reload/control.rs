@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use super::Request;
 
 /// Forward control requests to the serve loop until the task is aborted.
-pub async fn spawn(client: &async_nats::Client, prefix: &str, requests: mpsc::Sender<Request>) -> anyhow::Result<JoinHandle<()>> {
+pub(crate) async fn spawn(client: &async_nats::Client, prefix: &str, requests: mpsc::Sender<Request>) -> anyhow::Result<JoinHandle<()>> {
     let status = client.subscribe(format!("{prefix}.status")).await.context("subscribing to control requests")?;
     let reload = client.subscribe(format!("{prefix}.reload")).await.context("subscribing to control requests")?;
     crate::broker::barrier(client).await?;
@@ -32,7 +32,7 @@ pub async fn spawn(client: &async_nats::Client, prefix: &str, requests: mpsc::Se
 }
 
 /// Answer a control request with JSON.
-pub async fn respond(client: &async_nats::Client, reply: String, value: &impl Serialize) {
+pub(crate) async fn respond(client: &async_nats::Client, reply: String, value: &impl Serialize) {
     match serde_json::to_vec(value) {
         Ok(body) => {
             if let Err(err) = client.publish(reply, body.into()).await {

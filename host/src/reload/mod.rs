@@ -4,7 +4,7 @@
 //! [`Status`]). What a reload changes is decided and applied by `crate::daemon`,
 //! the same way as startup; nothing here depends on the daemon.
 
-pub mod control;
+pub(crate) mod control;
 mod status;
 mod watch;
 
@@ -12,12 +12,12 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-pub use status::{PluginStatus, RouteStatus, Status};
-pub use watch::Watcher;
+pub(crate) use status::{PluginStatus, RouteStatus, Status};
+pub(crate) use watch::Watcher;
 
 /// Work for the serve loop.
 #[derive(Debug)]
-pub enum Request {
+pub(crate) enum Request {
     /// Re-read runtime.toml and the plugin files; `reply` is a NATS subject to
     /// send the [`ReloadReport`] to.
     Reload { cause: String, reply: Option<String> },

@@ -19,9 +19,9 @@ use tokio::sync::mpsc;
 use super::Request;
 
 /// Quiet time after the last file event before a reload.
-pub const DEBOUNCE: Duration = Duration::from_millis(50);
+pub(super) const DEBOUNCE: Duration = Duration::from_millis(50);
 
-pub struct Watcher {
+pub(crate) struct Watcher {
     inner: RecommendedWatcher,
     dirs: BTreeSet<PathBuf>,
     names: std::sync::Arc<std::sync::Mutex<BTreeSet<OsString>>>,
@@ -35,7 +35,7 @@ impl std::fmt::Debug for Watcher {
 
 impl Watcher {
     /// Start watching; relevant events become [`Request::Reload`]s on `requests`.
-    pub fn new(requests: mpsc::Sender<Request>) -> anyhow::Result<Self> {
+    pub(crate) fn new(requests: mpsc::Sender<Request>) -> anyhow::Result<Self> {
         let (events_tx, events_rx) = mpsc::unbounded_channel::<()>();
         let names: std::sync::Arc<std::sync::Mutex<BTreeSet<OsString>>> = Default::default();
         let wanted = names.clone();
@@ -60,7 +60,7 @@ impl Watcher {
 
     /// Watch the directories of `files` (and of their symlink targets), and
     /// nothing else.
-    pub fn watch(&mut self, files: &[PathBuf]) {
+    pub(crate) fn watch(&mut self, files: &[PathBuf]) {
         let mut dirs = BTreeSet::new();
         let mut names = BTreeSet::new();
         for file in files {

@@ -6,7 +6,7 @@ use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use switchyard_abi::{Delivery, Header, Message};
 
 /// A core NATS message as the plugin sees it.
-pub fn from_core(msg: &async_nats::Message) -> Message {
+pub(super) fn from_core(msg: &async_nats::Message) -> Message {
     Message {
         subject: msg.subject.to_string(),
         reply: msg.reply.as_ref().map(|r| r.to_string()),
@@ -19,7 +19,7 @@ pub fn from_core(msg: &async_nats::Message) -> Message {
 
 /// A JetStream message as the plugin sees it. The NATS reply subject of a
 /// JetStream delivery is the ack subject, so it is not passed on.
-pub fn from_jetstream(msg: &async_nats::jetstream::Message, max_deliver: i64) -> Message {
+pub(super) fn from_jetstream(msg: &async_nats::jetstream::Message, max_deliver: i64) -> Message {
     let (attempt, delivery) = match msg.info() {
         Ok(info) => (
             u64::try_from(info.delivered).unwrap_or(1),
@@ -53,7 +53,7 @@ fn headers_of(map: &HeaderMap) -> Vec<Header> {
 
 /// Headers from a plugin, checked: a name or value NATS cannot carry is an error
 /// naming it, never a panic.
-pub fn header_map(headers: &[Header]) -> Result<HeaderMap, String> {
+pub(crate) fn header_map(headers: &[Header]) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         let name = HeaderName::from_str(name).map_err(|_| format!("invalid header name `{name}`"))?;

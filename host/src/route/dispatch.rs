@@ -14,7 +14,7 @@ use crate::telemetry::Metrics;
 
 /// What the driver must do with the message.
 #[derive(Debug)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Success: send the buffered publishes, then the reply if any, then ack.
     Done { reply: Option<Reply>, publishes: Vec<Publish> },
     /// Try again; `delay` overrides the route's backoff schedule.
@@ -24,14 +24,14 @@ pub enum Verdict {
 }
 
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub payload: Vec<u8>,
     pub headers: Vec<Header>,
 }
 
 /// Run the route's plugin on `msg`: the version that ran, the verdict, and
 /// whether that version is on probation (the pipeline decides what that means).
-pub async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin>, Verdict, bool) {
+pub(crate) async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin>, Verdict, bool) {
     let Call { plugin, result, on_probation } = route.pool.call(msg).await;
     Metrics::bump(&metrics.handled);
     let verdict = match result {
@@ -58,7 +58,7 @@ pub async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin
 /// unknown), or `None` when it would take it. The plugin's publishes were
 /// checked when it made them; this catches its reply, and a limit that changed
 /// since (a reconnect to another server).
-pub fn unsendable(headers: &[Header], payload_len: usize, max_payload: usize) -> Option<String> {
+pub(crate) fn unsendable(headers: &[Header], payload_len: usize, max_payload: usize) -> Option<String> {
     if let Some(problem) = header::problem(headers) {
         return Some(problem);
     }

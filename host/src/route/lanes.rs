@@ -10,14 +10,14 @@ use crate::workers::Workers;
 /// Messages queued per lane before the reader waits (backpressure).
 const LANE_CAPACITY: usize = 64;
 
-pub struct Lanes<T> {
+pub(super) struct Lanes<T> {
     senders: Vec<mpsc::Sender<T>>,
 }
 
 impl<T: Send + 'static> Lanes<T> {
     /// Start `count` lanes, each running `handle` on its items in order until
     /// every sender is dropped and its queue is empty.
-    pub fn start<F, Fut>(count: usize, name: &str, workers: &mut Workers, handle: F) -> Self
+    pub(super) fn start<F, Fut>(count: usize, name: &str, workers: &mut Workers, handle: F) -> Self
     where
         F: Fn(T) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -38,7 +38,7 @@ impl<T: Send + 'static> Lanes<T> {
     }
 
     /// Queue `item` on the lane of `key` (waits while that lane is full).
-    pub async fn send(&self, key: Option<&str>, item: T) {
+    pub(super) async fn send(&self, key: Option<&str>, item: T) {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
         let lane = (hasher.finish() % self.senders.len() as u64) as usize;

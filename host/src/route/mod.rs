@@ -7,12 +7,12 @@
 
 mod convert;
 mod core;
-pub mod dispatch;
+pub(crate) mod dispatch;
 mod jetstream;
 mod lanes;
 mod pipeline;
 
-pub use convert::header_map as convert_headers;
+pub(crate) use convert::header_map as convert_headers;
 
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ use crate::workers::Workers;
 
 /// A running route: its spec, its plugin's instances, and its policies.
 #[derive(Debug)]
-pub struct Route {
+pub(crate) struct Route {
     pub name: String,
     pub spec: RouteSpec,
     pub pool: Arc<Pool>,
@@ -39,7 +39,7 @@ pub struct Route {
 
 /// Where verdicts go: the shared NATS handles and counters.
 #[derive(Debug, Clone)]
-pub struct Outputs {
+pub(crate) struct Outputs {
     pub client: async_nats::Client,
     pub js: JetStream,
     pub dead_letters: DeadLetters,
@@ -50,7 +50,7 @@ pub struct Outputs {
 }
 
 impl Route {
-    pub fn new(spec: RouteSpec, pool: Arc<Pool>) -> Self {
+    pub(crate) fn new(spec: RouteSpec, pool: Arc<Pool>) -> Self {
         Self {
             name: spec.name.clone(),
             backoff: Backoff::new(&spec.retry),
@@ -63,7 +63,7 @@ impl Route {
 
     /// Subscribe or bind the consumer, then run the route's workers until `cancel`.
     /// Returns once setup is done; the workers are spawned into `workers`.
-    pub async fn start(self: Arc<Self>, out: Outputs, cancel: CancellationToken, workers: &mut Workers) -> anyhow::Result<()> {
+    pub(crate) async fn start(self: Arc<Self>, out: Outputs, cancel: CancellationToken, workers: &mut Workers) -> anyhow::Result<()> {
         match self.spec.kind.clone() {
             Kind::Core(core) => core::start(self, core, out, cancel, workers).await,
             Kind::JetStream(js) => jetstream::start(self, js, out, cancel, workers).await,

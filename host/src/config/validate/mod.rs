@@ -19,14 +19,8 @@ use super::load::Broken;
 use super::problems::Problems;
 use super::schema::Config;
 
-/// Adds every semantic problem of `config` to `problems`. Expects paths already
-/// resolved against the config file's directory (see `resolve_paths`), since it
-/// checks that files exist.
-pub fn validate(config: &Config, problems: &mut Problems) {
-    check(config, &Broken::default(), problems);
-}
-
-/// [`validate`] for a config some items of which failed to deserialize.
+/// Every semantic check, on a config some items of which may have failed to
+/// deserialize (`broken`: left out of follow-on errors).
 pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     nats::check(&config.nats, problems);
     streams::check(config, broken, problems);

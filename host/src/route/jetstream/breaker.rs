@@ -57,7 +57,7 @@ pub(super) fn failed_attempts(c: &Consumer, msg: &Message) -> u64 {
 }
 
 #[derive(Debug, Default)]
-pub struct BreakerNaks(Mutex<HashMap<u64, u64>>);
+pub(crate) struct BreakerNaks(Mutex<HashMap<u64, u64>>);
 
 impl BreakerNaks {
     fn bump(&self, sequence: u64) {
@@ -72,7 +72,7 @@ impl BreakerNaks {
         self.lock().get(&sequence).copied().unwrap_or(0)
     }
 
-    pub fn remove(&self, sequence: u64) {
+    pub(crate) fn remove(&self, sequence: u64) {
         self.lock().remove(&sequence);
     }
 

@@ -24,7 +24,7 @@ use async_nats::jetstream::Message as JsMessage;
 const PROGRESS: &[u8] = b"+WPI";
 
 #[derive(Debug, Default)]
-pub struct Held(Mutex<HashMap<AckSubject, Instant>>);
+pub(crate) struct Held(Mutex<HashMap<AckSubject, Instant>>);
 
 /// A delivery's ack subject (unique per delivery), hashed by its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl std::hash::Hash for AckSubject {
 
 impl Held {
     /// `msg` was received and waits for a worker.
-    pub fn hold(&self, msg: &JsMessage) {
+    pub(crate) fn hold(&self, msg: &JsMessage) {
         if let Some(reply) = &msg.reply {
             self.lock().insert(AckSubject(reply.clone()), Instant::now());
         }
@@ -47,7 +47,7 @@ impl Held {
     /// A worker took `msg` (or it was nak'd): no longer ours to keep alive.
     /// Whether it may still be handled: false when its last sign of life is so
     /// old that the server may have redelivered it (see the module doc).
-    pub fn release(&self, msg: &JsMessage, ack_wait: Duration) -> bool {
+    pub(crate) fn release(&self, msg: &JsMessage, ack_wait: Duration) -> bool {
         let Some(reply) = &msg.reply else { return true };
         match self.lock().remove(&AckSubject(reply.clone())) {
             Some(alive) => alive.elapsed() < ack_wait * 2 / 3,
@@ -56,7 +56,7 @@ impl Held {
     }
 
     /// Tell the server every held message is still wanted.
-    pub async fn keep_alive(&self, client: &async_nats::Client) {
+    pub(crate) async fn keep_alive(&self, client: &async_nats::Client) {
         let subjects: Vec<Subject> = self.lock().keys().map(|s| s.0.clone()).collect();
         for subject in &subjects {
             if let Err(err) = client.publish(subject.clone(), PROGRESS.into()).await {

@@ -16,10 +16,10 @@ use crate::plugin::Plugin;
 const MAX_TRACKED: usize = 100_000;
 
 #[derive(Debug, Default)]
-pub struct OwedDeadLetters(Mutex<HashMap<u64, (Arc<Plugin>, String)>>);
+pub(crate) struct OwedDeadLetters(Mutex<HashMap<u64, (Arc<Plugin>, String)>>);
 
 impl OwedDeadLetters {
-    pub fn owe(&self, sequence: u64, plugin: Arc<Plugin>, reason: String) {
+    pub(crate) fn owe(&self, sequence: u64, plugin: Arc<Plugin>, reason: String) {
         let mut map = self.lock();
         if map.len() >= MAX_TRACKED {
             map.clear();
@@ -27,11 +27,11 @@ impl OwedDeadLetters {
         map.insert(sequence, (plugin, reason));
     }
 
-    pub fn get(&self, sequence: u64) -> Option<(Arc<Plugin>, String)> {
+    pub(crate) fn get(&self, sequence: u64) -> Option<(Arc<Plugin>, String)> {
         self.lock().get(&sequence).cloned()
     }
 
-    pub fn paid(&self, sequence: u64) {
+    pub(crate) fn paid(&self, sequence: u64) {
         self.lock().remove(&sequence);
     }
 

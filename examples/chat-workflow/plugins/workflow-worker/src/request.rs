@@ -52,7 +52,7 @@ impl Validate for RequestContext {
 }
 
 /// Read and check a request: its schema, and that it arrived on its own session's subject.
-pub fn read(msg: &Message) -> Result<WorkflowRequest, Stop> {
+pub(crate) fn read(msg: &Message) -> Result<WorkflowRequest, Stop> {
     let request: WorkflowRequest = validated_json(&msg.payload)?;
     let token = msg.subject.rsplit('.').next().unwrap_or_default();
     if token != request.session_id {
@@ -66,7 +66,7 @@ pub fn read(msg: &Message) -> Result<WorkflowRequest, Stop> {
 
 /// The pods named by the `Chat-Reply-Pods` header: trimmed, empties dropped, duplicates removed,
 /// each checked to be a subject token.
-pub fn reply_pods(msg: &Message) -> Result<Vec<String>, ValidationError> {
+pub(crate) fn reply_pods(msg: &Message) -> Result<Vec<String>, ValidationError> {
     let mut pods: Vec<String> = Vec::new();
     for pod in msg.headers_all(REPLY_PODS).flat_map(|value| value.split(',')).map(str::trim).filter(|p| !p.is_empty()) {
         if !pods.iter().any(|known| known == pod) {

@@ -10,7 +10,7 @@ const ACCEPTS: Expect = Expect::command().schema_major(1).prefixed_ids();
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProcessPayment {
+pub(crate) struct ProcessPayment {
     pub order_id: String,
     pub amount_cents: u64,
     pub currency: String,
@@ -49,7 +49,7 @@ fn gateway(card_token: &str) -> Gateway {
     }
 }
 
-pub fn process(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outcome, Stop> {
+pub(crate) fn process(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outcome, Stop> {
     let command = ACCEPTS.message::<ProcessPayment>(msg)?;
     let payment = &command.data;
     let mut v = Validator::new();

@@ -11,7 +11,7 @@ const ACCEPTS: Expect = Expect::query().schema_major(1).prefixed_ids();
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QuoteFee {
+pub(crate) struct QuoteFee {
     pub amount_cents: u64,
     pub currency: String,
 }
@@ -24,7 +24,7 @@ struct FeeQuote<'a> {
     total_cents: u64,
 }
 
-pub fn quote(msg: &Message, settings: &Settings) -> Result<Outcome, Stop> {
+pub(crate) fn quote(msg: &Message, settings: &Settings) -> Result<Outcome, Stop> {
     if msg.reply.is_none() {
         return Err(Stop::reject("a query needs a reply subject: send it as a request"));
     }
