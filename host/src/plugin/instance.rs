@@ -136,8 +136,13 @@ impl Instance {
         };
         let plugin = self.plugin.clone();
         begin(&mut self.store, &plugin, false);
-        let (ptr, len) = self.write_input(&plugin.spec.config).await.map_err(NewError::Call)?;
-        let packed = init.call_async(&mut self.store, (ptr, len)).await.map_err(|err| NewError::Call(self.classify(err)))?;
+        let timeout = plugin.spec.timeout;
+        // Bounded like a call to `handle` (see there).
+        let call = async {
+            let (ptr, len) = self.write_input(&plugin.spec.config).await?;
+            init.call_async(&mut self.store, (ptr, len)).await.map_err(|err| self.classify(err))
+        };
+        let packed = tokio::time::timeout(timeout, call).await.unwrap_or(Err(CallError::Timeout(timeout))).map_err(NewError::Call)?;
         if packed == 0 {
             return Ok(());
         }
@@ -147,6 +152,14 @@ impl Instance {
 
     /// Run `switchyard_handle` on one message under the plugin's limits.
     pub async fn handle(&mut self, msg: &Message) -> Result<Handled, CallError> {
+        let timeout = self.plugin.spec.timeout;
+        // The epoch deadline stops running wasm; a guest blocked in a host function
+        // (a WASI sleep or poll) runs none, so a timer bounds the whole call too.
+        // A call cut short leaves the store unusable: the pool discards the instance.
+        tokio::time::timeout(timeout, self.handle_unbounded(msg)).await.unwrap_or(Err(CallError::Timeout(timeout)))
+    }
+
+    async fn handle_unbounded(&mut self, msg: &Message) -> Result<Handled, CallError> {
         let mut input = std::mem::take(&mut self.input);
         encode_message(msg, &mut input, self.plugin.positional.load(Ordering::Relaxed))?;
         begin(&mut self.store, &self.plugin, true);

@@ -79,6 +79,31 @@ async fn an_endless_loop_is_stopped_at_the_deadline() {
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
 }
 
+/// A guest blocked in a host function (here WASI `poll_oneoff` sleeping 3 s) runs
+/// no wasm, so the epoch deadline never fires: the timer around the call must.
+#[tokio::test]
+async fn a_wasi_sleep_is_stopped_at_the_deadline() {
+    // One clock subscription at 4096: relative, 3 s (tag 0 = clock at +8, clock id
+    // 1 = monotonic at +16, timeout in ns at +24).
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 16) "\81\a4kind\a3ack")
+      (func (export "switchyard_abi_version") (result i32) i32.const 1)
+      (func (export "switchyard_alloc") (param i32) (result i32) i32.const 1024)
+      (func (export "switchyard_handle") (param i32 i32) (result i64)
+        (i32.store8 (i32.const 4104) (i32.const 0))
+        (i32.store (i32.const 4112) (i32.const 1))
+        (i64.store (i32.const 4120) (i64.const 3000000000))
+        (drop (call $poll (i32.const 4096) (i32.const 8192) (i32.const 1) (i32.const 8256)))
+        i64.const 68719476746))"#;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = Instant::now();
+    let result = call(spec(dir.path(), &wat::parse_str(wat).expect("valid wat"))).await;
+    assert!(matches!(result, Err(CallError::Timeout(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+}
+
 #[tokio::test]
 async fn fuel_bounds_the_instructions_of_a_call() {
     let dir = tempfile::tempdir().expect("temp dir");
