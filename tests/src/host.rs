@@ -26,6 +26,8 @@ pub struct Host {
     child: Child,
     dir: tempfile::TempDir,
     output: Arc<Mutex<Vec<(Instant, String)>>>,
+    /// The tasks reading stdout and stderr: done once the pipes close.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Host {
@@ -94,9 +96,11 @@ impl Host {
             .expect("spawn switchyard");
         let output = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        collect(child.stdout.take().expect("stdout"), output.clone(), Some(ready_tx));
-        collect(child.stderr.take().expect("stderr"), output.clone(), None);
-        let host = Host { child, dir, output };
+        let readers = vec![
+            collect(child.stdout.take().expect("stdout"), output.clone(), Some(ready_tx)),
+            collect(child.stderr.take().expect("stderr"), output.clone(), None),
+        ];
+        let host = Host { child, dir, output, readers };
         match tokio::time::timeout(Duration::from_secs(60), ready_rx).await {
             Ok(Ok(line)) => (host, line),
             _ => panic!("switchyard did not become ready; its output:\n{}", host.output()),
@@ -143,6 +147,9 @@ impl Host {
         let status = crate::within(Duration::from_secs(30), "switchyard to exit after SIGTERM", self.child.wait())
             .await
             .expect("wait for switchyard");
+        // The last lines (the counters at "stopped;") may still be in the pipes.
+        let readers = futures::future::join_all(std::mem::take(&mut self.readers));
+        crate::within(Duration::from_secs(10), "the host's output to be read to its end", readers).await;
         (status, self.output())
     }
 
@@ -158,7 +165,7 @@ fn collect(
     stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
     output: Arc<Mutex<Vec<(Instant, String)>>>,
     mut ready: Option<tokio::sync::oneshot::Sender<String>>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -174,7 +181,7 @@ fn collect(
                 let _ = tx.send(line);
             }
         }
-    });
+    })
 }
 
 /// A `[nats]` + `[host]` preamble pointing at `url`, with the plugin cache shared
