@@ -127,3 +127,25 @@ subjects = ["greet.*"]
     let (status, output) = host.stop().await;
     assert!(status.success(), "host exit {status}:\n{output}");
 }
+
+/// What a plugin logs cannot start a line of the host's log: a newline in the
+/// text is escaped, and the line keeps the plugin's name.
+#[tokio::test]
+async fn a_plugin_cannot_forge_host_log_lines() {
+    let nats = NatsServer::start();
+    let config = format!(
+        "{}[plugins.faulty]\npath = \"{}\"\n\n[[routes]]\nname = \"logs\"\nplugin = \"faulty\"\nsubjects = [\"logs.>\"]\n",
+        preamble(nats.url()),
+        plugin("faulty").display()
+    );
+    let host = Host::start(&config).await;
+    let client = nats.client().await;
+    // Valid JSON with a raw newline in it; the `log` action logs the payload.
+    let payload = "{\"action\":\"log\",\n\"x\":\"ERROR switchyard: forged\"}";
+    within(WAIT, "the reply", client.request("logs.a", payload.into())).await.expect("request");
+    let (_, output) = host.stop().await;
+    let forged: Vec<&str> = output.lines().filter(|line| line.trim_start().starts_with("\"x\"")).collect();
+    assert!(forged.is_empty(), "a plugin started lines of its own: {forged:?}\n{output}");
+    let logged = output.lines().find(|line| line.contains("ERROR switchyard: forged")).expect("the plugin's line");
+    assert!(logged.contains("\\n\"x\"") && logged.contains("plugin=\"faulty\""), "{logged}");
+}

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::show;
 use crate::cli::InvokeArgs;
 use crate::config::{Isolation, PluginConfig, RolloutConfig};
-use crate::plugin::{Plugin, PluginSpec, Runtime};
+use crate::plugin::{Plugin, PluginSpec, Runtime, printable};
 
 pub(crate) async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     let config: toml::Table = toml::from_str(&args.config).context("--config is not a TOML table")?;
@@ -57,10 +57,10 @@ pub(crate) async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     match &handled.outcome {
         Outcome::Ack => println!("outcome: ack"),
         Outcome::Retry { delay_ms, reason } => match delay_ms {
-            Some(ms) => println!("outcome: retry after {ms} ms: {reason}"),
-            None => println!("outcome: retry: {reason}"),
+            Some(ms) => println!("outcome: retry after {ms} ms: {}", printable(reason)),
+            None => println!("outcome: retry: {}", printable(reason)),
         },
-        Outcome::Reject { reason } => println!("outcome: reject: {reason}"),
+        Outcome::Reject { reason } => println!("outcome: reject: {}", printable(reason)),
         Outcome::Reply { payload, headers } => {
             println!("outcome: reply");
             if !headers.is_empty() {

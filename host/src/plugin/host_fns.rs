@@ -106,7 +106,7 @@ fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> i32
         }
         bytes.truncate(err.valid_up_to());
     }
-    let text = String::from_utf8(bytes).unwrap_or_default();
+    let text = super::printable(&String::from_utf8(bytes).unwrap_or_default());
     let state = caller.data_mut();
     let plugin = &*state.plugin;
     match level {

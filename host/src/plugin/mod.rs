@@ -18,9 +18,11 @@ mod state;
 mod stdio;
 #[cfg(test)]
 mod tests;
+mod text;
 
 pub use engine::Runtime;
 pub use error::{CallError, LoadError};
 pub use instance::{Handled, Instance};
 pub use load::{Plugin, PluginSpec, file_hash};
 pub use pool::{Call, Pool};
+pub(crate) use text::printable;

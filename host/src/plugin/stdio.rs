@@ -39,7 +39,7 @@ impl LogStream {
     }
 
     fn emit(&self, line: &[u8]) {
-        let text = String::from_utf8_lossy(line);
+        let text = super::printable(&String::from_utf8_lossy(line));
         tracing::info!(target: "switchyard::plugin", plugin = %self.plugin, stream = self.stream, "{text}");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use switchyard_abi::{Header, Message, Outcome, Publish, header};
 
 use super::Route;
-use crate::plugin::{Call, Handled, Plugin};
+use crate::plugin::{Call, Handled, Plugin, printable};
 use crate::telemetry::Metrics;
 
 /// What the driver must do with the message.
@@ -38,16 +38,20 @@ pub(crate) async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc
         Ok(Handled { outcome, publishes }) => match outcome {
             Outcome::Ack => Verdict::Done { reply: None, publishes },
             Outcome::Reply { payload, headers } => Verdict::Done { reply: Some(Reply { payload, headers }), publishes },
-            Outcome::Retry { delay_ms, reason } => Verdict::Retry { delay: delay_ms.map(Duration::from_millis), reason },
-            Outcome::Reject { reason } => Verdict::Reject { reason },
+            // Reasons go into logs and headers: escaped and cut here, once.
+            Outcome::Retry { delay_ms, reason } => {
+                Verdict::Retry { delay: delay_ms.map(Duration::from_millis), reason: printable(&reason) }
+            }
+            Outcome::Reject { reason } => Verdict::Reject { reason: printable(&reason) },
         },
         Err(err) => {
             Metrics::bump(&metrics.plugin_failures);
+            let reason = printable(&format!("plugin {err}"));
             tracing::warn!(
                 route = %route.name, plugin = %plugin.spec.name, version = %plugin.hash, subject = %msg.subject,
-                attempt = msg.attempt, "plugin {err}; the instance was discarded"
+                attempt = msg.attempt, "{reason}; the instance was discarded"
             );
-            Verdict::Retry { delay: None, reason: format!("plugin {err}") }
+            Verdict::Retry { delay: None, reason }
         }
     };
     (plugin, verdict, on_probation)
