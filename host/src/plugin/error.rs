@@ -26,6 +26,8 @@ pub enum LoadError {
 pub enum CallError {
     #[error("trapped: {0}")]
     Trap(String),
+    #[error("called proc_exit({0})")]
+    Exit(i32),
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
     #[error("ran out of fuel ({0} units)")]

@@ -255,7 +255,12 @@ fn classify(err: wasmtime::Error, plugin: &Plugin, last_error: Option<String>) -
             Some(message) => CallError::Trap(format!("{trap}: {message}")),
             None => CallError::Trap(trap.to_string()),
         },
-        None => CallError::Trap(err.to_string()),
+        // Raised by a host function: its own error, not wasmtime's context
+        // ("error while executing at wasm backtrace …") around it.
+        None => match err.chain().find_map(|cause| cause.downcast_ref::<wasmtime_wasi::I32Exit>()) {
+            Some(exit) => CallError::Exit(exit.0),
+            None => CallError::Trap(err.root_cause().to_string()),
+        },
     }
 }
 

@@ -104,6 +104,22 @@ async fn a_wasi_sleep_is_stopped_at_the_deadline() {
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
 }
 
+/// A trap raised by a host function keeps its cause, not only "error while
+/// executing at wasm backtrace".
+#[tokio::test]
+async fn proc_exit_is_reported_as_such() {
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (func (export "switchyard_abi_version") (result i32) i32.const 1)
+      (func (export "switchyard_alloc") (param i32) (result i32) i32.const 1024)
+      (func (export "switchyard_handle") (param i32 i32) (result i64) (call $exit (i32.const 3)) i64.const 0))"#;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let result = call(spec(dir.path(), &wat::parse_str(wat).expect("valid wat"))).await;
+    let err = result.expect_err("proc_exit ends the call");
+    assert_eq!(err.to_string(), "called proc_exit(3)");
+}
+
 #[tokio::test]
 async fn fuel_bounds_the_instructions_of_a_call() {
     let dir = tempfile::tempdir().expect("temp dir");
