@@ -42,6 +42,8 @@ pub struct Instance {
     /// The encoded message of the last call, kept so each call reuses its
     /// allocation instead of growing a new buffer field by field.
     input: Vec<u8>,
+    /// The guest's stdout and stderr, to log a last line left without its newline.
+    stdio: [LogStream; 2],
 }
 
 impl Instance {
@@ -56,11 +58,8 @@ impl Instance {
     /// version before handing the plugin its config.
     pub(super) async fn instantiate(plugin: Arc<Plugin>) -> Result<Self, NewError> {
         let spec = &plugin.spec;
-        let wasi = WasiCtxBuilder::new()
-            .stdout(LogStream::new(plugin.name.clone(), "stdout"))
-            .stderr(LogStream::new(plugin.name.clone(), "stderr"))
-            .envs(&spec.env)
-            .build_p1();
+        let stdio = [LogStream::new(plugin.name.clone(), "stdout"), LogStream::new(plugin.name.clone(), "stderr")];
+        let wasi = WasiCtxBuilder::new().stdout(stdio[0].clone()).stderr(stdio[1].clone()).envs(&spec.env).build_p1();
         let state = HostState {
             wasi,
             plugin: plugin.name.clone(),
@@ -107,6 +106,7 @@ impl Instance {
             store,
             memory,
             input: Vec::new(),
+            stdio,
         })
     }
 
@@ -156,7 +156,10 @@ impl Instance {
         // The epoch deadline stops running wasm; a guest blocked in a host function
         // (a WASI sleep or poll) runs none, so a timer bounds the whole call too.
         // A call cut short leaves the store unusable: the pool discards the instance.
-        tokio::time::timeout(timeout, self.handle_unbounded(msg)).await.unwrap_or(Err(CallError::Timeout(timeout)))
+        let result = tokio::time::timeout(timeout, self.handle_unbounded(msg)).await.unwrap_or(Err(CallError::Timeout(timeout)));
+        // Text printed without a final newline belongs to this call: log it now.
+        self.stdio.iter().for_each(LogStream::finish_line);
+        result
     }
 
     async fn handle_unbounded(&mut self, msg: &Message) -> Result<Handled, CallError> {

@@ -38,6 +38,15 @@ impl LogStream {
         }
     }
 
+    /// Log what was written since the last newline, if anything (the end of a call).
+    pub(super) fn finish_line(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !pending.is_empty() {
+            self.emit(&pending);
+            pending.clear();
+        }
+    }
+
     fn emit(&self, line: &[u8]) {
         let text = super::printable(&String::from_utf8_lossy(line));
         tracing::info!(target: "switchyard::plugin", plugin = %self.plugin, stream = self.stream, "{text}");

@@ -120,6 +120,45 @@ async fn proc_exit_is_reported_as_such() {
     assert_eq!(err.to_string(), "called proc_exit(3)");
 }
 
+/// What the guest printed without a final newline is logged when its call ends,
+/// not lost (or glued to the next call's first line).
+#[tokio::test]
+async fn a_last_line_without_its_newline_is_logged_at_the_end_of_the_call() {
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // fd_write(1, one iovec at 256 -> "no newline" at 300, written count at 512).
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 16) "\81\a4kind\a3ack")
+      (data (i32.const 300) "no newline")
+      (func (export "switchyard_abi_version") (result i32) i32.const 1)
+      (func (export "switchyard_alloc") (param i32) (result i32) i32.const 1024)
+      (func (export "switchyard_handle") (param i32 i32) (result i64)
+        (i32.store (i32.const 256) (i32.const 300))
+        (i32.store (i32.const 260) (i32.const 10))
+        (drop (call $write (i32.const 1) (i32.const 256) (i32.const 1) (i32.const 512)))
+        i64.const 68719476746))"#;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let result = call(spec(dir.path(), &wat::parse_str(wat).expect("valid wat"))).await;
+    assert!(matches!(result, Ok(Outcome::Ack)), "{result:?}");
+    let log = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+    assert!(log.contains("no newline") && log.contains("stream=\"stdout\""), "{log}");
+}
+
 #[tokio::test]
 async fn fuel_bounds_the_instructions_of_a_call() {
     let dir = tempfile::tempdir().expect("temp dir");
