@@ -94,6 +94,10 @@ fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> i32
     if !(level::ERROR..=level::TRACE).contains(&level) {
         return status::BAD_ARGUMENT;
     }
+    if !caller.data().log_budget.allow() {
+        // Over budget: counted, reported once when the call ends.
+        return status::OK;
+    }
     let truncated = len > MAX_LOG_LINE as i32;
     let mut bytes = match guest_bytes(&mut caller, ptr, len.min(MAX_LOG_LINE as i32)) {
         Ok(bytes) => bytes,

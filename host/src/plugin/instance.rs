@@ -11,6 +11,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use super::error::CallError;
 use super::load::Plugin;
+use super::log_budget::LogBudget;
 use super::state::{DeadlineHit, HostState, MemoryLimitHit};
 use super::stdio::LogStream;
 
@@ -58,7 +59,11 @@ impl Instance {
     /// version before handing the plugin its config.
     pub(super) async fn instantiate(plugin: Arc<Plugin>) -> Result<Self, NewError> {
         let spec = &plugin.spec;
-        let stdio = [LogStream::new(plugin.name.clone(), "stdout"), LogStream::new(plugin.name.clone(), "stderr")];
+        let log_budget = LogBudget::new(plugin.log_rate.clone());
+        let stdio = [
+            LogStream::new(plugin.name.clone(), "stdout", log_budget.clone()),
+            LogStream::new(plugin.name.clone(), "stderr", log_budget.clone()),
+        ];
         let wasi = WasiCtxBuilder::new().stdout(stdio[0].clone()).stderr(stdio[1].clone()).envs(&spec.env).build_p1();
         let state = HostState {
             wasi,
@@ -71,6 +76,7 @@ impl Instance {
             max_payload: plugin.max_payload.clone(),
             deadline: Instant::now(),
             last_error: None,
+            log_budget,
         };
         let mut store = Store::new(plugin.pre.module().engine(), state);
         store.limiter(|state| state);
@@ -159,6 +165,7 @@ impl Instance {
         let result = tokio::time::timeout(timeout, self.handle_unbounded(msg)).await.unwrap_or(Err(CallError::Timeout(timeout)));
         // Text printed without a final newline belongs to this call: log it now.
         self.stdio.iter().for_each(LogStream::finish_line);
+        self.store.data().log_budget.report(&self.plugin.name);
         result
     }
 

@@ -73,6 +73,8 @@ pub struct Plugin {
     pub(super) positional: AtomicBool,
     /// The runtime's, so a limit learnt after the load still applies.
     pub(super) max_payload: PayloadLimit,
+    /// Log lines per second, shared by all instances of this version.
+    pub(super) log_rate: Arc<governor::DefaultDirectRateLimiter>,
     _ticker: Arc<TickerGuard>,
 }
 
@@ -115,6 +117,7 @@ impl Plugin {
             has_init,
             positional: AtomicBool::new(false),
             max_payload: runtime.max_payload.clone(),
+            log_rate: super::log_budget::LogBudget::rate(),
             _ticker: runtime.ticker.clone(),
         });
         let refused = |err| match err {

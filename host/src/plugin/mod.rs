@@ -12,6 +12,7 @@ mod function_cache;
 mod host_fns;
 mod instance;
 mod load;
+mod log_budget;
 mod pool;
 mod rollout;
 mod state;

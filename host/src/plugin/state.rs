@@ -12,6 +12,8 @@ use switchyard_abi::{Delivery, Publish};
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use super::log_budget::LogBudget;
+
 /// Caps on what one call may buffer, so a plugin cannot make the host hold
 /// unbounded memory on its behalf.
 pub(super) const MAX_PUBLISHES_PER_CALL: usize = 10_000;
@@ -60,6 +62,7 @@ pub(super) struct HostState {
     /// The last ERROR line the guest logged during this call (the SDK logs panic
     /// messages there), to explain a trap.
     pub last_error: Option<String>,
+    pub log_budget: LogBudget,
 }
 
 impl HostState {
@@ -69,6 +72,7 @@ impl HostState {
         self.publish_bytes = 0;
         self.msg_id_prefix.clear();
         self.last_error = None;
+        self.log_budget.begin_call();
     }
 
     /// Number the publishes of this call after the JetStream message `delivery`

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
+
+use super::log_budget::LogBudget;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 const MAX_LINE: usize = 8 * 1024;
@@ -19,11 +21,12 @@ pub(super) struct LogStream {
     plugin: Arc<str>,
     stream: &'static str,
     pending: Arc<Mutex<Vec<u8>>>,
+    budget: LogBudget,
 }
 
 impl LogStream {
-    pub(super) fn new(plugin: Arc<str>, stream: &'static str) -> Self {
-        Self { plugin, stream, pending: Arc::default() }
+    pub(super) fn new(plugin: Arc<str>, stream: &'static str, budget: LogBudget) -> Self {
+        Self { plugin, stream, pending: Arc::default(), budget }
     }
 
     fn write(&self, bytes: &[u8]) {
@@ -48,6 +51,9 @@ impl LogStream {
     }
 
     fn emit(&self, line: &[u8]) {
+        if !self.budget.allow() {
+            return;
+        }
         let text = super::printable(&String::from_utf8_lossy(line));
         tracing::info!(target: "switchyard::plugin", plugin = %self.plugin, stream = self.stream, "{text}");
     }

@@ -120,25 +120,57 @@ async fn proc_exit_is_reported_as_such() {
     assert_eq!(err.to_string(), "called proc_exit(3)");
 }
 
+/// The host's log lines written on this thread until the guard is dropped.
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A plugin logging in a loop writes its per-call budget, then one line saying
+/// how much was held back.
+#[tokio::test]
+async fn a_log_flood_is_cut_to_the_budget_and_counted() {
+    let (captured, _guard) = capture_logs();
+    let body = r#"(local $i i32)
+        (loop $again
+          (drop (call $log (i32.const 2) (i32.const 300) (i32.const 5)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $again (i32.lt_u (local.get $i) (i32.const 250))))
+        i64.const 68719476746"#;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let result = call(spec(dir.path(), &module_with_data(body, r#"(data (i32.const 300) "flood")"#))).await;
+    assert!(matches!(result, Ok(Outcome::Ack)), "{result:?}");
+    let log = captured.text();
+    assert_eq!(log.lines().filter(|l| l.contains(" flood")).count(), 100, "{log}");
+    assert!(log.contains("150 log line(s) suppressed"), "{log}");
+}
+
 /// What the guest printed without a final newline is logged when its call ends,
 /// not lost (or glued to the next call's first line).
 #[tokio::test]
 async fn a_last_line_without_its_newline_is_logged_at_the_end_of_the_call() {
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_logs();
     // fd_write(1, one iovec at 256 -> "no newline" at 300, written count at 512).
     let wat = r#"(module
       (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
@@ -155,7 +187,7 @@ async fn a_last_line_without_its_newline_is_logged_at_the_end_of_the_call() {
     let dir = tempfile::tempdir().expect("temp dir");
     let result = call(spec(dir.path(), &wat::parse_str(wat).expect("valid wat"))).await;
     assert!(matches!(result, Ok(Outcome::Ack)), "{result:?}");
-    let log = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+    let log = captured.text();
     assert!(log.contains("no newline") && log.contains("stream=\"stdout\""), "{log}");
 }
 
