@@ -170,8 +170,30 @@ pub struct MessageArgs {
 pub struct ConnArgs {
     #[arg(long, env = "SWITCHYARD_NATS_URL", global = true)]
     pub url: Option<String>,
+    /// runtime.toml: its `[nats]` gives the address, authentication and TLS
+    /// (the flags below override them).
     #[arg(long = "config", default_value = "runtime.toml", env = "SWITCHYARD_CONFIG", global = true)]
     pub config: PathBuf,
+    /// A NATS credentials file (JWT and nkey seed).
+    #[arg(long, global = true)]
+    pub creds: Option<PathBuf>,
+    #[arg(long, global = true, requires = "password")]
+    pub user: Option<String>,
+    #[arg(long, global = true, env = "SWITCHYARD_NATS_PASSWORD", requires = "user")]
+    pub password: Option<String>,
+    #[arg(long, global = true, env = "SWITCHYARD_NATS_TOKEN")]
+    pub token: Option<String>,
+    /// An nkey seed (`SU…`).
+    #[arg(long, global = true)]
+    pub nkey: Option<String>,
+    /// CA certificate to trust (PEM).
+    #[arg(long, global = true)]
+    pub tlsca: Option<PathBuf>,
+    /// Client certificate and key (PEM), for servers that verify clients.
+    #[arg(long, global = true, requires = "tlskey")]
+    pub tlscert: Option<PathBuf>,
+    #[arg(long, global = true, requires = "tlscert")]
+    pub tlskey: Option<PathBuf>,
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {

@@ -27,6 +27,31 @@ pub async fn connect(config: &NatsConfig, urls: &[String], deadline: Instant, me
 }
 
 async fn connect_once(config: &NatsConfig, urls: &[String], metrics: Arc<Metrics>) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let mut options = client_options(config).await?;
+    options = options
+        .subscription_capacity(config.subscription_capacity)
+        .connection_timeout(config.connect_timeout)
+        .max_reconnects(config.max_reconnects);
+    options = options.event_callback(move |event| {
+        let metrics = metrics.clone();
+        async move {
+            match event {
+                Event::Connected => tracing::info!("nats: connected"),
+                Event::Disconnected => tracing::warn!("nats: disconnected; reconnecting"),
+                Event::SlowConsumer(sid) => {
+                    Metrics::bump(&metrics.slow_consumer_events);
+                    tracing::warn!(subscription = sid, "nats: slow consumer, messages were dropped");
+                }
+                other => tracing::warn!("nats: {other}"),
+            }
+        }
+    });
+    options.connect(urls).await
+}
+
+/// The client name, authentication and TLS of `[nats]`: what every connection
+/// to the operator's NATS needs, the host's and the CLI's alike.
+pub async fn client_options(config: &NatsConfig) -> Result<ConnectOptions, async_nats::ConnectError> {
     let mut options = match &config.credentials {
         Some(path) => ConnectOptions::with_credentials_file(path).await.map_err(|e| {
             async_nats::ConnectError::with_source(
@@ -36,11 +61,7 @@ async fn connect_once(config: &NatsConfig, urls: &[String], metrics: Arc<Metrics
         })?,
         None => ConnectOptions::new(),
     };
-    options = options
-        .name(&config.name)
-        .subscription_capacity(config.subscription_capacity)
-        .connection_timeout(config.connect_timeout)
-        .max_reconnects(config.max_reconnects);
+    options = options.name(&config.name);
     if let Some(token) = &config.token {
         options = options.token(token.clone());
     }
@@ -59,19 +80,5 @@ async fn connect_once(config: &NatsConfig, urls: &[String], metrics: Arc<Metrics
         }
         options = options.require_tls(tls.required);
     }
-    options = options.event_callback(move |event| {
-        let metrics = metrics.clone();
-        async move {
-            match event {
-                Event::Connected => tracing::info!("nats: connected"),
-                Event::Disconnected => tracing::warn!("nats: disconnected; reconnecting"),
-                Event::SlowConsumer(sid) => {
-                    Metrics::bump(&metrics.slow_consumer_events);
-                    tracing::warn!(subscription = sid, "nats: slow consumer, messages were dropped");
-                }
-                other => tracing::warn!("nats: {other}"),
-            }
-        }
-    });
-    options.connect(urls).await
+    Ok(options)
 }

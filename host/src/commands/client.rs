@@ -9,8 +9,8 @@ use futures::StreamExt;
 
 use super::show;
 use crate::cli::{ConnArgs, MessageArgs};
-use crate::config;
 use crate::route::convert_headers;
+use crate::{broker, config};
 
 /// `--url`, else runtime.toml's `nats.url`, else its embedded server's address.
 pub(super) fn url(conn: &ConnArgs) -> String {
@@ -26,11 +26,46 @@ pub(super) fn url(conn: &ConnArgs) -> String {
     }
 }
 
+/// A flag given on the command line wins over the file's value.
+fn set<T: Clone>(field: &mut Option<T>, flag: &Option<T>) {
+    if flag.is_some() {
+        field.clone_from(flag);
+    }
+}
+
+/// Connect the way `run` does: runtime.toml's `[nats]` authentication and TLS
+/// (when the file loads), with the command line's flags over them.
 pub(super) async fn connect(conn: &ConnArgs) -> anyhow::Result<async_nats::Client> {
     let url = url(conn);
     let servers = config::ServerList::parse(&url).0;
-    async_nats::ConnectOptions::new()
-        .name("switchyard-cli")
+    let mut nats = config::load(&conn.config).map(|loaded| loaded.config.nats).unwrap_or_default();
+    nats.name = "switchyard-cli".into();
+    if conn.creds.is_some() || conn.user.is_some() || conn.token.is_some() || conn.nkey.is_some() {
+        // One method, the one asked for: the file's would be refused beside it.
+        (nats.credentials, nats.user, nats.password, nats.token, nats.nkey) = Default::default();
+    }
+    // async-nats ignores `user:password@` in a URL; the `nats` CLI uses it.
+    let from_url = servers
+        .iter()
+        .filter_map(|s| s.parse::<async_nats::ServerAddr>().ok())
+        .find_map(|addr| Some((addr.username()?.to_owned(), addr.password()?.to_owned())));
+    if let Some((user, password)) = from_url.filter(|_| conn.user.is_none()) {
+        (nats.credentials, nats.token, nats.nkey) = Default::default();
+        (nats.user, nats.password) = (Some(user), Some(password));
+    }
+    set(&mut nats.credentials, &conn.creds);
+    set(&mut nats.user, &conn.user);
+    set(&mut nats.password, &conn.password);
+    set(&mut nats.token, &conn.token);
+    set(&mut nats.nkey, &conn.nkey);
+    if conn.tlsca.is_some() || conn.tlscert.is_some() {
+        let tls = nats.tls.get_or_insert(config::TlsConfig { ca: None, cert: None, key: None, required: true });
+        set(&mut tls.ca, &conn.tlsca);
+        set(&mut tls.cert, &conn.tlscert);
+        set(&mut tls.key, &conn.tlskey);
+    }
+    broker::client_options(&nats)
+        .await?
         .connect(servers)
         .await
         .with_context(|| format!("connecting to NATS at {url} (is `switchyard run` up?)"))
