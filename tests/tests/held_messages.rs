@@ -32,6 +32,19 @@ async fn collect(sub: &mut async_nats::Subscriber, seen: &mut HashMap<u64, u32>,
     .await;
 }
 
+/// A host running the faulty plugin on `jobs`, `sleep_ms` per message, each
+/// handling published to `seen.x`.
+fn seen_jobs(url: &str, sleep_ms: u64, route: &str) -> String {
+    faulty_jobs(url, &format!("config = {{ publish = [\"seen.x\"], sleep_ms = {sleep_ms} }}"), route)
+}
+
+/// Tally what still arrives: anything handled twice would have published again by now.
+async fn tally_late(sub: &mut async_nats::Subscriber, seen: &mut HashMap<u64, u32>) {
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+        tally(seen, &msg);
+    }
+}
+
 /// One host, a 400 ms handler, one at a time, `ack_wait` 1 s: the messages
 /// waiting in its buffer must be kept alive, not redelivered and handled again.
 #[tokio::test]
@@ -40,17 +53,14 @@ async fn a_slow_handler_handles_each_buffered_message_once() {
     let client = nats.client().await;
     let js = jetstream::new(client.clone());
     let mut sub = client.subscribe("seen.>").await.expect("subscribe");
-    let config = faulty_jobs(nats.url(), "config = { publish = [\"seen.x\"], sleep_ms = 400 }", "concurrency = 1\nack_wait = \"1s\"");
+    let config = seen_jobs(nats.url(), 400, "concurrency = 1\nack_wait = \"1s\"");
     let host = Host::start(&config).await;
     publish_many(&js, "jobs.slow", 12, |i| format!(r#"{{"id":{i}}}"#).into_bytes()).await;
 
     let mut seen = HashMap::new();
     collect(&mut sub, &mut seen, 12).await;
     drained(&js, "JOBS", "jobs").await;
-    // Anything handled twice would have published again by now.
-    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
-        tally(&mut seen, &msg);
-    }
+    tally_late(&mut sub, &mut seen).await;
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "handled more than once: {twice:?}");
     host.stop().await;
@@ -67,20 +77,14 @@ async fn a_slow_host_beside_a_fast_one_handles_nothing_twice() {
     let js = jetstream::new(client.clone());
     let mut sub = client.subscribe("seen.>").await.expect("subscribe");
     let route = "ack_wait = \"2s\"\nbatch = 500";
-    let slow =
-        Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"seen.x\"], sleep_ms = 40 }", &format!("concurrency = 1\n{route}")))
-            .await;
-    let fast =
-        Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"seen.x\"], sleep_ms = 2 }", &format!("concurrency = 4\n{route}")))
-            .await;
+    let slow = Host::start(&seen_jobs(nats.url(), 40, &format!("concurrency = 1\n{route}"))).await;
+    let fast = Host::start(&seen_jobs(nats.url(), 2, &format!("concurrency = 4\n{route}"))).await;
     publish_many(&js, "jobs.mixed", TOTAL as usize, |i| format!(r#"{{"id":{i}}}"#).into_bytes()).await;
 
     let mut seen = HashMap::new();
     collect(&mut sub, &mut seen, TOTAL).await;
     drained(&js, "JOBS", "jobs").await;
-    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
-        tally(&mut seen, &msg);
-    }
+    tally_late(&mut sub, &mut seen).await;
     let twice = seen.values().filter(|n| **n > 1).count();
     let consumer = js.get_stream("JOBS").await.expect("stream").consumer_info("jobs").await.expect("consumer");
     println!("handled {} messages, {twice} more than once; redelivered {}", seen.len(), consumer.num_redelivered);
@@ -99,18 +103,14 @@ async fn a_stopped_host_returns_its_buffered_messages_at_once() {
     let js = jetstream::new(client.clone());
     let mut sub = client.subscribe("seen.>").await.expect("subscribe");
     let route = "ack_wait = \"30s\"";
-    let first =
-        Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"seen.x\"], sleep_ms = 500 }", &format!("concurrency = 1\n{route}")))
-            .await;
+    let first = Host::start(&seen_jobs(nats.url(), 500, &format!("concurrency = 1\n{route}"))).await;
     publish_many(&js, "jobs.held", TOTAL as usize, |i| format!(r#"{{"id":{i}}}"#).into_bytes()).await;
     // The first host holds every message: one in its handler, the rest buffered.
     eventually(Duration::from_secs(10), "the first host to hold every message", || async {
         (pending(&js, "JOBS", "jobs").await == (0, TOTAL as usize)).then_some(())
     })
     .await;
-    let second =
-        Host::start(&faulty_jobs(nats.url(), "config = { publish = [\"seen.x\"], sleep_ms = 1 }", &format!("concurrency = 4\n{route}")))
-            .await;
+    let second = Host::start(&seen_jobs(nats.url(), 1, &format!("concurrency = 4\n{route}"))).await;
 
     let mut seen = HashMap::new();
     let (status, output) = first.stop().await;

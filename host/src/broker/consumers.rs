@@ -11,6 +11,7 @@ use async_nats::jetstream::stream::{ConsumerCreateStrictErrorKind, ConsumerUpdat
 use async_nats::jetstream::{ErrorCode, consumer};
 
 use super::startup::Failure;
+use super::streams::show_limit;
 
 /// Bind the durable consumer `wanted.durable_name`, creating it when missing.
 pub async fn ensure_consumer(stream: &Stream, wanted: pull::Config, update: bool) -> Result<PullConsumer, Failure> {
@@ -80,20 +81,20 @@ fn differences(server: &consumer::Config, wanted: &pull::Config) -> Vec<String> 
     if server.max_deliver != wanted.max_deliver {
         // The route's `max_deliver` is counted by the host, so the server never
         // gives up on a message the host could not yet dead-letter.
-        differ("max_deliver", show(server.max_deliver), format!("{} (the host counts attempts itself)", show(wanted.max_deliver)));
+        differ(
+            "max_deliver",
+            show_limit(server.max_deliver),
+            format!("{} (the host counts attempts itself)", show_limit(wanted.max_deliver)),
+        );
     }
     if server.ack_wait != wanted.ack_wait {
         let human = |d| humantime::format_duration(d).to_string();
         differ("ack_wait", format!("`{}`", human(server.ack_wait)), format!("`{}`", human(wanted.ack_wait)));
     }
     if server.max_ack_pending != wanted.max_ack_pending {
-        differ("max_ack_pending", show(server.max_ack_pending), show(wanted.max_ack_pending));
+        differ("max_ack_pending", show_limit(server.max_ack_pending), show_limit(wanted.max_ack_pending));
     }
     out
-}
-
-fn show(n: i64) -> String {
-    if n <= 0 { "unlimited".into() } else { n.to_string() }
 }
 
 #[cfg(test)]

@@ -160,27 +160,13 @@ impl Wanted {
             let shrinks = !age.is_zero() && (server.max_age.is_zero() || age < server.max_age);
             differ("max_age", show_age(server.max_age), show_age(age), shrinks.then_some("older messages would be deleted"));
         }
-        if let Some(n) = self.max_msgs
-            && limit(n) != limit(server.max_messages)
-        {
-            let shrinks = shrinks(limit(server.max_messages), limit(n));
-            differ(
-                "max_msgs",
-                show_limit(server.max_messages),
-                show_limit(n),
-                shrinks.then_some("messages over the new limit would be deleted"),
-            );
-        }
-        if let Some(n) = self.max_bytes
-            && limit(n) != limit(server.max_bytes)
-        {
-            let shrinks = shrinks(limit(server.max_bytes), limit(n));
-            differ(
-                "max_bytes",
-                show_limit(server.max_bytes),
-                show_limit(n),
-                shrinks.then_some("messages over the new limit would be deleted"),
-            );
+        for (field, wanted, server) in [("max_msgs", self.max_msgs, server.max_messages), ("max_bytes", self.max_bytes, server.max_bytes)] {
+            if let Some(n) = wanted
+                && limit(n) != limit(server)
+            {
+                let shrinks = shrinks(limit(server), limit(n));
+                differ(field, show_limit(server), show_limit(n), shrinks.then_some("messages over the new limit would be deleted"));
+            }
         }
         if let Some(window) = self.duplicate_window
             && window != server.duplicate_window
@@ -283,7 +269,8 @@ fn shrinks(server: Option<i64>, file: Option<i64>) -> bool {
     }
 }
 
-fn show_limit(n: i64) -> String {
+/// A limit as an operator reads it (also the consumers' limits).
+pub(super) fn show_limit(n: i64) -> String {
     limit(n).map_or_else(|| "unlimited".into(), |n| n.to_string())
 }
 
