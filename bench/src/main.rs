@@ -71,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Isolation => scenarios::isolation::run(&bench).await,
             Scenario::Reload => scenarios::reload::run(&bench).await,
             Scenario::Memory => scenarios::memory::run(&bench).await,
+            Scenario::Neighbour => scenarios::neighbour::run(&bench).await,
         };
         match result {
             Ok(mut found) => figures.append(&mut found),

@@ -6,6 +6,7 @@ pub(crate) mod core;
 pub(crate) mod isolation;
 pub(crate) mod jetstream;
 pub(crate) mod memory;
+pub(crate) mod neighbour;
 pub(crate) mod reload;
 pub(crate) mod request;
 
@@ -19,9 +20,17 @@ pub(crate) enum Scenario {
     Isolation,
     Reload,
     Memory,
+    Neighbour,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 6] =
-        [Scenario::Core, Scenario::Jetstream, Scenario::Request, Scenario::Isolation, Scenario::Reload, Scenario::Memory];
+    pub(crate) const ALL: [Scenario; 7] = [
+        Scenario::Core,
+        Scenario::Jetstream,
+        Scenario::Request,
+        Scenario::Isolation,
+        Scenario::Reload,
+        Scenario::Memory,
+        Scenario::Neighbour,
+    ];
 }

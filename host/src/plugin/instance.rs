@@ -158,22 +158,45 @@ impl Instance {
 
     /// Run `switchyard_handle` on one message under the plugin's limits.
     pub async fn handle(&mut self, msg: &Message) -> Result<Handled, CallError> {
+        self.prepare(msg)?;
+        self.run_prepared().await
+    }
+
+    /// [`Instance::handle`] as a future that owns the instance and gives it back,
+    /// so the call can move to another thread. The message is encoded now.
+    pub(super) fn call(mut self, msg: &Message) -> impl Future<Output = (Self, Result<Handled, CallError>)> + Send + 'static {
+        let prepared = self.prepare(msg);
+        async move {
+            let result = match prepared {
+                Ok(()) => self.run_prepared().await,
+                Err(err) => Err(err),
+            };
+            (self, result)
+        }
+    }
+
+    /// Encode `msg` into the input buffer and reset the per-call state.
+    fn prepare(&mut self, msg: &Message) -> Result<(), CallError> {
+        encode_message(msg, &mut self.input, self.plugin.positional.load(Ordering::Relaxed))?;
+        begin(&mut self.store, &self.plugin, true);
+        self.store.data_mut().number_publishes_after(msg.delivery.as_ref());
+        Ok(())
+    }
+
+    async fn run_prepared(&mut self) -> Result<Handled, CallError> {
         let timeout = self.plugin.spec.timeout;
         // The epoch deadline stops running wasm; a guest blocked in a host function
         // (a WASI sleep or poll) runs none, so a timer bounds the whole call too.
         // A call cut short leaves the store unusable: the pool discards the instance.
-        let result = tokio::time::timeout(timeout, self.handle_unbounded(msg)).await.unwrap_or(Err(CallError::Timeout(timeout)));
+        let result = tokio::time::timeout(timeout, self.call_handle()).await.unwrap_or(Err(CallError::Timeout(timeout)));
         // Text printed without a final newline belongs to this call: log it now.
         self.stdio.iter().for_each(LogStream::finish_line);
         self.store.data().log_budget.report(&self.plugin.name);
         result
     }
 
-    async fn handle_unbounded(&mut self, msg: &Message) -> Result<Handled, CallError> {
-        let mut input = std::mem::take(&mut self.input);
-        encode_message(msg, &mut input, self.plugin.positional.load(Ordering::Relaxed))?;
-        begin(&mut self.store, &self.plugin, true);
-        self.store.data_mut().number_publishes_after(msg.delivery.as_ref());
+    async fn call_handle(&mut self) -> Result<Handled, CallError> {
+        let input = std::mem::take(&mut self.input);
         let written = self.write_input(&input).await;
         self.input = input;
         let (ptr, len) = written?;

@@ -9,6 +9,7 @@ mod cache;
 mod engine;
 mod error;
 mod function_cache;
+mod guest_threads;
 mod host_fns;
 mod instance;
 mod load;

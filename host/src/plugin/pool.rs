@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use switchyard_abi::{Message, Outcome};
 
 use super::error::CallError;
+use super::guest_threads;
 use super::instance::{Handled, Instance, NewError};
 use super::load::Plugin;
 use super::rollout::{Judgement, Rollout};
@@ -27,6 +28,9 @@ pub struct Pool {
     /// Idle instances kept; the route's concurrency.
     max_idle: usize,
     rollbacks: AtomicU64,
+    /// The last call ran past its first poll (it yielded): start the next one on
+    /// the guest threads rather than on the host's (see `guest_threads`).
+    slow: AtomicBool,
 }
 
 impl std::fmt::Debug for Pool {
@@ -45,6 +49,7 @@ impl Pool {
             idle: Mutex::new(vec![first]),
             max_idle: max_idle.max(1),
             rollbacks: AtomicU64::new(0),
+            slow: AtomicBool::new(false),
         }
     }
 
@@ -116,9 +121,11 @@ impl Pool {
     }
 
     async fn call_current(&self, msg: &Message) -> (Arc<Plugin>, Result<Handled, CallError>) {
-        let mut instance = match self.take() {
+        let here_first = !self.slow.load(Ordering::Relaxed);
+        let instance = match self.take() {
             Some(instance) => instance,
-            None => match Instance::new(self.plugin()).await {
+            // `init` is guest code too: it runs where calls do.
+            None => match guest_threads::run(Instance::new(self.plugin()), here_first).await.0 {
                 Ok(instance) => instance,
                 Err(err) => {
                     let reason = match err {
@@ -129,7 +136,8 @@ impl Pool {
                 }
             },
         };
-        let result = instance.handle(msg).await;
+        let ((instance, result), slow) = guest_threads::run(instance.call(msg), here_first).await;
+        self.slow.store(slow, Ordering::Relaxed);
         let plugin = instance.plugin().clone();
         // A failed instance may hold corrupt state (a trap mid-update, a half-grown
         // heap): never reuse it. A fresh plugin's instance has seen a message: done.

@@ -239,6 +239,36 @@ async fn deadlines_still_fire_after_the_runtime_is_dropped() {
     assert!(matches!(result, Err(CallError::Timeout(_))), "{result:?}");
 }
 
+/// A spinning plugin's call moves to the guest threads: the thread that made
+/// the call (here the test's only runtime thread, as a host worker would be)
+/// goes on running its other tasks at full speed meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn a_spinning_plugin_leaves_the_callers_thread_free() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = Runtime::new(None).expect("runtime");
+    let mut spec = spec(dir.path(), &module("(loop $spin (br $spin)) i64.const 0"));
+    spec.timeout = Duration::from_millis(400);
+    let (plugin, first) = Plugin::load(&runtime, spec).await.expect("load");
+    let pool = Pool::new(plugin, first, 1);
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let result = pool.call(&Message::default()).await.result;
+    ticker.abort();
+    assert!(matches!(result, Err(CallError::Timeout(_))), "{result:?}");
+    // Sharing the thread with the guest, the ticker would run once per epoch
+    // tick (10 ms): about 40 times in 400 ms. Beside it, every 1–2 ms.
+    let ran = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(ran > 120, "the ticker ran {ran} times in 400 ms: the guest held its thread");
+}
+
 /// Traps when it has handled a message before in this instance (it marks its
 /// memory), so it shows whether instances are shared between messages.
 const ONCE_PER_INSTANCE: &str = "(if (i32.ne (i32.load (i32.const 64)) (i32.const 0)) (then unreachable))
