@@ -23,8 +23,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Req { subject, data, msg, timeout, conn } => commands::client::request(&conn, subject, data, &msg, timeout).await,
         Command::Sub { subject, count, conn } => commands::client::subscribe(&conn, subject, count).await,
         Command::Dlq { action, conn } => commands::dlq::run(&conn, action).await,
-        Command::Status { wait, conn } => commands::control::status(&conn, wait).await,
-        Command::Reload { conn } => commands::control::reload(&conn).await,
+        Command::Status { wait, conn, seed } => commands::control::status(&conn, &seed, wait).await,
+        Command::Reload { conn, seed } => commands::control::reload(&conn, &seed).await,
+        Command::ControlKey { action } => commands::control::control_key(action),
     }
 }
 
@@ -46,7 +47,7 @@ pub async fn serve(path: &Path, nats_url: Option<String>) -> anyhow::Result<()> 
     if let Some(watcher) = watcher.as_mut() {
         watcher.watch(&watched_files(path, &host));
     }
-    let control = control::spawn(&host.out.client, &host.config.host.control_subject, requests.clone()).await?;
+    let control = control::spawn(&host.out.client, &host.config.host.control_subject, &host.config.host.control, requests.clone()).await?;
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     // Ready only now: a file changed from here on is seen by the watcher.

@@ -1,4 +1,4 @@
-//! The command line: `switchyard run|check|invoke|pub|req|sub|dlq|status|reload`.
+//! The command line: `switchyard run|check|invoke|pub|req|sub|dlq|status|reload|control-key`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,11 +66,21 @@ pub enum Command {
         wait: Duration,
         #[command(flatten)]
         conn: ConnArgs,
+        #[command(flatten)]
+        seed: ControlSeed,
     },
     /// Ask running hosts to reload runtime.toml and their plugins now.
     Reload {
         #[command(flatten)]
         conn: ConnArgs,
+        #[command(flatten)]
+        seed: ControlSeed,
+    },
+    /// Make the nkeys that sign control requests (`[host.control] allowed_keys`),
+    /// and sign a request for another NATS client.
+    ControlKey {
+        #[command(subcommand)]
+        action: ControlKeyAction,
     },
     /// Print the messages published on a subject.
     Sub {
@@ -81,6 +91,51 @@ pub enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+}
+
+/// `control-key`: a key pair, its public key, or the headers of a signed request.
+#[derive(Debug, Subcommand)]
+pub enum ControlKeyAction {
+    /// Make a user key pair: print its public key (for `allowed_keys`) and its
+    /// seed (the secret `status` and `reload` sign with).
+    New {
+        /// Write the seed to this file (created, mode 0600) instead of printing it.
+        #[arg(long)]
+        seed_file: Option<PathBuf>,
+    },
+    /// Print the public key of a seed.
+    Public {
+        #[command(flatten)]
+        seed: ControlSeed,
+    },
+    /// Print the headers that sign a control request, to send it with another client.
+    Sign {
+        /// The request's subject, e.g. `switchyard.control.status`.
+        subject: String,
+        /// The reply subject the request will carry (it is signed too).
+        #[arg(long)]
+        reply: Option<String>,
+        /// The payload (control requests have none).
+        #[arg(long, default_value = "")]
+        data: String,
+        /// Sign as of this moment, unix milliseconds, instead of now.
+        #[arg(long, hide = true)]
+        time: Option<u64>,
+        #[command(flatten)]
+        seed: ControlSeed,
+    },
+}
+
+/// The nkey seed control requests are signed with, for hosts that have
+/// `[host.control] allowed_keys`. Without one, requests go unsigned.
+#[derive(Debug, Args)]
+pub struct ControlSeed {
+    /// An nkey seed (`SU…`) whose public key the hosts allow.
+    #[arg(long, env = "SWITCHYARD_CONTROL_SEED", hide_env_values = true)]
+    pub control_seed: Option<String>,
+    /// A file holding that seed (or a `.creds` file); wins over --control-seed.
+    #[arg(long, env = "SWITCHYARD_CONTROL_SEED_FILE")]
+    pub control_seed_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,9 +234,9 @@ pub struct ConnArgs {
     pub creds: Option<PathBuf>,
     #[arg(long, global = true, requires = "password")]
     pub user: Option<String>,
-    #[arg(long, global = true, env = "SWITCHYARD_NATS_PASSWORD", requires = "user")]
+    #[arg(long, global = true, env = "SWITCHYARD_NATS_PASSWORD", hide_env_values = true, requires = "user")]
     pub password: Option<String>,
-    #[arg(long, global = true, env = "SWITCHYARD_NATS_TOKEN")]
+    #[arg(long, global = true, env = "SWITCHYARD_NATS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// An nkey seed (`SU…`).
     #[arg(long, global = true)]
@@ -194,6 +249,10 @@ pub struct ConnArgs {
     pub tlscert: Option<PathBuf>,
     #[arg(long, global = true, requires = "tlscert")]
     pub tlskey: Option<PathBuf>,
+    /// Prefix of the subjects replies come back on (default `_INBOX`), for a
+    /// server that gives this user its own, e.g. `_INBOX_ops`.
+    #[arg(long, global = true, env = "SWITCHYARD_INBOX_PREFIX")]
+    pub inbox_prefix: Option<String>,
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {

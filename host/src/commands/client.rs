@@ -64,11 +64,11 @@ pub(super) async fn connect(conn: &ConnArgs) -> anyhow::Result<async_nats::Clien
         set(&mut tls.cert, &conn.tlscert);
         set(&mut tls.key, &conn.tlskey);
     }
-    broker::client_options(&nats)
-        .await?
-        .connect(servers)
-        .await
-        .with_context(|| format!("connecting to NATS at {url} (is `switchyard run` up?)"))
+    let mut options = broker::client_options(&nats).await?;
+    if let Some(prefix) = &conn.inbox_prefix {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    options.connect(servers).await.with_context(|| format!("connecting to NATS at {url} (is `switchyard run` up?)"))
 }
 
 pub(crate) async fn publish(conn: &ConnArgs, subject: String, data: String, msg: &MessageArgs, count: u64) -> anyhow::Result<ExitCode> {

@@ -1,53 +1,142 @@
-//! `switchyard status` and `switchyard reload`: control requests to running hosts.
+//! `switchyard status` and `switchyard reload`: control requests to running
+//! hosts, signed when a seed is given; and `switchyard control-key`, the keys
+//! that sign them.
 
+use std::io::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use futures::StreamExt;
 
 use super::client;
-use crate::cli::ConnArgs;
+use crate::cli::{ConnArgs, ControlKeyAction, ControlSeed};
 use crate::config;
+use crate::reload::signature::{Signer, now_millis};
 use crate::reload::{ReloadReport, Status};
 
-/// Send a control request and collect every host's answer for `wait`.
-async fn ask(conn: &ConnArgs, verb: &str, wait: Duration) -> anyhow::Result<Vec<Vec<u8>>> {
+/// The seed of `--control-seed-file`, else `--control-seed`, if any.
+fn signer(seed: &ControlSeed) -> anyhow::Result<Option<Signer>> {
+    if let Some(path) = &seed.control_seed_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading the control seed file `{}`", path.display()))?;
+        return Signer::from_text(&text).map(Some).with_context(|| format!("the control seed file `{}`", path.display()));
+    }
+    seed.control_seed.as_deref().map(Signer::from_seed).transpose().context("--control-seed")
+}
+
+/// One host's answer: its body, or the reason it refused.
+type Answer = Result<Vec<u8>, String>;
+
+/// Send a control request (signed when a seed is given) and collect every
+/// host's answer for `wait`.
+async fn ask(conn: &ConnArgs, seed: &ControlSeed, verb: &str, wait: Duration) -> anyhow::Result<Vec<Answer>> {
+    let signer = signer(seed)?;
     let prefix = config::load(&conn.config).map(|l| l.config.host.control_subject).unwrap_or_else(|_| "switchyard.control".into());
     let client = client::connect(conn).await?;
     let inbox = client.new_inbox();
     let mut answers = client.subscribe(inbox.clone()).await?;
-    client.publish_with_reply(format!("{prefix}.{verb}"), inbox, Default::default()).await?;
+    let subject = format!("{prefix}.{verb}");
+    match &signer {
+        Some(signer) => {
+            let headers = signer.headers(&subject, Some(&inbox), b"", now_millis())?;
+            client.publish_with_reply_and_headers(subject, inbox, headers, Default::default()).await?;
+        }
+        None => client.publish_with_reply(subject, inbox, Default::default()).await?,
+    }
     client.flush().await?;
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
     while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, answers.next()).await {
-        out.push(msg.payload.to_vec());
+        // The server's own answer when nobody subscribes: no host listens.
+        anyhow::ensure!(msg.status != Some(async_nats::StatusCode::NO_RESPONDERS), "no host listens on `{prefix}.{verb}`");
+        let error = msg.headers.as_ref().and_then(|h| h.get("Nats-Service-Error")).map(|v| v.as_str().to_owned());
+        out.push(match error {
+            Some(reason) => Err(reason),
+            None => Ok(msg.payload.to_vec()),
+        });
     }
     anyhow::ensure!(!out.is_empty(), "no host answered on `{prefix}.{verb}` within {wait:?}");
     Ok(out)
 }
 
-pub(crate) async fn status(conn: &ConnArgs, wait: Duration) -> anyhow::Result<ExitCode> {
-    for answer in ask(conn, "status", wait).await? {
-        match serde_json::from_slice::<Status>(&answer) {
-            Ok(status) => print!("{}", status.render()),
-            Err(err) => eprintln!("an answer that is not a status: {err}"),
+pub(crate) async fn status(conn: &ConnArgs, seed: &ControlSeed, wait: Duration) -> anyhow::Result<ExitCode> {
+    let mut all_ok = true;
+    for answer in ask(conn, seed, "status", wait).await? {
+        match answer.map(|body| serde_json::from_slice::<Status>(&body)) {
+            Ok(Ok(status)) => print!("{}", status.render()),
+            Ok(Err(err)) => eprintln!("an answer that is not a status: {err}"),
+            Err(reason) => {
+                all_ok = false;
+                eprintln!("refused: {reason}");
+            }
+        }
+    }
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub(crate) async fn reload(conn: &ConnArgs, seed: &ControlSeed) -> anyhow::Result<ExitCode> {
+    let mut all_ok = true;
+    // A reload compiles changed plugins: give the hosts time to answer.
+    for answer in ask(conn, seed, "reload", Duration::from_secs(10)).await? {
+        match answer.map(|body| serde_json::from_slice::<ReloadReport>(&body)) {
+            Ok(Ok(report)) => {
+                all_ok &= report.ok && report.refused.is_empty();
+                println!("{}", report.summary());
+            }
+            Ok(Err(err)) => eprintln!("an answer that is not a reload report: {err}"),
+            Err(reason) => {
+                all_ok = false;
+                eprintln!("refused: {reason}");
+            }
+        }
+    }
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `switchyard control-key new|public|sign`.
+pub(crate) fn control_key(action: ControlKeyAction) -> anyhow::Result<ExitCode> {
+    match action {
+        ControlKeyAction::New { seed_file } => {
+            let pair = Signer::generate();
+            match seed_file {
+                Some(path) => {
+                    write_secret(&path, &format!("{}\n", pair.seed()?))?;
+                    println!("public key: {}", pair.public_key());
+                    println!("seed written to {}", path.display());
+                }
+                None => {
+                    println!("public key: {}", pair.public_key());
+                    println!("seed:       {}", pair.seed()?);
+                }
+            }
+        }
+        ControlKeyAction::Public { seed } => {
+            let pair = signer(&seed)?.context("no seed: give --control-seed, SWITCHYARD_CONTROL_SEED or --control-seed-file")?;
+            println!("{}", pair.public_key());
+        }
+        ControlKeyAction::Sign { subject, reply, data, time, seed } => {
+            let pair = signer(&seed)?.context("no seed: give --control-seed, SWITCHYARD_CONTROL_SEED or --control-seed-file")?;
+            let headers = pair.headers(&subject, reply.as_deref(), data.as_bytes(), time.unwrap_or_else(now_millis))?;
+            // One `Name: value` per line, in a fixed order.
+            for name in [crate::reload::signature::KEY, crate::reload::signature::TIME, crate::reload::signature::SIGNATURE] {
+                if let Some(value) = headers.get(name) {
+                    println!("{name}: {}", value.as_str());
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn reload(conn: &ConnArgs) -> anyhow::Result<ExitCode> {
-    let mut all_ok = true;
-    // A reload compiles changed plugins: give the hosts time to answer.
-    for answer in ask(conn, "reload", Duration::from_secs(10)).await? {
-        match serde_json::from_slice::<ReloadReport>(&answer) {
-            Ok(report) => {
-                all_ok &= report.ok && report.refused.is_empty();
-                println!("{}", report.summary());
-            }
-            Err(err) => eprintln!("an answer that is not a reload report: {err}"),
-        }
-    }
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+/// Create `path` readable by its owner only; never overwrite.
+fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating `{}`", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("writing `{}`", path.display()))
 }

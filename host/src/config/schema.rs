@@ -110,6 +110,19 @@ pub struct HostConfig {
     /// Watch runtime.toml and the plugin files, and reload when they change.
     #[serde(default = "defaults::watch")]
     pub watch: bool,
+    /// Who may send control requests (`[host.control]`).
+    #[serde(default)]
+    pub control: ControlConfig,
+}
+
+/// `[host.control]`: with `allowed_keys`, every control request must be signed
+/// by one of these nkey public keys (`reload::signature`), else it is refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// nkey public keys (user `U…` or account `A…`); empty = requests are not checked.
+    #[serde(default)]
+    pub allowed_keys: Vec<String>,
 }
 
 /// Where rejected and exhausted messages go: a JetStream stream the host creates.
@@ -414,6 +427,7 @@ impl Default for HostConfig {
             cache_dir: defaults::cache_dir(),
             control_subject: defaults::control_subject(),
             watch: defaults::watch(),
+            control: ControlConfig::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! the same way as startup; nothing here depends on the daemon.
 
 pub(crate) mod control;
+pub(crate) mod signature;
 mod status;
 mod watch;
 

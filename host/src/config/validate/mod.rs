@@ -5,6 +5,7 @@
 //! `config/validation.rs`), each at the most precise span available: the value
 //! itself when it is written in the file, else the item that took the default.
 
+mod control;
 mod names;
 mod nats;
 mod plugins;
@@ -23,6 +24,7 @@ use super::schema::Config;
 /// deserialize (`broken`: left out of follow-on errors).
 pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     nats::check(&config.nats, problems);
+    control::check(&config.host.control, problems);
     streams::check(config, broken, problems);
     plugins::check(config, problems);
     routes::check(config, broken, problems);
