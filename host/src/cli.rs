@@ -82,6 +82,19 @@ pub enum Command {
         #[command(subcommand)]
         action: ControlKeyAction,
     },
+    /// Compile a plugin module read from stdin into an artifact file. The host
+    /// runs it in a child process, under `[host]`'s compile limits.
+    #[command(name = "compile-module", hide = true)]
+    CompileModule {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        max_memory: u64,
+        #[arg(long)]
+        fuel: bool,
+        #[arg(long)]
+        fresh: bool,
+    },
     /// Print the messages published on a subject.
     Sub {
         subject: String,

@@ -118,6 +118,11 @@ impl Host {
         }
     }
 
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the host is running")
+    }
+
     /// Everything the host printed so far (stdout and logs).
     pub fn output(&self) -> String {
         self.lines().into_iter().map(|(_, line)| line + "\n").collect()

@@ -61,3 +61,26 @@ pub fn replace_file(path: &Path, bytes: &[u8]) {
     std::fs::write(&tmp, bytes).expect("write temporary file");
     std::fs::rename(&tmp, path).expect("rename into place");
 }
+
+/// A valid plugin (it acks) padded with `functions` small functions that
+/// nothing calls: cheap to write, slow and memory-hungry to compile (cranelift
+/// compiles every one). 100,000 took 9–28 s and 620 MB before compilation had
+/// limits.
+pub fn compile_bomb(functions: usize) -> Vec<u8> {
+    let mut wat = String::from(
+        r#"(module
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\81\a4kind\a3ack")
+  (func (export "switchyard_abi_version") (result i32) i32.const 1)
+  (func (export "switchyard_alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "switchyard_handle") (param i32 i32) (result i64) i64.const 68719476746)
+"#,
+    );
+    for i in 0..functions {
+        wat.push_str(&format!(
+            "  (func (param i32) (result i32) local.get 0 i32.const {i} i32.mul local.get 0 i32.add i32.const 3 i32.rotl)\n"
+        ));
+    }
+    wat.push(')');
+    wat::parse_str(wat).expect("valid wat")
+}

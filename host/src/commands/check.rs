@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config;
-use crate::plugin::{Plugin, PluginSpec, Runtime};
+use crate::plugin::{CompileLimits, Plugin, PluginSpec, Runtime};
 
 pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let loaded = match config::load(path) {
@@ -17,7 +17,7 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     };
     let mut problems = loaded.source.problems();
     // No cache: check must look at the bytes on disk, and must not write.
-    let runtime = Runtime::new(None)?;
+    let runtime = Runtime::new(None)?.with_limits(CompileLimits::from(&loaded.config.host));
     for (name, plugin) in &loaded.config.plugins {
         let result = match PluginSpec::from_config(name, plugin) {
             Ok(spec) => Plugin::load(&runtime, spec).await.map(|_| ()).map_err(|e| e.to_string()),

@@ -113,6 +113,16 @@ pub struct HostConfig {
     /// Who may send control requests (`[host.control]`).
     #[serde(default)]
     pub control: ControlConfig,
+    /// A plugin still compiling after this long is refused (its compiler is
+    /// stopped); its routes do not start, the rest of the host serves.
+    #[serde(default = "defaults::max_compile_time", deserialize_with = "super::units::duration")]
+    pub max_compile_time: Duration,
+    /// Memory the compiler of one plugin may use before it is stopped.
+    #[serde(default = "defaults::max_compile_memory", deserialize_with = "super::units::byte_size")]
+    pub max_compile_memory: ByteSize,
+    /// Larger plugin files are refused before compiling.
+    #[serde(default = "defaults::max_module_size", deserialize_with = "super::units::byte_size")]
+    pub max_module_size: ByteSize,
 }
 
 /// `[host.control]`: with `allowed_keys`, every control request must be signed
@@ -428,6 +438,9 @@ impl Default for HostConfig {
             control_subject: defaults::control_subject(),
             watch: defaults::watch(),
             control: ControlConfig::default(),
+            max_compile_time: defaults::max_compile_time(),
+            max_compile_memory: defaults::max_compile_memory(),
+            max_module_size: defaults::max_module_size(),
         }
     }
 }
@@ -538,6 +551,18 @@ pub mod defaults {
     pub fn replicas() -> usize {
         1
     }
+    pub fn max_compile_time() -> Duration {
+        Duration::from_secs(60)
+    }
+
+    pub fn max_compile_memory() -> ByteSize {
+        ByteSize::gib(2)
+    }
+
+    pub fn max_module_size() -> ByteSize {
+        ByteSize::mib(64)
+    }
+
     pub fn plugin_memory() -> ByteSize {
         ByteSize::mib(64)
     }

@@ -7,7 +7,9 @@
 //! start before the old ones drain. At startup the same steps run, but a stream
 //! or route that cannot be set up stops the host instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt as _;
 use std::time::Instant;
 
 use super::plan::{self, Plan, RouteAction, Running, Version};
@@ -111,8 +113,7 @@ impl Host {
                 Err(err) => occasion.fail(report, "", err)?,
             }
         }
-        let mut spares = self.load_plugins(&mut plan, occasion, report).await;
-        self.apply_routes(&plan, &new, &mut spares, occasion, report).await?;
+        self.load_and_start(&mut plan, &new, occasion, report).await?;
         // The server has every new subscription before the host says it serves.
         if let Err(err) = broker::barrier(&self.out.client).await {
             occasion.fail(report, "", err)?;
@@ -141,28 +142,37 @@ impl Host {
         plan::diff(&running, new, &hashes)
     }
 
-    /// Load the plan's plugin versions. A version that loads replaces the
-    /// current one for new routes (running routes get it by a swap); one that
-    /// does not is refused and taken out of the plan. Returns the instance each
-    /// loaded version proved itself with, to seed the first pool that uses it.
-    async fn load_plugins(&mut self, plan: &mut Plan, occasion: Occasion, report: &mut ReloadReport) -> BTreeMap<String, Instance> {
-        let mut spares = BTreeMap::new();
-        let mut failed = Vec::new();
+    /// Load the plan's plugin versions, several at once, and start (or swap)
+    /// each route as soon as its plugin is ready: a plugin slow to compile holds
+    /// back its own routes only. A version that loads replaces the current one
+    /// (running routes get it by a swap); one that does not is refused and taken
+    /// out of the plan. Then the removed routes stop.
+    async fn load_and_start(&mut self, plan: &mut Plan, new: &Config, occasion: Occasion, report: &mut ReloadReport) -> anyhow::Result<()> {
+        let mut loading = BTreeSet::new();
+        let mut jobs = Vec::new();
         for step in &plan.plugins {
-            let spec = match &step.spec {
-                Ok(spec) => spec.clone(),
-                // Already out of the plan: `diff` knew it could not load.
-                Err(refusal) => {
-                    occasion.plugin_refused(report, refusal.clone());
-                    continue;
+            match &step.spec {
+                Ok(spec) => {
+                    let (runtime, spec, name) = (self.runtime.clone(), spec.clone(), step.name.clone());
+                    loading.insert(step.name.clone());
+                    jobs.push(async move { (name, Plugin::load(&runtime, spec).await) });
                 }
-            };
-            match Plugin::load(&self.runtime, spec).await {
+                // Already out of the plan: `diff` knew it could not load.
+                Err(refusal) => occasion.plugin_refused(report, refusal.clone()),
+            }
+        }
+        // Each load may run a compiler process: no more at once than cores.
+        let parallel = std::thread::available_parallelism().map_or(2, usize::from);
+        let mut loads = futures::stream::iter(jobs).buffer_unordered(parallel);
+        // The instance each loaded version proved itself with seeds the first pool that uses it.
+        let mut spares = BTreeMap::new();
+        self.apply_routes(plan, new, &mut spares, occasion, report, |plugin| !loading.contains(plugin)).await?;
+        while let Some((name, loaded)) = loads.next().await {
+            match loaded {
                 Ok((plugin, instance)) => {
-                    let name = &step.name;
-                    let was = step.previous.as_deref().unwrap_or("none");
-                    report.changes.push(format!("plugin `{name}`: version {was} -> {}", plugin.hash));
-                    match &step.previous {
+                    let was = plan.plugins.iter().find(|step| step.name == name).and_then(|step| step.previous.clone());
+                    report.changes.push(format!("plugin `{name}`: version {} -> {}", was.as_deref().unwrap_or("none"), plugin.hash));
+                    match &was {
                         None => tracing::info!(plugin = %name, version = %plugin.hash, "plugin loaded"),
                         Some(was) => tracing::info!(plugin = %name, version = %plugin.hash, previous = %was, "new plugin version loaded"),
                     }
@@ -171,17 +181,22 @@ impl Host {
                 }
                 Err(err) => {
                     occasion.plugin_refused(report, err.to_string());
-                    failed.push(step.name.clone());
+                    plan.not_loaded(&name);
                 }
             }
+            self.apply_routes(plan, new, &mut spares, occasion, report, |plugin| plugin == name).await?;
         }
-        for name in failed {
-            plan.not_loaded(&name);
+        let deadline = new.host.shutdown_timeout;
+        for name in &plan.removed_routes {
+            if let Some(old) = self.routes.remove(name) {
+                old.stop(deadline).await;
+                report.changes.push(format!("route `{name}` removed (drained)"));
+            }
         }
-        spares
+        Ok(())
     }
 
-    /// Start, restart or swap each route as planned, then stop the removed ones.
+    /// Start, restart or swap as planned each route whose plugin `of` selects.
     async fn apply_routes(
         &mut self,
         plan: &Plan,
@@ -189,9 +204,10 @@ impl Host {
         spares: &mut BTreeMap<String, Instance>,
         occasion: Occasion,
         report: &mut ReloadReport,
+        of: impl Fn(&str) -> bool,
     ) -> anyhow::Result<()> {
         let deadline = new.host.shutdown_timeout;
-        for step in &plan.routes {
+        for step in plan.routes.iter().filter(|step| of(&step.plugin)) {
             let name = &step.name;
             let plugin = self.plugins.get(&step.plugin).cloned();
             match (step.action, plugin) {
@@ -221,12 +237,6 @@ impl Host {
                         report.refused.push(format!("route `{name}`: plugin `{}` is not loaded", step.plugin));
                     }
                 }
-            }
-        }
-        for name in &plan.removed_routes {
-            if let Some(old) = self.routes.remove(name) {
-                old.stop(deadline).await;
-                report.changes.push(format!("route `{name}` removed (drained)"));
             }
         }
         Ok(())

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::broker::{self, EmbeddedServer, StreamIndex};
 use crate::config::{Config, ServerList};
-use crate::plugin::{Plugin, Runtime};
+use crate::plugin::{CompileLimits, Plugin, Runtime};
 use crate::policy::DeadLetters;
 use crate::reload::ReloadReport;
 use crate::route::Outputs;
@@ -42,7 +42,7 @@ pub struct Host {
     pub(crate) url: String,
     pub metrics: Arc<Metrics>,
     pub(crate) started_at: SystemTime,
-    pub(crate) runtime: Runtime,
+    pub(crate) runtime: Arc<Runtime>,
     pub(crate) out: Outputs,
     /// The version of each plugin new messages go to.
     pub(crate) plugins: BTreeMap<String, Arc<Plugin>>,
@@ -90,7 +90,8 @@ impl Host {
             metrics: metrics.clone(),
             startup_timeout: config.nats.startup_timeout,
         };
-        let runtime = Runtime::new(Some(config.host.cache_dir.clone()))?;
+        let limits = CompileLimits::from(&config.host);
+        let runtime = Arc::new(Runtime::new(Some(config.host.cache_dir.clone()))?.with_limits(limits));
         // Plugins learn the server's payload limit at publish() time, not at send time.
         runtime.set_max_payload(client.server_info().max_payload);
         let mut host = Host {

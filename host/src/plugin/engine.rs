@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
+use super::compiler::CompileLimits;
 use super::function_cache::FunctionCache;
 use super::state::PayloadLimit;
 use crate::config::Isolation;
@@ -55,6 +56,10 @@ pub struct Runtime {
     /// The NATS server's `max_payload`, shared with every plugin version loaded
     /// here, so `publish` refuses what no server would take.
     pub(super) max_payload: PayloadLimit,
+    pub(super) limits: CompileLimits,
+    /// The `switchyard` binary that compiles modules in a child process; `None`:
+    /// compile in this process (see `compiler.rs`).
+    pub(super) compiler: Option<PathBuf>,
 }
 
 /// Stops the epoch ticker when the last holder drops it. Without ticks no
@@ -95,7 +100,16 @@ impl Runtime {
             ticker: Arc::new(TickerGuard(stop)),
             functions,
             max_payload: PayloadLimit::default(),
+            limits: CompileLimits::default(),
+            compiler: super::compiler::binary(),
         })
+    }
+
+    /// Refuse modules and stop compilations beyond `limits` (the time and
+    /// memory limits hold where modules compile in a child process).
+    pub fn with_limits(mut self, limits: CompileLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Tell every plugin version loaded through this runtime (before or after
@@ -116,7 +130,7 @@ impl Runtime {
                 if let Some(engine) = cell.get() {
                     return Ok(engine.clone());
                 }
-                let made = Engine::new(&fresh_config(fuel, &self.functions)?)
+                let made = Engine::new(&config_for(fuel, isolation, &self.functions)?)
                     .map_err(anyhow::Error::from)
                     .context("creating the wasm engine for fresh instances (pooling allocator)")?;
                 // Two loads racing may both make one; only the winner is used and ticked.
@@ -128,6 +142,15 @@ impl Runtime {
                 Ok(engine)
             }
         }
+    }
+}
+
+/// The configuration of the engine for plugins with these settings; also what
+/// the compiler process builds (`compiler.rs`), so its artifacts fit.
+pub(super) fn config_for(fuel: bool, isolation: Isolation, functions: &Arc<FunctionCache>) -> anyhow::Result<Config> {
+    match isolation {
+        Isolation::Pooled => engine_config(fuel, functions),
+        Isolation::Fresh => fresh_config(fuel, functions),
     }
 }
 

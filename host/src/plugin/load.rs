@@ -2,7 +2,7 @@
 //! artifact), check its exports and ABI version, and run `init` with its config on
 //! a first instance. All of this happens off the message path.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use switchyard_abi::functions::{self, Function};
 use switchyard_abi::{ABI_VERSION, IMPORT_MODULE, features, names};
-use wasmtime::{Engine, ExternType, FuncType, InstancePre, Linker, Module, ValType};
+use wasmtime::{ExternType, FuncType, InstancePre, Linker, Module, ValType};
 
+use super::compiler::LimitHit;
 use super::engine::{Runtime, TickerGuard};
 use super::error::LoadError;
 use super::host_fns;
@@ -92,20 +93,41 @@ impl Plugin {
         let path = spec.path.display().to_string();
         let bytes =
             tokio::fs::read(&spec.path).await.map_err(|source| LoadError::Read { plugin: plugin.clone(), path: path.clone(), source })?;
+        let limit = runtime.limits.max_module_size;
+        if bytes.len() as u64 > limit.as_u64() {
+            let size = bytesize::ByteSize(bytes.len() as u64);
+            return Err(LoadError::BadModule {
+                plugin,
+                reason: format!("`{path}` is {size}, more than `host.max_module_size` ({limit}): not compiled"),
+            });
+        }
         check_magic(&bytes).map_err(|reason| LoadError::NotWasm { plugin: plugin.clone(), path: path.clone(), reason })?;
 
         let engine = runtime
             .engine(spec.fuel.is_some(), spec.isolation)
             .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("{err:#}") })?;
-        let cache_dir = runtime.cache_dir.clone();
-        let (name, file) = (plugin.clone(), path.clone());
-        // Hashing, compiling (tens to hundreds of milliseconds), linking and
-        // building the memory image all take a core: keep them off the async
-        // workers, which may be serving messages during a hot reload.
-        let Prepared { hash, pre, has_init } =
-            tokio::task::spawn_blocking(move || prepare(&engine, cache_dir.as_deref(), &bytes, &name, &file))
+        // Hashing, compiling (tens to hundreds of milliseconds, or a child
+        // process: compiler.rs), linking and building the memory image all take
+        // a core: keep them off the async workers, which may be serving messages
+        // during a hot reload.
+        let bytes = Arc::new(bytes);
+        let hash = {
+            let bytes = bytes.clone();
+            tokio::task::spawn_blocking(move || content_hash(&bytes))
                 .await
-                .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("compiler task failed: {err}") })??;
+                .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("hashing task failed: {err}") })?
+        };
+        // A limit stopped the compiler: the module may be valid wasm, just too costly.
+        let not_compiled = |err: anyhow::Error| match err.downcast_ref::<LimitHit>() {
+            Some(limit) => LoadError::BadModule { plugin: plugin.clone(), reason: format!("cannot compile `{path}`: {limit}") },
+            None => LoadError::NotWasm { plugin: plugin.clone(), path: path.clone(), reason: format!("{err:#}") },
+        };
+        let kind = (spec.fuel.is_some(), spec.isolation);
+        let module = super::cache::compile(runtime, &engine, kind, &hash, bytes).await.map_err(not_compiled)?;
+        let name = plugin.clone();
+        let Prepared { pre, has_init } = tokio::task::spawn_blocking(move || prepare(&module, &name))
+            .await
+            .map_err(|err| LoadError::BadModule { plugin: plugin.clone(), reason: format!("linking task failed: {err}") })??;
 
         let version = Arc::new(Plugin {
             name: spec.name.as_str().into(),
@@ -138,31 +160,23 @@ impl Plugin {
 
 /// A compiled, linked module, ready to instantiate.
 struct Prepared {
-    hash: String,
     pre: InstancePre<HostState>,
     has_init: bool,
 }
 
-/// The blocking part of a load: hash, compile (or load the cached artifact),
-/// check the exports, link, and build the copy-on-write memory image that
-/// instances start from.
-fn prepare(engine: &Engine, cache_dir: Option<&Path>, bytes: &[u8], plugin: &str, path: &str) -> Result<Prepared, LoadError> {
+/// The blocking part of a load after compiling: check the exports, link, and
+/// build the copy-on-write memory image that instances start from.
+fn prepare(module: &Module, plugin: &str) -> Result<Prepared, LoadError> {
     let bad = |reason: String| LoadError::BadModule { plugin: plugin.to_owned(), reason };
-    let hash = content_hash(bytes);
-    let module = super::cache::compile(engine, cache_dir, &hash, bytes).map_err(|err| LoadError::NotWasm {
-        plugin: plugin.to_owned(),
-        path: path.to_owned(),
-        reason: format!("{err:#}"),
-    })?;
-    let has_init = check_exports(&module).map_err(bad)?;
-    check_imports(&module).map_err(bad)?;
+    let has_init = check_exports(module).map_err(bad)?;
+    check_imports(module).map_err(bad)?;
     let mut linker = Linker::new(module.engine());
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)
         .and_then(|()| host_fns::add_to_linker(&mut linker))
         .map_err(|err| bad(format!("linker setup: {err:#}")))?;
-    let pre = linker.instantiate_pre(&module).map_err(|err| bad(format!("{err:#}")))?;
+    let pre = linker.instantiate_pre(module).map_err(|err| bad(format!("{err:#}")))?;
     module.initialize_copy_on_write_image().map_err(|err| bad(format!("building the memory image: {err:#}")))?;
-    Ok(Prepared { hash, pre, has_init })
+    Ok(Prepared { pre, has_init })
 }
 
 /// The version name of a module file: the first 12 hex digits of its SHA-256.
@@ -243,6 +257,7 @@ fn wasm_type(ty: &functions::ValType) -> ValType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmtime::Engine;
 
     /// A module exporting `exports` (name, wasm signature) and memory, importing `imports`.
     fn module(exports: &[(&str, &str)], imports: &[(&str, &str)]) -> Module {

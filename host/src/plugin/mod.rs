@@ -6,6 +6,7 @@
 //! back on success and throw it away on any failure.
 
 mod cache;
+mod compiler;
 mod engine;
 mod error;
 mod function_cache;
@@ -22,6 +23,7 @@ mod stdio;
 mod tests;
 mod text;
 
+pub use compiler::{CompileLimits, child_main as compile_child_main, compile_with};
 pub use engine::Runtime;
 pub use error::{CallError, LoadError};
 pub use instance::{Handled, Instance};

@@ -25,9 +25,23 @@ use super::schema::Config;
 pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     nats::check(&config.nats, problems);
     control::check(&config.host.control, problems);
+    compile_limits(&config.host, problems);
     streams::check(config, broken, problems);
     plugins::check(config, problems);
     routes::check(config, broken, problems);
+}
+
+/// `[host]`'s limits on compiling plugins: each must leave room for a plugin.
+fn compile_limits(host: &super::schema::HostConfig, problems: &mut Problems) {
+    if host.max_compile_time.is_zero() {
+        problems.push_at(&["host", "max_compile_time"], "`host.max_compile_time` must be greater than zero");
+    }
+    if host.max_compile_memory.as_u64() < 64 << 20 {
+        problems.push_at(&["host", "max_compile_memory"], "`host.max_compile_memory` must be at least 64MiB");
+    }
+    if host.max_module_size.as_u64() < 8 {
+        problems.push_at(&["host", "max_module_size"], "`host.max_module_size` must be at least 8B (a wasm header)");
+    }
 }
 
 /// Why `path` is not a readable regular file, if it is not.
