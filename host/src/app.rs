@@ -26,8 +26,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { wait, conn, seed } => commands::control::status(&conn, &seed, wait).await,
         Command::Reload { conn, seed } => commands::control::reload(&conn, &seed).await,
         Command::ControlKey { action } => commands::control::control_key(action),
-        Command::CompileModule { out, max_memory, fuel, fresh } => {
-            crate::plugin::compile_child_main(&out, max_memory, fuel, fresh).map(|()| ExitCode::SUCCESS)
+        Command::CompileModule { out, max_memory, fuel, fresh, functions } => {
+            crate::plugin::compile_child_main(&out, max_memory, fuel, fresh, functions).map(|()| ExitCode::SUCCESS)
         }
     }
 }

@@ -94,6 +94,8 @@ pub enum Command {
         fuel: bool,
         #[arg(long)]
         fresh: bool,
+        #[arg(long)]
+        functions: Option<PathBuf>,
     },
     /// Print the messages published on a subject.
     Sub {

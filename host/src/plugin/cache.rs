@@ -43,7 +43,8 @@ pub(super) async fn compile(
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let module = match compiler::in_child(exe, &runtime.limits, fuel, isolation, bytes, &out).await {
+    let functions = runtime.cache_dir.as_deref().map(|dir| dir.join("functions"));
+    let module = match compiler::in_child(exe, &runtime.limits, fuel, isolation, bytes, &out, functions.as_deref()).await {
         Ok(()) => deserialize(engine, &out),
         Err(err) => Err(err),
     };

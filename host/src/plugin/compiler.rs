@@ -22,8 +22,9 @@ use bytesize::ByteSize;
 use tokio::io::AsyncWriteExt as _;
 
 use super::engine;
-use super::function_cache::FunctionCache;
+use super::function_cache::{DiskFunctionCache, FunctionCache};
 use crate::config::Isolation;
+use wasmtime::CacheStore;
 
 /// What one compilation may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +69,8 @@ pub(super) fn binary() -> Option<PathBuf> {
 }
 
 /// Compile `bytes` for the engine `fuel`/`isolation` select, in a child process
-/// running `exe`, into the artifact file `out`.
+/// running `exe`, into the artifact file `out`; `functions` is the on-disk
+/// function cache it shares with earlier compilations.
 pub(super) async fn in_child(
     exe: &Path,
     limits: &CompileLimits,
@@ -76,6 +78,7 @@ pub(super) async fn in_child(
     isolation: Isolation,
     bytes: Arc<Vec<u8>>,
     out: &Path,
+    functions: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut command = tokio::process::Command::new(exe);
     command.arg(SUBCOMMAND).arg("--out").arg(out).arg("--max-memory").arg(limits.max_memory.as_u64().to_string());
@@ -84,6 +87,9 @@ pub(super) async fn in_child(
     }
     if isolation == Isolation::Fresh {
         command.arg("--fresh");
+    }
+    if let Some(dir) = functions {
+        command.arg("--functions").arg(dir);
     }
     let mut child = command
         .stdin(Stdio::piped())
@@ -121,7 +127,7 @@ pub(super) async fn in_child(
 
 /// The child's side: limit its own memory and priority, read the module from
 /// stdin, compile it for the engine the flags describe, write the artifact.
-pub fn child_main(out: &Path, max_memory: u64, fuel: bool, fresh: bool) -> anyhow::Result<()> {
+pub fn child_main(out: &Path, max_memory: u64, fuel: bool, fresh: bool, functions: Option<PathBuf>) -> anyhow::Result<()> {
     use nix::sys::resource::{Resource, setrlimit};
     // Heap and writable private mappings: what cranelift allocates.
     setrlimit(Resource::RLIMIT_DATA, max_memory, max_memory).context("limiting the compiler's memory")?;
@@ -129,7 +135,11 @@ pub fn child_main(out: &Path, max_memory: u64, fuel: bool, fresh: bool) -> anyho
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("reading the module")?;
     let isolation = if fresh { Isolation::Fresh } else { Isolation::Pooled };
-    let config = engine::config_for(fuel, isolation, &Arc::new(FunctionCache::default()))?;
+    let functions: Arc<dyn CacheStore> = match functions {
+        Some(dir) => Arc::new(DiskFunctionCache::new(dir)),
+        None => Arc::new(FunctionCache::default()),
+    };
+    let config = engine::config_for(fuel, isolation, &functions)?;
     let engine = wasmtime::Engine::new(&config).map_err(anyhow::Error::from)?;
     let artifact = engine.precompile_module(&bytes).map_err(anyhow::Error::from)?;
     std::fs::write(out, artifact).with_context(|| format!("writing `{}`", out.display()))

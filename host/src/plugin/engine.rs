@@ -16,7 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{CacheStore, Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use super::compiler::CompileLimits;
 use super::function_cache::FunctionCache;
@@ -52,7 +52,7 @@ pub struct Runtime {
     pub(super) ticker: Arc<TickerGuard>,
     /// Compiled functions shared by every engine, so a reload recompiles only
     /// what changed.
-    functions: Arc<FunctionCache>,
+    functions: Arc<dyn CacheStore>,
     /// The NATS server's `max_payload`, shared with every plugin version loaded
     /// here, so `publish` refuses what no server would take.
     pub(super) max_payload: PayloadLimit,
@@ -83,7 +83,7 @@ impl Runtime {
     /// Build the engines. `cache_dir` holds precompiled artifacts keyed by the
     /// module's content hash; `None` disables the cache.
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
-        let functions = Arc::new(FunctionCache::default());
+        let functions: Arc<dyn CacheStore> = Arc::new(FunctionCache::default());
         let plain = Engine::new(&engine_config(false, &functions)?).map_err(anyhow::Error::from).context("creating the wasm engine")?;
         let fueled =
             Engine::new(&engine_config(true, &functions)?).map_err(anyhow::Error::from).context("creating the fuel-metered wasm engine")?;
@@ -147,14 +147,14 @@ impl Runtime {
 
 /// The configuration of the engine for plugins with these settings; also what
 /// the compiler process builds (`compiler.rs`), so its artifacts fit.
-pub(super) fn config_for(fuel: bool, isolation: Isolation, functions: &Arc<FunctionCache>) -> anyhow::Result<Config> {
+pub(super) fn config_for(fuel: bool, isolation: Isolation, functions: &Arc<dyn CacheStore>) -> anyhow::Result<Config> {
     match isolation {
         Isolation::Pooled => engine_config(fuel, functions),
         Isolation::Fresh => fresh_config(fuel, functions),
     }
 }
 
-fn engine_config(fuel: bool, functions: &Arc<FunctionCache>) -> anyhow::Result<Config> {
+fn engine_config(fuel: bool, functions: &Arc<dyn CacheStore>) -> anyhow::Result<Config> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.consume_fuel(fuel);
@@ -163,7 +163,7 @@ fn engine_config(fuel: bool, functions: &Arc<FunctionCache>) -> anyhow::Result<C
     Ok(config)
 }
 
-fn fresh_config(fuel: bool, functions: &Arc<FunctionCache>) -> anyhow::Result<Config> {
+fn fresh_config(fuel: bool, functions: &Arc<dyn CacheStore>) -> anyhow::Result<Config> {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_core_instances(FRESH_SLOTS)
         .total_memories(FRESH_SLOTS)

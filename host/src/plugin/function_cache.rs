@@ -1,5 +1,6 @@
 //! Cranelift's incremental compilation cache, kept in memory for the life of the
-//! host: compiled functions keyed by a hash of their IR. A new version of a
+//! host (or on disk, for the compiler process): compiled functions keyed by a
+//! hash of their IR. A new version of a
 //! plugin is mostly the code of the old one (the standard library, serde, the
 //! SDK), so a hot reload recompiles only the functions that changed, which is
 //! what keeps "file written → new version serving" short and leaves the cores to
@@ -8,7 +9,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
 
 use wasmtime::CacheStore;
 
@@ -52,9 +56,59 @@ impl CacheStore for FunctionCache {
     }
 }
 
+/// The same cache on disk, one file per function, for the compiler process
+/// (`compiler.rs`): each compilation is a new process, and a reload's new
+/// version still recompiles only the functions that changed.
+#[derive(Debug)]
+pub(super) struct DiskFunctionCache {
+    dir: PathBuf,
+}
+
+/// Files kept; beyond it the folder starts over at the next compilation.
+const DISK_CAPACITY: usize = 200_000;
+
+impl DiskFunctionCache {
+    pub(super) fn new(dir: PathBuf) -> Self {
+        // Bounded like the in-memory cache: too many entries, start over.
+        if std::fs::read_dir(&dir).is_ok_and(|entries| entries.count() > DISK_CAPACITY) {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let _ = std::fs::create_dir_all(&dir);
+        Self { dir }
+    }
+
+    fn path(&self, key: &[u8]) -> PathBuf {
+        let digest = Sha256::digest(key);
+        self.dir.join(digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>())
+    }
+}
+
+impl CacheStore for DiskFunctionCache {
+    fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
+        std::fs::read(self.path(key)).ok().map(Cow::Owned)
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        let path = self.path(key);
+        // Written aside and renamed: a reader never sees half an entry.
+        let tmp = super::compiler::scratch_path(&path);
+        std::fs::write(&tmp, value).and_then(|()| std::fs::rename(&tmp, &path)).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_disk_cache_gives_back_what_it_was_given() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cache = DiskFunctionCache::new(dir.path().join("functions"));
+        assert!(cache.get(b"key").is_none());
+        assert!(cache.insert(b"key", vec![1, 2, 3]));
+        assert_eq!(cache.get(b"key").as_deref(), Some(&[1, 2, 3][..]));
+        assert!(DiskFunctionCache::new(dir.path().join("functions")).get(b"key").is_some(), "kept across processes");
+    }
 
     #[test]
     fn keeps_what_fits_and_starts_over_when_full() {
