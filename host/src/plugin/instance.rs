@@ -9,6 +9,7 @@ use switchyard_abi::{Message, Outcome, Publish, names};
 use wasmtime::{Memory, Store, Trap, TypedFunc, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
+use super::engine::EPOCH_TICK;
 use super::error::CallError;
 use super::load::Plugin;
 use super::log_budget::LogBudget;
@@ -75,14 +76,22 @@ impl Instance {
             msg_id_prefix: String::new(),
             max_payload: plugin.max_payload.clone(),
             deadline: Instant::now(),
+            started: Instant::now(),
             last_error: None,
             log_budget,
         };
         let mut store = Store::new(plugin.pre.module().engine(), state);
         store.limiter(|state| state);
         store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
+            let now = Instant::now();
+            if now >= ctx.data().deadline {
                 return Err(wasmtime::Error::new(DeadlineHit));
+            }
+            // A short call that happens to straddle a tick runs on: yielding
+            // would move it to the guest threads (guest_threads.rs), behind the
+            // busy plugins there. Only a call busy for a whole tick yields.
+            if now.duration_since(ctx.data().started) < EPOCH_TICK {
+                return Ok(UpdateDeadline::Continue(1));
             }
             // Not late yet: let other tasks run, then check again next tick.
             Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))

@@ -59,6 +59,9 @@ pub(super) struct HostState {
     pub msg_id_prefix: String,
     pub max_payload: PayloadLimit,
     pub deadline: Instant,
+    /// When the current call began: a call younger than one epoch tick is not
+    /// made to yield (see the epoch callback in `instance.rs`).
+    pub started: Instant,
     /// The last ERROR line the guest logged during this call (the SDK logs panic
     /// messages there), to explain a trap.
     pub last_error: Option<String>,
@@ -67,6 +70,7 @@ pub(super) struct HostState {
 
 impl HostState {
     pub(super) fn begin_call(&mut self, deadline: Instant, collect_publishes: bool) {
+        self.started = Instant::now();
         self.deadline = deadline;
         self.publishes = collect_publishes.then(Vec::new);
         self.publish_bytes = 0;
