@@ -74,3 +74,9 @@ $(NATS_SERVER):
 
 clean-tools:
 	rm -rf $(TOOLS)
+
+# The ABI decoder and the plugin loader fuzzed at length (`make test` runs the same properties briefly).
+FUZZ_CASES ?= 20000
+.PHONY: fuzz
+fuzz:
+	SWITCHYARD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release -p switchyard -p switchyard-abi --test fuzz

@@ -15,6 +15,7 @@ use super::load::Plugin;
 use super::log_budget::LogBudget;
 use super::state::{DeadlineHit, HostState, MemoryLimitHit};
 use super::stdio::LogStream;
+use super::text::printable;
 
 /// What a successful call produced.
 #[derive(Debug)]
@@ -98,17 +99,22 @@ impl Instance {
         });
         begin(&mut store, &plugin, false);
 
-        let failed = |err, store: &Store<HostState>| NewError::Call(classify(err, &plugin, store.data().last_error.clone()));
-        let instance = match plugin.pre.instantiate_async(&mut store).await {
-            Ok(instance) => instance,
-            Err(err) => return Err(failed(err, &store)),
+        // A start function and a reactor's constructors (`_initialize`, which a
+        // wasip1 cdylib must run before any export) are guest code: bounded
+        // like a call, timer included (a WASI sleep runs no wasm).
+        let timeout = spec.timeout;
+        let started = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            if let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+                initialize.call_async(&mut store, ()).await?;
+            }
+            Ok::<_, wasmtime::Error>(instance)
         };
-        // A wasip1 reactor (a cdylib) must run its constructors before any export.
-        if let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut store, "_initialize")
-            && let Err(err) = initialize.call_async(&mut store, ()).await
-        {
-            return Err(failed(err, &store));
-        }
+        let instance = match tokio::time::timeout(timeout, started).await {
+            Ok(Ok(instance)) => instance,
+            Ok(Err(err)) => return Err(NewError::Call(classify(err, &plugin, store.data().last_error.clone()))),
+            Err(_) => return Err(NewError::Call(CallError::Timeout(timeout))),
+        };
         let abi = |err: wasmtime::Error| NewError::Call(CallError::Abi(format!("{err:#}")));
         let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| abi(wasmtime::Error::msg("no `memory` export")))?;
         Ok(Self {
@@ -131,18 +137,26 @@ impl Instance {
 
     /// The value of the `switchyard_abi_version` export.
     pub async fn abi_version(&mut self) -> Result<i64, CallError> {
-        begin(&mut self.store, &self.plugin, false);
-        let version = self.abi_version.call_async(&mut self.store, ()).await.map_err(|err| self.classify(err))?;
-        Ok(i64::from(version))
+        let version = self.abi_version.clone();
+        self.call_export(version).await.map(i64::from)
     }
 
     /// The value of the optional `switchyard_abi_features` export; 0 without it.
     pub async fn abi_features(&mut self) -> Result<u32, CallError> {
         // Optional, and already type-checked by the loader: absent means none.
         let Ok(features) = self.exports.get_typed_func::<(), i32>(&mut self.store, names::FEATURES) else { return Ok(0) };
+        self.call_export(features).await.map(|bits| bits as u32)
+    }
+
+    /// Call an export that takes nothing and returns an i32, bounded like a call.
+    async fn call_export(&mut self, export: TypedFunc<(), i32>) -> Result<i32, CallError> {
         begin(&mut self.store, &self.plugin, false);
-        let bits = features.call_async(&mut self.store, ()).await.map_err(|err| self.classify(err))?;
-        Ok(bits as u32)
+        let timeout = self.plugin.spec.timeout;
+        let call = tokio::time::timeout(timeout, export.call_async(&mut self.store, ())).await;
+        match call {
+            Ok(result) => result.map_err(|err| self.classify(err)),
+            Err(_) => Err(CallError::Timeout(timeout)),
+        }
     }
 
     pub(super) async fn init(&mut self) -> Result<(), NewError> {
@@ -162,7 +176,8 @@ impl Instance {
             return Ok(());
         }
         let bytes = self.read_output(packed).map_err(NewError::Call)?;
-        Err(NewError::Refused(String::from_utf8_lossy(&bytes).into_owned()))
+        // The plugin's own text, bound for logs and terminals: escaped and cut.
+        Err(NewError::Refused(printable(&String::from_utf8_lossy(&bytes))))
     }
 
     /// Run `switchyard_handle` on one message under the plugin's limits.
@@ -269,7 +284,8 @@ fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CallError> {
     if bytes == ACK {
         return Ok(Outcome::Ack);
     }
-    switchyard_abi::decode::<Outcome>(bytes).map_err(|err| CallError::BadOutcome(err.to_string()))
+    // The decoder's message may quote the plugin's bytes ("unknown variant …").
+    switchyard_abi::decode::<Outcome>(bytes).map_err(|err| CallError::BadOutcome(printable(&err.to_string())))
 }
 
 /// Reset per-call state: deadline, fuel, publish buffer.

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+mod bounded;
 pub mod subject;
 
 /// The ABI version this crate describes. A module whose `switchyard_abi_version`
@@ -305,9 +306,20 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Err
     rmp_serde::to_vec_named(value)
 }
 
-/// Decode a wire value.
+/// Deepest nesting of arrays and maps that [`decode`] accepts (the wire types nest
+/// three deep: a map, its headers, a pair). Decoding recurses once per level, a few
+/// KiB of stack each in a debug build: without a limit, bytes from the other side
+/// of the boundary could overflow the decoding thread's stack and abort the process.
+pub const MAX_DEPTH: usize = 32;
+
+/// Decode a wire value. The bytes may come from the other side of the boundary and
+/// be hostile: what they cost to decode is bounded by their length (see
+/// [`MAX_DEPTH`] and `bounded::check_claims`).
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, rmp_serde::decode::Error> {
-    rmp_serde::from_slice(bytes)
+    bounded::check_claims(bytes)?;
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
+    deserializer.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut deserializer)
 }
 
 /// Pack a guest pointer and length into the `i64` that `handle` and `init` return.
