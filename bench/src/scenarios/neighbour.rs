@@ -17,8 +17,10 @@ use crate::stats::{median, percentile_us};
 const SCENARIO: &str = "busy neighbour";
 const HEALTHY: &str = "bench.nb.healthy";
 const BUSY: &str = "bench.nb.busy";
-/// Sequential requests to the healthy route per phase (at full scale).
-const REQUESTS: usize = 5_000;
+/// How long each phase sends requests to the healthy route (at full scale):
+/// a time, not a count, so a starved host does not stretch the phase and pile
+/// up work for the next one.
+const PHASE: Duration = Duration::from_secs(2);
 /// The busy route's workers, each spinning for its whole timeout.
 const BUSY_CONCURRENCY: usize = 4;
 /// Publishes to the busy route per second: a little more than its 4 workers
@@ -71,7 +73,7 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
             runs.busy_p99[run - 1],
         );
         // Let the busy route's backlog time out before the next quiet phase.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
     Ok(vec![
         Figure::new(
@@ -93,12 +95,12 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     ])
 }
 
-/// Sequential requests to the healthy route; their latencies.
+/// Sequential requests to the healthy route for one phase; their latencies.
 async fn requests(bench: &Bench, client: &async_nats::Client) -> anyhow::Result<Vec<Duration>> {
     let payload = setup::payload();
-    let n = bench.count(REQUESTS).max(100);
-    let mut latencies = Vec::with_capacity(n);
-    for _ in 0..n {
+    let until = Instant::now() + PHASE.mul_f64(bench.scale.min(1.0));
+    let mut latencies = Vec::new();
+    while Instant::now() < until || latencies.len() < 100 {
         let sent = Instant::now();
         client.request(HEALTHY, payload.clone()).await.context("request to the healthy route")?;
         latencies.push(sent.elapsed());
@@ -112,7 +114,7 @@ fn busy_load(client: async_nats::Client) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(Duration::from_millis(1000 / BUSY_RATE));
         loop {
             tick.tick().await;
-            if client.publish(BUSY, "{}".into()).await.is_err() {
+            if client.publish(BUSY, "{}".into()).await.is_err() || client.flush().await.is_err() {
                 return;
             }
         }

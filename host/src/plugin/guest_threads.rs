@@ -68,10 +68,10 @@ fn guest_runtime() -> Option<&'static tokio::runtime::Runtime> {
 /// Guest threads run under `SCHED_IDLE`, the lowest priority there is: when a
 /// host thread wakes (a message arrived, a reply is due) the OS switches to it
 /// at once instead of finishing a guest's time slice; when the host is idle
-/// the guests have the cores. (Measured with four guests spinning on 2 cores:
-/// a healthy route's p99 rose 4 × at nice 19, which still lets a guest finish
-/// its slice, and stayed at 1.08 × under `SCHED_IDLE` with one core kept
-/// free.) A host saturated by fast routes leaves slow calls little CPU, and
+/// the guests have their cores. (At nice 19 a spinning guest still finished
+/// its slice first: the healthy route's p99 in `make bench` "busy neighbour"
+/// was about 4 × quiet; under `SCHED_IDLE`, with one core kept free, about
+/// 2 ×.) A host saturated by fast routes leaves slow calls little CPU, and
 /// they time out: fast routes first, by design. Best effort: a system that
 /// forbids it leaves them at the host's priority.
 fn lower_priority() {
