@@ -5,8 +5,9 @@
 //! allocator never gives back. So the daemon compiles each new module in a
 //! child process of its own binary (`switchyard compile-module`, hidden): the
 //! child is stopped at `[host] max_compile_time`, cannot grow past
-//! `[host] max_compile_memory`, runs at the lowest CPU priority beside the
-//! serving threads, and returns all its memory when it exits. It writes the
+//! `[host] max_compile_memory`, and returns all its memory when it exits. (It
+//! runs at the host's priority: at the lowest, a reload under load waited
+//! seconds for CPU while the serving threads had it all.) It writes the
 //! compiled artifact, which the host maps in like a cached one (`cache.rs`).
 //!
 //! Embedders and tests that load plugins through the library (no `switchyard`
@@ -125,13 +126,12 @@ pub(super) async fn in_child(
     }
 }
 
-/// The child's side: limit its own memory and priority, read the module from
+/// The child's side: limit its own memory, read the module from
 /// stdin, compile it for the engine the flags describe, write the artifact.
 pub fn child_main(out: &Path, max_memory: u64, fuel: bool, fresh: bool, functions: Option<PathBuf>) -> anyhow::Result<()> {
     use nix::sys::resource::{Resource, setrlimit};
     // Heap and writable private mappings: what cranelift allocates.
     setrlimit(Resource::RLIMIT_DATA, max_memory, max_memory).context("limiting the compiler's memory")?;
-    let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("reading the module")?;
     let isolation = if fresh { Isolation::Fresh } else { Isolation::Pooled };
