@@ -23,6 +23,14 @@ pub async fn connect(config: &NatsConfig, urls: &[String], deadline: Instant, me
     .await
 }
 
+/// Why a connection attempt failed, as [`connect`] reports it (naming the
+/// `[nats]` key to check), for a client that tries once: the CLI.
+pub fn describe_failure(config: &NatsConfig, err: ConnectError) -> anyhow::Error {
+    match classify(config, err) {
+        Failure::Transient(err) | Failure::Fatal(err) => err,
+    }
+}
+
 /// Whether another try could help. A server that is not up yet: yes. A
 /// credential the server refuses or a certificate that does not verify:
 /// never, however long the host waits.

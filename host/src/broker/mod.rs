@@ -11,7 +11,7 @@ mod stream_index;
 mod streams;
 
 pub use barrier::barrier;
-pub use connect::{client_options, connect};
+pub use connect::{client_options, connect, describe_failure};
 pub use consumers::ensure_consumer;
 pub use embedded::EmbeddedServer;
 pub use startup::{Failure, retrying};

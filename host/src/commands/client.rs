@@ -68,7 +68,8 @@ pub(super) async fn connect(conn: &ConnArgs) -> anyhow::Result<async_nats::Clien
     if let Some(prefix) = &conn.inbox_prefix {
         options = options.custom_inbox_prefix(prefix);
     }
-    options.connect(servers).await.with_context(|| format!("connecting to NATS at {url} (is `switchyard run` up?)"))
+    let connected = options.connect(servers).await.map_err(|err| broker::describe_failure(&nats, err));
+    connected.with_context(|| format!("connecting to NATS at {url} (is `switchyard run` up?)"))
 }
 
 pub(crate) async fn publish(conn: &ConnArgs, subject: String, data: String, msg: &MessageArgs, count: u64) -> anyhow::Result<ExitCode> {
