@@ -12,6 +12,7 @@
 //! After a successful load, [`Loaded::source`] keeps the text so later stages
 //! (plugin loading) can report problems at a config span the same way.
 
+pub mod defaults;
 mod load;
 mod paths;
 mod problems;
