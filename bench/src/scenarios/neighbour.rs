@@ -75,24 +75,11 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
         // Let the busy route's backlog time out before the next quiet phase.
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
-    Ok(vec![
-        Figure::new(
-            SCENARIO,
-            "healthy route p50, busy vs quiet",
-            "µs",
-            median(&runs.busy_p50),
-            median(&runs.quiet_p50),
-            Target::RatioAtMost(2.0),
-        ),
-        Figure::new(
-            SCENARIO,
-            "healthy route p99, busy vs quiet",
-            "µs",
-            median(&runs.busy_p99),
-            median(&runs.quiet_p99),
-            Target::RatioAtMost(2.0),
-        ),
-    ])
+    let figure = |percentile: &str, busy: &[f64], quiet: &[f64]| {
+        let metric = format!("healthy route {percentile}, busy vs quiet");
+        Figure::new(SCENARIO, metric, "µs", median(busy), median(quiet), Target::RatioAtMost(2.0))
+    };
+    Ok(vec![figure("p50", &runs.busy_p50, &runs.quiet_p50), figure("p99", &runs.busy_p99, &runs.quiet_p99)])
 }
 
 /// Sequential requests to the healthy route for one phase; their latencies.
