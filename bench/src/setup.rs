@@ -82,7 +82,11 @@ impl Bench {
 
     /// The `[nats]` and `[host]` sections every bench config starts with.
     pub(crate) fn preamble(&self) -> String {
-        format!("[nats]\nurl = \"{}\"\n\n[host]\ncache_dir = \"{}\"\n\n", self.url, self.cache_dir().display())
+        format!(
+            "[nats]\nurl = \"{}\"\n\n[host]\ncache_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n",
+            self.url,
+            self.cache_dir().display()
+        )
     }
 
     /// Write `body` (after the preamble) as `<name>.toml` and return its path.

@@ -10,13 +10,20 @@ use tokio::sync::mpsc;
 
 use crate::cli::{Cli, Command};
 use crate::commands;
-use crate::config::{self, ServerList};
+use crate::config::{self, Listen, LogFormat, ServerList};
 use crate::daemon::{ConfigSource, Host};
 use crate::reload::{Request, Watcher, control};
+use crate::telemetry::logging;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `run` logs in the format its config asks for, once it has read it.
+    if !matches!(cli.command, Command::Run { .. }) {
+        logging::init(LogFormat::Text);
+    }
     match cli.command {
-        Command::Run { config, nats_url } => serve(&config, nats_url).await.map(|()| ExitCode::SUCCESS),
+        Command::Run { config, nats_url, admin_listen, log_format } => {
+            serve(&config, Overrides { nats_url, admin_listen, log_format }).await.map(|()| ExitCode::SUCCESS)
+        }
         Command::Check { config } => commands::check::run(&config).await,
         Command::Invoke(args) => commands::invoke::run(args).await,
         Command::Pub { subject, data, msg, count, conn } => commands::client::publish(&conn, subject, data, &msg, count).await,
@@ -32,13 +39,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What `switchyard run`'s flags set instead of the config file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub nats_url: Option<String>,
+    pub admin_listen: Option<Listen>,
+    pub log_format: Option<LogFormat>,
+}
+
 /// `switchyard run`: serve until SIGINT or SIGTERM, reloading on file changes,
 /// SIGHUP and control requests.
-pub async fn serve(path: &Path, nats_url: Option<String>) -> anyhow::Result<()> {
-    let mut config = config::load(path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
-    let nats_url = nats_url.as_deref().map(ServerList::parse);
+pub async fn serve(path: &Path, overrides: Overrides) -> anyhow::Result<()> {
+    let loaded = config::load(path);
+    let log_format = overrides.log_format.or(loaded.as_ref().ok().map(|l| l.config.telemetry.log_format));
+    logging::init(log_format.unwrap_or_default());
+    let mut config = loaded.map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
+    let nats_url = overrides.nats_url.as_deref().map(ServerList::parse);
     if nats_url.is_some() {
         config.nats.url.clone_from(&nats_url);
+    }
+    if let Some(listen) = overrides.admin_listen {
+        config.admin.listen = listen;
     }
     let source = ConfigSource { path: path.to_owned(), nats_url };
     let mut host = Host::start(config, Some(source)).await?;
@@ -58,7 +79,8 @@ pub async fn serve(path: &Path, nats_url: Option<String>) -> anyhow::Result<()> 
     for line in host.summary() {
         println!("  {line}");
     }
-    println!("ready: {} of {} route(s) running; Ctrl-C to stop", host.running_routes(), host.config.routes.len());
+    let admin = host.admin_addr().map(|addr| format!("; metrics and probes on http://{addr}")).unwrap_or_default();
+    println!("ready: {} of {} route(s) running{admin}; Ctrl-C to stop", host.running_routes(), host.config.routes.len());
     loop {
         let request = tokio::select! {
             result = tokio::signal::ctrl_c() => { result.context("waiting for Ctrl-C")?; break }

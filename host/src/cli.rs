@@ -21,6 +21,13 @@ pub enum Command {
         /// Connect here instead of the config's `nats.url` (or embedded server).
         #[arg(long, env = "SWITCHYARD_NATS_URL")]
         nats_url: Option<String>,
+        /// Serve /metrics, /healthz and /readyz here ("host:port", port 0 for
+        /// any, or "off") instead of the config's `[admin] listen`.
+        #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN")]
+        admin_listen: Option<crate::config::Listen>,
+        /// Log lines as text or as JSON objects, instead of `[telemetry] log_format`.
+        #[arg(long, value_enum, env = "SWITCHYARD_LOG_FORMAT")]
+        log_format: Option<crate::config::LogFormat>,
     },
     /// Check a runtime.toml and the plugins it names; list every problem.
     Check {

@@ -4,6 +4,7 @@
 //! Public: what the binary, the bench and the end-to-end tests use; the rest is
 //! the crate's own (see docs/ARCHITECTURE.md).
 
+pub mod admin;
 pub mod app;
 pub mod broker;
 pub mod cli;

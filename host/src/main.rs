@@ -1,4 +1,4 @@
-//! The `switchyard` binary: parse the command line, set up logging, hand over.
+//! The `switchyard` binary: parse the command line, hand over (`app` sets up logging).
 
 use clap::Parser;
 
@@ -9,7 +9,6 @@ async fn main() -> std::process::ExitCode {
     if let Ok(exe) = std::env::current_exe() {
         switchyard::plugin::compile_with(exe);
     }
-    switchyard::telemetry::logging::init();
     match switchyard::app::run(cli).await {
         Ok(code) => code,
         Err(err) => {

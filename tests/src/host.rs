@@ -24,6 +24,8 @@ pub fn binary() -> PathBuf {
 
 pub struct Host {
     child: Child,
+    /// `http://<addr>` of the admin listener, from the `ready:` line.
+    admin: Option<String>,
     dir: tempfile::TempDir,
     output: Arc<Mutex<Vec<(Instant, String)>>>,
     /// The tasks reading stdout and stderr: done once the pipes close.
@@ -63,6 +65,7 @@ impl Host {
         let output = Command::new(binary())
             .arg("run")
             .arg(&path)
+            .args(["--admin-listen", "127.0.0.1:0"])
             .current_dir(dir.path())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -81,7 +84,8 @@ impl Host {
     /// Start the host and wait for its `ready:` line; returns both.
     async fn spawn(dir: tempfile::TempDir, path: &Path, nats_url: Option<&str>) -> (Host, String) {
         let mut command = Command::new(binary());
-        command.arg("run").arg(path);
+        // Tests run side by side: each host's admin listener on a port of its own.
+        command.arg("run").arg(path).args(["--admin-listen", "127.0.0.1:0"]);
         if let Some(url) = nats_url {
             command.args(["--nats-url", url]);
         }
@@ -100,9 +104,13 @@ impl Host {
             collect(child.stdout.take().expect("stdout"), output.clone(), Some(ready_tx)),
             collect(child.stderr.take().expect("stderr"), output.clone(), None),
         ];
-        let host = Host { child, dir, output, readers };
+        let mut host = Host { child, admin: None, dir, output, readers };
         match tokio::time::timeout(Duration::from_secs(60), ready_rx).await {
-            Ok(Ok(line)) => (host, line),
+            Ok(Ok(line)) => {
+                // "...; metrics and probes on http://127.0.0.1:PORT; Ctrl-C to stop"
+                host.admin = line.split("; ").find_map(|part| part.strip_prefix("metrics and probes on ")).map(str::to_owned);
+                (host, line)
+            }
             _ => panic!("switchyard did not become ready; its output:\n{}", host.output()),
         }
     }
@@ -116,6 +124,11 @@ impl Host {
             [running, "of", total, ..] if running == total => host,
             _ => panic!("not every route started ({ready}); the host's output:\n{}", host.output()),
         }
+    }
+
+    /// The admin listener's base URL, `http://127.0.0.1:PORT`.
+    pub fn admin_url(&self) -> &str {
+        self.admin.as_deref().expect("the host's ready line names its admin listener")
     }
 
     /// The host's process id.

@@ -4,6 +4,7 @@
 //! Everything here is killed on Drop, and every wait has a deadline: a test fails
 //! with a message, it never hangs.
 
+pub mod admin;
 pub mod auth;
 pub mod cluster;
 pub mod configs;

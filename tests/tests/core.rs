@@ -153,8 +153,8 @@ breaker = {{ consecutive_failures = 2, open_for = "30s" }}
     }
     assert_eq!(codes, ["500", "500", "503", "503"], "two failures open the breaker, then fail fast");
     let (_, output) = host.stop().await;
-    assert!(output.contains("breaker_rejected=2"), "{output}");
-    assert!(output.contains("dead_lettered=2"), "only real failures are dead-lettered:\n{output}");
+    assert!(output.contains("breaker_open=2"), "{output}");
+    assert!(output.contains("dead_letter=2"), "only real failures are dead-lettered:\n{output}");
 }
 
 /// A route without `queue` spreads its messages over its workers through a

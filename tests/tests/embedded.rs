@@ -59,6 +59,7 @@ fn a_missing_nats_server_binary_is_a_clear_error() {
         .args(["run", "runtime.toml"])
         .current_dir(dir.path())
         .env_remove("NATS_SERVER_BIN")
+        .env("SWITCHYARD_ADMIN_LISTEN", "off")
         .env("PATH", "")
         .output()
         .expect("run");

@@ -144,7 +144,7 @@ async fn twenty_swaps_under_load_lose_nothing() {
     assert_eq!(count(&js, "SWITCHYARD_DLQ").await, 0, "zero dead letters caused by reloads");
     assert_eq!(failures, 0, "core requests never failed: the subscription is not touched by a version swap");
     let (_, output) = host.stop().await;
-    assert!(output.contains("reloads=20"), "{output}");
+    assert!(output.contains("reloads_applied=20"), "{output}");
 
     let seen = within(WAIT, "the watcher", seen).await.expect("watcher");
     let twice: Vec<_> = seen.iter().filter(|(_, tags)| tags.len() != 1).collect();

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use crate::report::{Figure, Target};
 use crate::setup::{self, Bench};
 use crate::stats::median;
+use switchyard::telemetry::Outcome;
 
 const FULL: usize = 1_000_000;
 const SCENARIO: &str = "core 1M x 128B";
@@ -77,8 +78,8 @@ async fn host(bench: &Bench, n: usize) -> anyhow::Result<Run> {
     );
     let host = bench.host("core", &config).await?;
     let metrics = host.metrics.clone();
-    let run = publish_and_wait(bench, "bench.core.host", n, || metrics.acked.load(Ordering::Relaxed)).await;
-    let slow = metrics.slow_consumer_events.load(Ordering::Relaxed);
+    let run = publish_and_wait(bench, "bench.core.host", n, || metrics.total(Outcome::Ack)).await;
+    let slow = metrics.slow_consumers.get();
     host.stop().await;
     let run = run?;
     if slow > 0 {

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use switchyard::config::{Config, RouteConfig};
+use switchyard::telemetry::Outcome;
 
 use crate::report::{Figure, Target};
 use crate::setup::{self, Bench, Progress};
@@ -119,7 +120,7 @@ async fn raw(js: &jetstream::Context, route: &RouteConfig, n: usize) -> anyhow::
 async fn host(bench: &Bench, body: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     let host = bench.host("jetstream", body).await?;
     let metrics = host.metrics.clone();
-    let progress = setup::wait_for(|| metrics.acked.load(Ordering::Relaxed), n as u64).await;
+    let progress = setup::wait_for(|| metrics.total(Outcome::Ack), n as u64).await;
     host.stop().await;
     rate(&progress, n)
 }

@@ -145,14 +145,21 @@ async fn connect_once(config: &NatsConfig, urls: &[String], metrics: Arc<Metrics
         .subscription_capacity(config.subscription_capacity)
         .connection_timeout(config.connect_timeout)
         .max_reconnects(config.max_reconnects);
+    // The client reports its first connection as an event too: not a reconnect.
+    let connected_before = Arc::new(std::sync::atomic::AtomicBool::new(false));
     options = options.event_callback(move |event| {
-        let metrics = metrics.clone();
+        let (metrics, connected_before) = (metrics.clone(), connected_before.clone());
         async move {
             match event {
-                Event::Connected => tracing::info!("nats: connected"),
+                Event::Connected => {
+                    if connected_before.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        metrics.nats_reconnects.inc();
+                    }
+                    tracing::info!("nats: connected");
+                }
                 Event::Disconnected => tracing::warn!("nats: disconnected; reconnecting"),
                 Event::SlowConsumer(sid) => {
-                    Metrics::bump(&metrics.slow_consumer_events);
+                    metrics.slow_consumers.inc();
                     tracing::warn!(subscription = sid, "nats: slow consumer, messages were dropped");
                 }
                 other => tracing::warn!("nats: {other}"),

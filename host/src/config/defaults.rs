@@ -75,6 +75,12 @@ pub fn batch() -> usize {
 pub fn max_ack_pending() -> i64 {
     10_000
 }
+pub fn admin_listen() -> super::Listen {
+    super::Listen::On(std::net::SocketAddr::from(([127, 0, 0, 1], 9464)))
+}
+pub fn consumer_info_interval() -> Duration {
+    Duration::from_secs(5)
+}
 pub fn control_subject() -> String {
     "switchyard.control".into()
 }

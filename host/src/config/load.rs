@@ -19,7 +19,7 @@ use super::schema::Config;
 use super::source::Source;
 
 /// The top-level keys of `runtime.toml`, in the order the docs present them.
-const SECTIONS: &[&str] = &["nats", "host", "dead_letter", "streams", "plugins", "routes"];
+const SECTIONS: &[&str] = &["nats", "host", "dead_letter", "admin", "telemetry", "streams", "plugins", "routes"];
 
 /// What [`parse_source`] produced: the items that deserialized, what did not,
 /// and the problems found so far.
@@ -81,6 +81,12 @@ pub(super) fn parse_source(source: &Source) -> Parsed {
             }
             "host" => {
                 set(&mut config.host, item(value, String::new(), &["host"], p));
+            }
+            "admin" => {
+                set(&mut config.admin, item(value, String::new(), &["admin"], p));
+            }
+            "telemetry" => {
+                set(&mut config.telemetry, item(value, String::new(), &["telemetry"], p));
             }
             "dead_letter" => {
                 broken.dead_letter = !set(&mut config.dead_letter, item(value, String::new(), &["dead_letter"], p));

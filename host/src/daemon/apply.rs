@@ -18,7 +18,7 @@ use crate::broker;
 use crate::config::{self, Config};
 use crate::plugin::{Instance, Plugin, file_hash};
 use crate::reload::ReloadReport;
-use crate::telemetry::Metrics;
+use crate::telemetry::ReloadResult;
 
 /// Why a config is applied, which decides what a failed step means.
 #[derive(Debug, Clone, Copy)]
@@ -74,11 +74,11 @@ impl Host {
                 tracing::info!(cause, "{}", report.summary());
             }
         } else {
-            Metrics::bump(&self.metrics.reloads_refused);
+            self.metrics.reload(ReloadResult::Refused);
             tracing::error!(cause, "{}", report.summary());
         }
         if !report.changes.is_empty() {
-            Metrics::bump(&self.metrics.reloads);
+            self.metrics.reload(ReloadResult::Applied);
         }
         self.last_reload = Some(report.clone());
         report
@@ -101,7 +101,7 @@ impl Host {
     pub(super) async fn apply(&mut self, new: Config, occasion: Occasion, report: &mut ReloadReport) -> anyhow::Result<()> {
         let mut plan = self.plan(&new, occasion).await;
         if plan.needs_restart {
-            report.changes.push("[nats], [dead_letter] and [host] changes take effect at the next restart".into());
+            report.changes.push("[nats], [dead_letter], [host], [admin] and [telemetry] changes take effect at the next restart".into());
         }
         if !plan.streams.is_empty() {
             let deadline = match occasion {
@@ -122,6 +122,7 @@ impl Host {
             self.plugins.remove(name);
         }
         self.config = new;
+        self.routes_changed();
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! code, stopped within a deadline.
 
 mod apply;
+mod gauges;
 mod plan;
 #[cfg(test)]
 mod plan_tests;
@@ -15,13 +16,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::admin::{self, Admin};
 use crate::broker::{self, EmbeddedServer, StreamIndex};
+use crate::config::Listen;
 use crate::config::{Config, ServerList};
 use crate::plugin::{CompileLimits, Plugin, Runtime};
 use crate::policy::DeadLetters;
 use crate::reload::ReloadReport;
 use crate::route::Outputs;
-use crate::telemetry::Metrics;
+use crate::telemetry::health::Phase;
+use crate::telemetry::{Health, Metrics};
 
 use apply::Occasion;
 pub(crate) use routes::RunningRoute;
@@ -48,6 +52,10 @@ pub struct Host {
     pub(crate) plugins: BTreeMap<String, Arc<Plugin>>,
     pub(crate) routes: BTreeMap<String, RunningRoute>,
     pub(crate) last_reload: Option<ReloadReport>,
+    pub health: Arc<Health>,
+    /// The routes the metrics read at scrape time; set after every apply.
+    live: Arc<gauges::LiveRoutes>,
+    admin: Option<Admin>,
     client: async_nats::Client,
     embedded: Option<EmbeddedServer>,
 }
@@ -65,7 +73,14 @@ impl Host {
     /// Connect (or start nats-server) and set up the dead-letter stream; then
     /// apply `config` as a reload from nothing: streams, plugins, routes.
     pub async fn start(config: Config, source: Option<ConfigSource>) -> anyhow::Result<Host> {
-        let metrics = Arc::new(Metrics::default());
+        let live = Arc::new(gauges::LiveRoutes::default());
+        let metrics = Arc::new(Metrics::new(vec![Box::new(live.clone())]));
+        let health = Arc::new(Health::default());
+        // First: a port in use stops the host before it connects anywhere.
+        let admin = match config.admin.listen {
+            Listen::On(addr) => Some(admin::start(addr, metrics.clone(), health.clone()).await?),
+            Listen::Off => None,
+        };
         let embedded = match &config.nats.url {
             Some(_) => None,
             None => Some(EmbeddedServer::start(&config.nats.embedded).await?),
@@ -88,8 +103,13 @@ impl Host {
             dead_letters: DeadLetters::new(js.clone(), &config.dead_letter.subject_prefix),
             streams: Arc::new(StreamIndex::new(js)),
             metrics: metrics.clone(),
+            health: health.clone(),
+            consumer_info_interval: config.admin.consumer_info_interval,
             startup_timeout: config.nats.startup_timeout,
         };
+        if let Some(admin) = &admin {
+            admin.connected(client.clone());
+        }
         let limits = CompileLimits::from(&config.host);
         let runtime = Arc::new(Runtime::new(Some(config.host.cache_dir.clone()))?.with_limits(limits));
         // Plugins learn the server's payload limit at publish() time, not at send time.
@@ -105,12 +125,16 @@ impl Host {
             plugins: BTreeMap::new(),
             routes: BTreeMap::new(),
             last_reload: None,
+            health,
+            live,
+            admin,
             client,
             embedded,
         };
         // Startup is a reload from nothing: the same plan, the same steps.
         let mut report = ReloadReport::new("startup");
         host.apply(config, Occasion::Start { deadline }, &mut report).await?;
+        host.health.set_phase(Phase::Serving);
         Ok(host)
     }
 
@@ -129,6 +153,18 @@ impl Host {
             .collect()
     }
 
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, unless `[admin] listen = "off"`.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(Admin::addr)
+    }
+
+    /// After an apply: what the metrics read, and which routes are down.
+    fn routes_changed(&self) {
+        self.live.set(self.routes.values().map(|running| running.route.clone()).collect());
+        let configured: Vec<String> = self.config.routes.iter().map(|r| r.name.get_ref().clone()).collect();
+        self.health.routes_not_started(&configured, |name| self.routes.contains_key(name));
+    }
+
     /// Routes running now.
     pub fn running_routes(&self) -> usize {
         self.routes.len()
@@ -138,6 +174,7 @@ impl Host {
     /// deadline), drain the connection, stop the embedded server.
     pub async fn stop(self) {
         tracing::info!("shutting down: finishing in-flight messages");
+        self.health.set_phase(Phase::Draining);
         let deadline = self.config.host.shutdown_timeout;
         let stops = self.routes.into_values().map(|route| route.stop(deadline));
         let still_busy: Vec<String> = futures::future::join_all(stops).await.into_iter().flatten().collect();
@@ -160,6 +197,9 @@ impl Host {
         tracing::info!("stopped; {}", counters.join(" "));
         if let Some(server) = self.embedded {
             server.stop().await;
+        }
+        if let Some(admin) = self.admin {
+            admin.stop().await;
         }
     }
 }

@@ -33,7 +33,7 @@ pub(super) struct Version<'a> {
 /// Everything a new config asks for, in the order `apply` carries it out.
 #[derive(Debug)]
 pub(super) struct Plan {
-    /// `[nats]`, `[dead_letter]` or `[host]` changed: they apply only at the next restart.
+    /// `[nats]`, `[dead_letter]`, `[host]`, `[admin]` or `[telemetry]` changed: they apply only at the next restart.
     pub needs_restart: bool,
     /// Streams that are new or whose settings changed.
     pub streams: Vec<StreamConfig>,
@@ -86,8 +86,13 @@ pub(super) enum RouteAction {
 /// loaded plugin's file as it is on disk now (a missing one counts as changed):
 /// a new file under the same settings is a new version.
 pub(super) fn diff(running: &Running<'_>, new: &Config, hashes: &BTreeMap<String, String>) -> Plan {
-    let needs_restart =
-        running.config.is_some_and(|old| old.nats != new.nats || old.dead_letter != new.dead_letter || old.host != new.host);
+    let needs_restart = running.config.is_some_and(|old| {
+        old.nats != new.nats
+            || old.dead_letter != new.dead_letter
+            || old.host != new.host
+            || old.admin != new.admin
+            || old.telemetry != new.telemetry
+    });
     let streams = new.streams.iter().filter(|stream| !running.config.is_some_and(|old| old.streams.contains(stream))).cloned().collect();
 
     let mut plugins = Vec::new();

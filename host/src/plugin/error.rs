@@ -39,3 +39,16 @@ pub enum CallError {
     #[error("broke the ABI: {0}")]
     Abi(String),
 }
+
+impl CallError {
+    /// The `kind` label of `switchyard_plugin_traps_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Trap(_) | CallError::Exit(_) => "trap",
+            CallError::Timeout(_) => "timeout",
+            CallError::MemoryLimit(_) => "memory",
+            CallError::OutOfFuel(_) => "fuel",
+            CallError::BadOutcome(_) | CallError::Abi(_) => "abi",
+        }
+    }
+}

@@ -131,6 +131,11 @@ impl Instance {
         })
     }
 
+    /// The size of the instance's linear memory now.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
     }

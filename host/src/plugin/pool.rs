@@ -4,7 +4,7 @@
 //! gets a new instance for every message instead; nothing is kept but the one
 //! the loader made, which serves the first message.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -28,6 +28,10 @@ pub struct Pool {
     /// Idle instances kept; the route's concurrency.
     max_idle: usize,
     rollbacks: AtomicU64,
+    /// The host's `switchyard_reloads_total{result="rolled_back"}`, when metrics are kept.
+    rolled_back: Option<prometheus_client::metrics::counter::Counter>,
+    /// Instances out of `idle`, in a call now (for the metrics).
+    busy: AtomicUsize,
     /// The last call ran past its first poll (it yielded): start the next one on
     /// the guest threads rather than on the host's (see `guest_threads`).
     slow: AtomicBool,
@@ -49,8 +53,15 @@ impl Pool {
             idle: Mutex::new(vec![first]),
             max_idle: max_idle.max(1),
             rollbacks: AtomicU64::new(0),
+            rolled_back: None,
+            busy: AtomicUsize::new(0),
             slow: AtomicBool::new(false),
         }
+    }
+
+    /// Count this pool's rollbacks in `counter` too.
+    pub fn counting_rollbacks_in(self, counter: prometheus_client::metrics::counter::Counter) -> Self {
+        Self { rolled_back: Some(counter), ..self }
     }
 
     /// The version new messages go to.
@@ -107,6 +118,9 @@ impl Pool {
                 );
                 self.current.store(previous);
                 self.rollbacks.fetch_add(1, Ordering::Relaxed);
+                if let Some(counter) = &self.rolled_back {
+                    counter.inc();
+                }
                 *rollout = None;
                 self.probation.store(false, Ordering::Release);
                 lock(&self.idle).clear();
@@ -120,7 +134,24 @@ impl Pool {
         self.rollbacks.load(Ordering::Relaxed)
     }
 
+    /// Instances of this route's plugin: idle and in a call.
+    pub fn instances(&self) -> usize {
+        lock(&self.idle).len() + self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Linear memory of the idle instances (those in a call cannot be read).
+    pub fn memory_bytes(&self) -> usize {
+        lock(&self.idle).iter().map(Instance::memory_bytes).sum()
+    }
+
     async fn call_current(&self, msg: &Message) -> (Arc<Plugin>, Result<Handled, CallError>) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        // Counted down even when the call is dropped (a route aborted at shutdown).
+        let _busy = Busy(&self.busy);
+        self.call_instance(msg).await
+    }
+
+    async fn call_instance(&self, msg: &Message) -> (Arc<Plugin>, Result<Handled, CallError>) {
         let here_first = !self.slow.load(Ordering::Relaxed);
         let instance = match self.take() {
             Some(instance) => instance,
@@ -169,6 +200,14 @@ pub struct Call {
     pub plugin: Arc<Plugin>,
     pub result: Result<Handled, CallError>,
     pub on_probation: bool,
+}
+
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

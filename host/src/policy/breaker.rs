@@ -73,6 +73,15 @@ impl Breaker {
         }
     }
 
+    /// For the `switchyard_breaker_state` gauge: 0 closed, 1 half-open, 2 open.
+    pub(crate) fn state_code(&self) -> i64 {
+        match self.lock().phase {
+            Phase::Closed => 0,
+            Phase::HalfOpen { .. } => 1,
+            Phase::Open { .. } => 2,
+        }
+    }
+
     /// Whether only probes are let through (a driver pulls little then).
     pub(crate) fn is_probing(&self) -> bool {
         matches!(self.lock().phase, Phase::HalfOpen { .. })

@@ -4,13 +4,13 @@
 //! before carrying out a Done verdict: would NATS take this message at all?
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchyard_abi::{Header, Message, Outcome, Publish, header};
 
 use super::Route;
 use crate::plugin::{Call, Handled, Plugin, printable};
-use crate::telemetry::Metrics;
+use crate::telemetry::{self, Metrics};
 
 /// What the driver must do with the message.
 #[derive(Debug)]
@@ -32,8 +32,9 @@ pub(crate) struct Reply {
 /// Run the route's plugin on `msg`: the version that ran, the verdict, and
 /// whether that version is on probation (the pipeline decides what that means).
 pub(crate) async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin>, Verdict, bool) {
+    let calling = Instant::now();
     let Call { plugin, result, on_probation } = route.pool.call(msg).await;
-    Metrics::bump(&metrics.handled);
+    route.metrics.handler_took(calling.elapsed());
     let verdict = match result {
         Ok(Handled { outcome, publishes }) => match outcome {
             Outcome::Ack => Verdict::Done { reply: None, publishes },
@@ -45,7 +46,8 @@ pub(crate) async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc
             Outcome::Reject { reason } => Verdict::Reject { reason: printable(&reason) },
         },
         Err(err) => {
-            Metrics::bump(&metrics.plugin_failures);
+            route.metrics.count(telemetry::Outcome::PluginError);
+            metrics.trap(&plugin.spec.name, err.kind());
             let reason = printable(&format!("plugin {err}"));
             tracing::warn!(
                 route = %route.name, plugin = %plugin.spec.name, version = %plugin.hash, subject = %msg.subject,

@@ -23,7 +23,7 @@ use crate::broker::StreamIndex;
 use crate::config::{Kind, RouteSpec};
 use crate::plugin::Pool;
 use crate::policy::{Backoff, Breaker, DeadLetters, RateLimit};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Health, Metrics, RouteMetrics};
 use crate::workers::Workers;
 
 /// A running route: its spec, its plugin's instances, and its policies.
@@ -35,9 +35,10 @@ pub(crate) struct Route {
     pub backoff: Backoff,
     pub rate_limit: Option<RateLimit>,
     pub breaker: Option<Breaker>,
+    pub metrics: RouteMetrics,
 }
 
-/// Where verdicts go: the shared NATS handles and counters.
+/// Where verdicts go: the shared NATS handles, metrics and health.
 #[derive(Debug, Clone)]
 pub(crate) struct Outputs {
     pub client: async_nats::Client,
@@ -45,13 +46,18 @@ pub(crate) struct Outputs {
     pub dead_letters: DeadLetters,
     pub streams: Arc<StreamIndex>,
     pub metrics: Arc<Metrics>,
+    /// Routes report here when they cannot serve (`/readyz`).
+    pub health: Arc<Health>,
+    /// How often JetStream routes read their consumer's info (`[admin]`).
+    pub consumer_info_interval: std::time::Duration,
     /// How long setting up a consumer may be retried (`nats.startup_timeout`).
     pub startup_timeout: std::time::Duration,
 }
 
 impl Route {
-    pub(crate) fn new(spec: RouteSpec, pool: Arc<Pool>) -> Self {
+    pub(crate) fn new(spec: RouteSpec, pool: Arc<Pool>, metrics: RouteMetrics) -> Self {
         Self {
+            metrics,
             name: spec.name.clone(),
             backoff: Backoff::new(&spec.retry),
             rate_limit: spec.rate_limit.as_ref().map(RateLimit::new),

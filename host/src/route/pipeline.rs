@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchyard_abi::{Message, Publish};
 
@@ -18,7 +18,7 @@ use super::dispatch::{self, Reply, Verdict};
 use super::{Outputs, Route};
 use crate::plugin::Plugin;
 use crate::policy::{DeadLetter, Permit, RateLimit};
-use crate::telemetry::Metrics;
+use crate::telemetry::Outcome;
 
 /// What became of a failed attempt.
 pub(super) enum Failed {
@@ -57,16 +57,20 @@ pub(super) trait Settle {
 
 /// Handle `msg` on `route`, settling it through `settle`.
 pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, settle: &mut impl Settle) {
-    if let Some(limit) = &route.rate_limit
-        && !settle.permit(limit, &msg).await
-    {
-        return;
+    let _in_flight = route.metrics.in_flight();
+    if let Some(limit) = &route.rate_limit {
+        let waiting = Instant::now();
+        let permitted = settle.permit(limit, &msg).await;
+        route.metrics.waited_for_permit(waiting.elapsed());
+        if !permitted {
+            return route.metrics.count(Outcome::Shed);
+        }
     }
     loop {
         if let Some(breaker) = &route.breaker
             && let Permit::Denied(wait) = breaker.try_acquire()
         {
-            Metrics::bump(&out.metrics.breaker_rejected);
+            route.metrics.count(Outcome::BreakerOpen);
             return settle.breaker_open(&msg, wait).await;
         }
         let (plugin, verdict, on_probation) = settle.call(dispatch::run(route, &msg, &out.metrics)).await;
@@ -89,11 +93,14 @@ pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, settl
                 Err(Unsent::Publish(reason)) => (None, reason),
             },
             Verdict::Retry { delay, reason } => (delay, reason),
-            Verdict::Reject { reason } => return dead_letter(route, out, settle, &plugin, &msg, reason).await,
+            Verdict::Reject { reason } => {
+                route.metrics.count(Outcome::Reject);
+                return dead_letter(route, out, settle, &plugin, &msg, reason).await;
+            }
         };
         match settle.failed(&mut msg, delay, reason).await {
-            Failed::CallAgain => {}
-            Failed::Later => return,
+            Failed::CallAgain => route.metrics.count(Outcome::Retry),
+            Failed::Later => return route.metrics.count(Outcome::Retry),
             Failed::GiveUp(reason) => return dead_letter(route, out, settle, &plugin, &msg, reason).await,
         }
     }
@@ -109,6 +116,11 @@ pub(super) async fn dead_letter(
     reason: String,
 ) {
     let stored = out.dead_letters.send(DeadLetter { route: &route.name, plugin, message: msg, reason: &reason }).await;
-    Metrics::bump(if stored.is_ok() { &out.metrics.dead_lettered } else { &out.metrics.dead_letter_failures });
+    if stored.is_ok() {
+        route.metrics.count(Outcome::DeadLetter);
+        route.metrics.dead_letters.inc();
+    } else {
+        route.metrics.dead_letter_failures.inc();
+    }
     settle.dead_lettered(plugin, msg, reason, stored).await;
 }

@@ -1,6 +1,10 @@
-//! Logs and counters.
+//! Logs, metrics and probes.
 
+pub mod health;
+pub mod latency;
 pub mod logging;
 pub mod metrics;
+mod process;
 
-pub use metrics::Metrics;
+pub use health::Health;
+pub use metrics::{Metrics, Outcome, ReloadResult, RouteMetrics};

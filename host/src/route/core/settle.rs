@@ -18,7 +18,7 @@ use crate::config::CoreSpec;
 use crate::plugin::Plugin;
 use crate::policy::RateLimit;
 use crate::policy::dead_letter::insert;
-use crate::telemetry::Metrics;
+use crate::telemetry::Outcome;
 
 pub(super) async fn handle(s: &Subscriptions, out: &Outputs, cancel: &CancellationToken, msg: Message) {
     let mut settle = Core { route: &s.route, spec: &s.spec, out, cancel, started: Instant::now() };
@@ -39,7 +39,6 @@ impl Settle for Core<'_> {
         if tokio::time::timeout(limit.max_wait, limit.until_ready(Some(msg))).await.is_ok() {
             return true;
         }
-        Metrics::bump(&self.out.metrics.shed);
         tracing::debug!(route = %self.route.name, subject = %msg.subject, "shed: rate limit");
         error_reply(self.out, msg, "rate limited", "429").await;
         false
@@ -64,7 +63,6 @@ impl Settle for Core<'_> {
         let delay = delay.unwrap_or_else(|| route.backoff.delay_after(msg.attempt));
         let in_budget = self.started.elapsed() + delay <= self.spec.max_elapsed;
         if msg.attempt < self.spec.attempts && in_budget && !self.cancel.is_cancelled() {
-            Metrics::bump(&self.out.metrics.retried);
             tracing::debug!(route = %route.name, attempt = msg.attempt, ?delay, "retrying: {reason}");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -99,7 +97,6 @@ async fn error_reply(out: &Outputs, msg: &Message, reason: &str, code: &str) {
     insert(&mut headers, "Nats-Service-Error", reason);
     insert(&mut headers, "Nats-Service-Error-Code", code);
     if let Err(err) = out.client.publish_with_headers(reply_to.clone(), headers, Default::default()).await {
-        Metrics::bump(&out.metrics.publish_failures);
         tracing::warn!(subject = %msg.subject, reply = %reply_to, "error reply ({code}) not sent: {err}");
     }
 }
@@ -124,32 +121,33 @@ async fn done(
     }
     for publish in &publishes {
         if let Some(why) = dispatch::unsendable(&publish.headers, publish.payload.len(), max_payload) {
-            return Err(unsent_publish(route, out, plugin, &publish.subject, &why));
+            return Err(unsent_publish(route, plugin, &publish.subject, &why));
         }
     }
     for publish in publishes {
         if let Err(why) = send(out, publish.subject.clone(), &publish.headers, publish.payload).await {
-            return Err(unsent_publish(route, out, plugin, &publish.subject, &why));
+            return Err(unsent_publish(route, plugin, &publish.subject, &why));
         }
     }
     match reply {
         Some((to, reply)) => {
             send(out, to.clone(), &reply.headers, reply.payload).await.map_err(|why| unsent_reply(route, plugin, msg, to, &why))?;
-            Metrics::bump(&out.metrics.replied);
+            route.metrics.count(Outcome::Reply);
         }
-        None => Metrics::bump(&out.metrics.acked),
+        None => route.metrics.count(Outcome::Ack),
     }
     Ok(())
 }
 
-fn unsent_publish(route: &Route, out: &Outputs, plugin: &Plugin, subject: &str, why: &str) -> Unsent {
-    Metrics::bump(&out.metrics.publish_failures);
+fn unsent_publish(route: &Route, plugin: &Plugin, subject: &str, why: &str) -> Unsent {
+    route.metrics.publish_failures.inc();
     let reason = format!("route `{}`, plugin `{}`: publish to `{subject}` not sent: {why}", route.name, plugin.spec.name);
     tracing::warn!(route = %route.name, plugin = %plugin.spec.name, %subject, "{reason}; retrying the message");
     Unsent::Publish(reason)
 }
 
 fn unsent_reply(route: &Route, plugin: &Plugin, msg: &Message, to: &str, why: &str) -> Unsent {
+    route.metrics.publish_failures.inc();
     tracing::warn!(
         route = %route.name, plugin = %plugin.spec.name, subject = %msg.subject, reply = %to,
         "reply not sent: {why}; answering with an error and dead-lettering the message"

@@ -7,6 +7,7 @@
 
 mod breaker;
 mod held;
+mod lag;
 mod owed;
 mod settle;
 
@@ -88,6 +89,10 @@ pub(super) async fn start(
         let (c, out, cancel, feed) = (c.clone(), out.clone(), cancel.clone(), feed.clone());
         workers.spawn(format!("{name} keep-alive"), async move { keep_held_alive(&c, &out, &cancel, &feed).await });
     }
+    {
+        let (c, out, cancel) = (c.clone(), out.clone(), cancel.clone());
+        workers.spawn(format!("{name} consumer info"), async move { lag::watch(&c, &out, &cancel).await });
+    }
     match c.route.spec.order_by.clone() {
         Some(order_by) => {
             let (c2, o) = (c.clone(), out.clone());
@@ -163,10 +168,12 @@ async fn next(c: &Consumer, out: &Outputs, cancel: &CancellationToken, feed: &Mu
             }
         }
         if let Some(limit) = c.route.rate_limit.as_ref().filter(|l| !l.is_keyed()) {
+            let waiting = Instant::now();
             tokio::select! {
                 () = cancel.cancelled() => return None,
                 () = limit.until_ready(None) => {}
             }
+            c.route.metrics.waited_for_permit(waiting.elapsed());
         }
         let mut feed = feed.lock().await;
         if cancel.is_cancelled() {
@@ -187,9 +194,11 @@ async fn next(c: &Consumer, out: &Outputs, cancel: &CancellationToken, feed: &Mu
                 Ok(messages) => {
                     feed.messages = Some(messages);
                     feed.probing = probing;
+                    out.health.route_up(&c.route.name);
                 }
                 Err(Failure::Transient(err) | Failure::Fatal(err)) => {
                     tracing::warn!(route = %c.route.name, "cannot open consumer: {err:#}; retrying");
+                    out.health.route_down(&c.route.name, format!("cannot open its consumer: {err:#}"));
                     drop(feed);
                     tokio::select! {
                         () = cancel.cancelled() => return None,

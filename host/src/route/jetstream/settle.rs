@@ -18,7 +18,7 @@ use super::Consumer;
 use super::breaker;
 use crate::plugin::Plugin;
 use crate::policy::RateLimit;
-use crate::telemetry::Metrics;
+use crate::telemetry::Outcome;
 
 pub(super) async fn handle(c: &Consumer, out: &Outputs, js_msg: JsMessage) {
     if !c.held.release(&js_msg, c.spec.ack_wait) {
@@ -68,12 +68,12 @@ impl Settle for JetStream<'_> {
         match publish_confirmed(self.out, publishes).await {
             Ok(()) => {
                 ack(c, self.js_msg, AckKind::Ack).await;
-                Metrics::bump(&self.out.metrics.acked);
+                c.route.metrics.count(Outcome::Ack);
                 forget(c, msg);
                 Ok(())
             }
             Err(why) => {
-                Metrics::bump(&self.out.metrics.publish_failures);
+                c.route.metrics.publish_failures.inc();
                 let reason = format!("route `{}`, plugin `{}`: {why}", c.route.name, plugin.spec.name);
                 tracing::warn!(route = %c.route.name, plugin = %plugin.spec.name, subject = %msg.subject, "{reason}; retrying the message");
                 Err(Unsent::Publish(reason))
@@ -90,7 +90,6 @@ impl Settle for JetStream<'_> {
         if max > 0 && failed_attempts >= max as u64 {
             return Failed::GiveUp(format!("max_deliver ({max}) reached: {reason}"));
         }
-        Metrics::bump(&self.out.metrics.retried);
         let delay = delay.unwrap_or_else(|| c.route.backoff.delay_after(failed_attempts));
         tracing::debug!(route = %c.route.name, attempt = msg.attempt, ?delay, "nak: {reason}");
         ack(c, self.js_msg, AckKind::Nak(Some(delay))).await;
