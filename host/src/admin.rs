@@ -88,7 +88,9 @@ impl Drop for Admin {
 }
 
 async fn metrics_text(State(shared): State<Shared>) -> Response {
-    shared.metrics.nats_connected.set(i64::from(shared.connected()));
+    let connected = shared.connected();
+    shared.metrics.nats_connected.set(i64::from(connected));
+    shared.metrics.ready.set(i64::from(shared.health.ready(connected).ok));
     let body = shared.metrics.encode();
     ([(header::CONTENT_TYPE, prometheus_client::encoding::prometheus_text::CONTENT_TYPE)], body).into_response()
 }

@@ -128,6 +128,8 @@ pub struct Metrics {
     traps: Family<PluginKind, Counter>,
     reloads: Family<ResultLabel, Counter>,
     pub nats_connected: Gauge,
+    /// 1 while `/readyz` would answer 200.
+    pub ready: Gauge,
     pub nats_reconnects: Counter,
     pub slow_consumers: Counter,
     /// Each route's handles, kept so the host-wide totals can be summed and a
@@ -162,6 +164,7 @@ impl Metrics {
             traps: Family::default(),
             reloads: Family::default(),
             nats_connected: Gauge::default(),
+            ready: Gauge::default(),
             nats_reconnects: Counter::default(),
             slow_consumers: Counter::default(),
             routes: Mutex::default(),
@@ -193,6 +196,7 @@ impl Metrics {
         registry.register("plugin_traps", "Plugin calls that failed, by kind: trap, timeout, memory, fuel, abi", m.traps.clone());
         registry.register("reloads", "Reloads by result: applied, refused, rolled_back", m.reloads.clone());
         registry.register("nats_connected", "1 while the NATS connection is up", m.nats_connected.clone());
+        registry.register("ready", "1 while the host is ready (/readyz answers 200)", m.ready.clone());
         registry.register("nats_reconnects", "Reconnections to NATS", m.nats_reconnects.clone());
         registry.register(
             "slow_consumer_events",
