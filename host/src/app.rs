@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 
 use crate::cli::{Cli, Command};
 use crate::commands;
-use crate::config::{self, Listen, LogFormat, ServerList};
-use crate::daemon::{ConfigSource, Host};
+use crate::config::{self, LogFormat, ServerList};
+use crate::daemon::{ConfigSource, Host, Overrides};
 use crate::reload::{Request, Watcher, control};
 use crate::telemetry::logging;
 
@@ -22,7 +22,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Run { config, nats_url, admin_listen, log_format } => {
-            serve(&config, Overrides { nats_url, admin_listen, log_format }).await.map(|()| ExitCode::SUCCESS)
+            let overrides = Overrides { nats_url: nats_url.as_deref().map(ServerList::parse), admin_listen, log_format };
+            serve(&config, overrides).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Check { config } => commands::check::run(&config).await,
         Command::Invoke(args) => commands::invoke::run(args).await,
@@ -31,20 +32,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sub { subject, count, conn } => commands::client::subscribe(&conn, subject, count).await,
         Command::Dlq { action, conn } => commands::dlq::run(&conn, action).await,
         Command::Status { wait, conn, seed } => commands::control::status(&conn, &seed, wait).await,
+        Command::Top { once, interval, wait, conn, seed } => commands::top::run(&conn, &seed, once, interval, wait).await,
         Command::Reload { conn, seed } => commands::control::reload(&conn, &seed).await,
         Command::ControlKey { action } => commands::control::control_key(action),
         Command::CompileModule { out, max_memory, fuel, fresh, functions } => {
             crate::plugin::compile_child_main(&out, max_memory, fuel, fresh, functions).map(|()| ExitCode::SUCCESS)
         }
     }
-}
-
-/// What `switchyard run`'s flags set instead of the config file.
-#[derive(Debug, Default)]
-pub struct Overrides {
-    pub nats_url: Option<String>,
-    pub admin_listen: Option<Listen>,
-    pub log_format: Option<LogFormat>,
 }
 
 /// `switchyard run`: serve until SIGINT or SIGTERM, reloading on file changes,
@@ -54,14 +48,8 @@ pub async fn serve(path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     let log_format = overrides.log_format.or(loaded.as_ref().ok().map(|l| l.config.telemetry.log_format));
     logging::init(log_format.unwrap_or_default());
     let mut config = loaded.map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
-    let nats_url = overrides.nats_url.as_deref().map(ServerList::parse);
-    if nats_url.is_some() {
-        config.nats.url.clone_from(&nats_url);
-    }
-    if let Some(listen) = overrides.admin_listen {
-        config.admin.listen = listen;
-    }
-    let source = ConfigSource { path: path.to_owned(), nats_url };
+    overrides.apply(&mut config);
+    let source = ConfigSource { path: path.to_owned(), overrides };
     let mut host = Host::start(config, Some(source)).await?;
     let (requests, mut incoming) = mpsc::channel(64);
     let mut watcher = match host.config.host.watch {

@@ -1,4 +1,4 @@
-//! The command line: `switchyard run|check|invoke|pub|req|sub|dlq|status|reload|control-key`.
+//! The command line: `switchyard run|check|invoke|pub|req|sub|dlq|status|top|reload|control-key`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,6 +70,23 @@ pub enum Command {
     Status {
         /// How long to collect answers (every host answers).
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        seed: ControlSeed,
+    },
+    /// A live view of every host's routes: in flight, msg/s, errors, p50/p99,
+    /// breaker, consumer pending; `q`, Esc or Ctrl-C quits.
+    Top {
+        /// Print one frame as plain text and exit (no terminal needed).
+        #[arg(long)]
+        once: bool,
+        /// How often to refresh.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// How long each refresh collects answers (every host answers); at most --interval.
+        #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
         wait: Duration,
         #[command(flatten)]
         conn: ConnArgs,

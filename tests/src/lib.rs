@@ -13,6 +13,7 @@ pub mod host;
 pub mod js;
 pub mod modules;
 pub mod nats;
+pub mod otlp;
 pub mod wait;
 
 pub use cluster::Cluster;

@@ -158,6 +158,8 @@ async fn connect_once(config: &NatsConfig, urls: &[String], metrics: Arc<Metrics
                     tracing::info!("nats: connected");
                 }
                 Event::Disconnected => tracing::warn!("nats: disconnected; reconnecting"),
+                // A clean shutdown: not worth a warning.
+                Event::Draining | Event::Closed => tracing::info!("nats: {event}"),
                 Event::SlowConsumer(sid) => {
                     metrics.slow_consumers.inc();
                     tracing::warn!(subscription = sid, "nats: slow consumer, messages were dropped");

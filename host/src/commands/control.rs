@@ -28,47 +28,92 @@ fn signer(seed: &ControlSeed) -> anyhow::Result<Option<Signer>> {
 /// One host's answer: its body, or the reason it refused.
 type Answer = Result<Vec<u8>, String>;
 
-/// Send a control request (signed when a seed is given) and collect every
-/// host's answer for `wait`.
-async fn ask(conn: &ConnArgs, seed: &ControlSeed, verb: &str, wait: Duration) -> anyhow::Result<Vec<Answer>> {
-    let signer = signer(seed)?;
-    let prefix = config::load(&conn.config).map(|l| l.config.host.control_subject).unwrap_or_else(|_| "switchyard.control".into());
-    let client = client::connect(conn).await?;
-    let inbox = client.new_inbox();
-    let mut answers = client.subscribe(inbox.clone()).await?;
-    let subject = format!("{prefix}.{verb}");
-    match &signer {
-        Some(signer) => {
-            let headers = signer.headers(&subject, Some(&inbox), b"", now_millis())?;
-            client.publish_with_reply_and_headers(subject, inbox, headers, Default::default()).await?;
+/// A connection that sends control requests (signed when a seed is given) to
+/// every host on the bus; `switchyard top` keeps one for all its refreshes.
+pub(crate) struct Control {
+    client: async_nats::Client,
+    /// `<control_subject>` of the runtime.toml, else `switchyard.control`.
+    prefix: String,
+    signer: Option<Signer>,
+}
+
+impl Control {
+    pub(crate) async fn connect(conn: &ConnArgs, seed: &ControlSeed) -> anyhow::Result<Control> {
+        let signer = signer(seed)?;
+        let prefix = config::load(&conn.config).map(|l| l.config.host.control_subject).unwrap_or_else(|_| "switchyard.control".into());
+        let client = client::connect(conn).await?;
+        Ok(Control { client, prefix, signer })
+    }
+
+    /// Send the `verb` request and collect every host's answer for `wait`.
+    async fn ask(&self, verb: &str, wait: Duration) -> anyhow::Result<Vec<Answer>> {
+        let prefix = &self.prefix;
+        let inbox = self.client.new_inbox();
+        let mut answers = self.client.subscribe(inbox.clone()).await?;
+        let subject = format!("{prefix}.{verb}");
+        match &self.signer {
+            Some(signer) => {
+                let headers = signer.headers(&subject, Some(&inbox), b"", now_millis())?;
+                self.client.publish_with_reply_and_headers(subject, inbox, headers, Default::default()).await?;
+            }
+            None => self.client.publish_with_reply(subject, inbox, Default::default()).await?,
         }
-        None => client.publish_with_reply(subject, inbox, Default::default()).await?,
+        self.client.flush().await?;
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, answers.next()).await {
+            // The server's own answer when nobody subscribes: no host listens.
+            anyhow::ensure!(msg.status != Some(async_nats::StatusCode::NO_RESPONDERS), "no host listens on `{prefix}.{verb}`");
+            let error = msg.headers.as_ref().and_then(|h| h.get("Nats-Service-Error")).map(|v| v.as_str().to_owned());
+            out.push(match error {
+                Some(reason) => Err(reason),
+                None => Ok(msg.payload.to_vec()),
+            });
+        }
+        anyhow::ensure!(!out.is_empty(), "no host answered on `{prefix}.{verb}` within {wait:?}");
+        Ok(out)
     }
-    client.flush().await?;
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, answers.next()).await {
-        // The server's own answer when nobody subscribes: no host listens.
-        anyhow::ensure!(msg.status != Some(async_nats::StatusCode::NO_RESPONDERS), "no host listens on `{prefix}.{verb}`");
-        let error = msg.headers.as_ref().and_then(|h| h.get("Nats-Service-Error")).map(|v| v.as_str().to_owned());
-        out.push(match error {
-            Some(reason) => Err(reason),
-            None => Ok(msg.payload.to_vec()),
-        });
+
+    /// Every host's status, gathered for `wait`.
+    pub(crate) async fn statuses(&self, wait: Duration) -> anyhow::Result<Vec<Result<Status, NoStatus>>> {
+        let answers = self.ask("status", wait).await?;
+        Ok(answers
+            .into_iter()
+            .map(|answer| match answer.map(|body| serde_json::from_slice::<Status>(&body)) {
+                Ok(Ok(status)) => Ok(status),
+                Ok(Err(err)) => Err(NoStatus::Garbled(err.to_string())),
+                Err(reason) => Err(NoStatus::Refused(reason)),
+            })
+            .collect())
     }
-    anyhow::ensure!(!out.is_empty(), "no host answered on `{prefix}.{verb}` within {wait:?}");
-    Ok(out)
+}
+
+/// A host's answer to a status request that is not a status.
+#[derive(Debug)]
+pub(crate) enum NoStatus {
+    /// The host refused the request (`[host.control] allowed_keys`).
+    Refused(String),
+    /// Something answered that this CLI cannot read.
+    Garbled(String),
+}
+
+impl std::fmt::Display for NoStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoStatus::Refused(reason) => write!(f, "refused: {reason}"),
+            NoStatus::Garbled(err) => write!(f, "an answer that is not a status: {err}"),
+        }
+    }
 }
 
 pub(crate) async fn status(conn: &ConnArgs, seed: &ControlSeed, wait: Duration) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
-    for answer in ask(conn, seed, "status", wait).await? {
-        match answer.map(|body| serde_json::from_slice::<Status>(&body)) {
-            Ok(Ok(status)) => print!("{}", status.render()),
-            Ok(Err(err)) => eprintln!("an answer that is not a status: {err}"),
-            Err(reason) => {
-                all_ok = false;
-                eprintln!("refused: {reason}");
+    for answer in Control::connect(conn, seed).await?.statuses(wait).await? {
+        match answer {
+            Ok(status) => print!("{}", status.render()),
+            Err(no) => {
+                all_ok &= !matches!(no, NoStatus::Refused(_));
+                eprintln!("{no}");
             }
         }
     }
@@ -78,7 +123,7 @@ pub(crate) async fn status(conn: &ConnArgs, seed: &ControlSeed, wait: Duration) 
 pub(crate) async fn reload(conn: &ConnArgs, seed: &ControlSeed) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     // A reload compiles changed plugins: give the hosts time to answer.
-    for answer in ask(conn, seed, "reload", Duration::from_secs(10)).await? {
+    for answer in Control::connect(conn, seed).await?.ask("reload", Duration::from_secs(10)).await? {
         match answer.map(|body| serde_json::from_slice::<ReloadReport>(&body)) {
             Ok(Ok(report)) => {
                 all_ok &= report.ok && report.refused.is_empty();

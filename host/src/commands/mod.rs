@@ -6,3 +6,4 @@ pub(crate) mod control;
 pub(crate) mod dlq;
 pub(crate) mod invoke;
 mod show;
+pub(crate) mod top;

@@ -81,6 +81,12 @@ pub fn admin_listen() -> super::Listen {
 pub fn consumer_info_interval() -> Duration {
     Duration::from_secs(5)
 }
+pub fn service_name() -> String {
+    "switchyard".into()
+}
+pub fn otlp_batch_delay() -> Duration {
+    Duration::from_secs(5)
+}
 pub fn control_subject() -> String {
     "switchyard.control".into()
 }

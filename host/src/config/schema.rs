@@ -185,6 +185,23 @@ pub struct TelemetryConfig {
     /// `"text"` (the default) or `"json"`: one JSON object per line.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Export a span per message to an OpenTelemetry collector.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// `[telemetry.otlp]`: where spans go, over OTLP/HTTP (protobuf).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// The collector's base URL, e.g. `"http://localhost:4318"`; spans are
+    /// posted to `<endpoint>/v1/traces`.
+    pub endpoint: String,
+    /// The `service.name` resource attribute.
+    #[serde(default = "defaults::service_name")]
+    pub service_name: String,
+    /// How long spans wait in the queue before a batch is sent.
+    #[serde(default = "defaults::otlp_batch_delay", deserialize_with = "super::units::duration")]
+    pub batch_delay: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]

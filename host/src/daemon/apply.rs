@@ -89,9 +89,7 @@ impl Host {
             return Err("this host was not started from a config file".into());
         };
         let mut config = config::load(&source.path).map_err(|problems| problems.to_string())?.config;
-        if source.nats_url.is_some() {
-            config.nats.url.clone_from(&source.nats_url);
-        }
+        source.overrides.apply(&mut config);
         Ok(config)
     }
 
@@ -191,6 +189,7 @@ impl Host {
         for name in &plan.removed_routes {
             if let Some(old) = self.routes.remove(name) {
                 old.stop(deadline).await;
+                self.metrics.forget_route(name);
                 report.changes.push(format!("route `{name}` removed (drained)"));
             }
         }

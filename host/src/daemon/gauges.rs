@@ -20,6 +20,10 @@ impl LiveRoutes {
     pub(crate) fn set(&self, routes: Vec<Arc<Route>>) {
         self.0.store(Arc::new(routes));
     }
+
+    pub(crate) fn load(&self) -> Arc<Vec<Arc<Route>>> {
+        self.0.load_full()
+    }
 }
 
 impl Collector for LiveRoutes {

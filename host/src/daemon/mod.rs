@@ -10,6 +10,7 @@ mod plan;
 mod plan_tests;
 mod routes;
 mod status;
+mod window;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,13 +19,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::admin::{self, Admin};
 use crate::broker::{self, EmbeddedServer, StreamIndex};
-use crate::config::Listen;
 use crate::config::{Config, ServerList};
+use crate::config::{Listen, LogFormat};
 use crate::plugin::{CompileLimits, Plugin, Runtime};
 use crate::policy::DeadLetters;
 use crate::reload::ReloadReport;
 use crate::route::Outputs;
 use crate::telemetry::health::Phase;
+use crate::telemetry::otlp::SpanExporter;
 use crate::telemetry::{Health, Metrics};
 
 use apply::Occasion;
@@ -34,8 +36,34 @@ pub(crate) use routes::RunningRoute;
 #[derive(Debug, Clone)]
 pub struct ConfigSource {
     pub path: PathBuf,
-    /// `--nats-url`, which wins over the file on every reload too.
+    /// `switchyard run`'s flags, which win over the file on every reload too.
+    pub overrides: Overrides,
+}
+
+/// What `switchyard run`'s flags set instead of the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--nats-url`.
     pub nats_url: Option<ServerList>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<Listen>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+impl Overrides {
+    /// `config` as the flags amend it.
+    pub fn apply(&self, config: &mut Config) {
+        if self.nats_url.is_some() {
+            config.nats.url.clone_from(&self.nats_url);
+        }
+        if let Some(listen) = self.admin_listen {
+            config.admin.listen = listen;
+        }
+        if let Some(format) = self.log_format {
+            config.telemetry.log_format = format;
+        }
+    }
 }
 
 /// A running host. `serve` is this plus signals, file watching and control
@@ -55,6 +83,9 @@ pub struct Host {
     pub health: Arc<Health>,
     /// The routes the metrics read at scrape time; set after every apply.
     live: Arc<gauges::LiveRoutes>,
+    /// Each live route's last ten seconds, for `status`, kept up by `sampler`.
+    windows: Arc<window::Windows>,
+    sampler: window::Sampler,
     admin: Option<Admin>,
     client: async_nats::Client,
     embedded: Option<EmbeddedServer>,
@@ -95,6 +126,10 @@ impl Host {
         // hosts racing to create the same stream are waited out, up to here.
         let deadline = Instant::now() + config.nats.startup_timeout;
         let client = broker::connect(&config.nats, &urls, deadline, metrics.clone()).await?;
+        let spans = match &config.telemetry.otlp {
+            Some(otlp) => Some(Arc::new(SpanExporter::start(otlp).await?)),
+            None => None,
+        };
         let js = async_nats::jetstream::new(client.clone());
         broker::ensure_dead_letter_stream(&js, &config.dead_letter, deadline).await?;
         let out = Outputs {
@@ -104,6 +139,7 @@ impl Host {
             streams: Arc::new(StreamIndex::new(js)),
             metrics: metrics.clone(),
             health: health.clone(),
+            spans,
             consumer_info_interval: config.admin.consumer_info_interval,
             startup_timeout: config.nats.startup_timeout,
         };
@@ -114,6 +150,7 @@ impl Host {
         let runtime = Arc::new(Runtime::new(Some(config.host.cache_dir.clone()))?.with_limits(limits));
         // Plugins learn the server's payload limit at publish() time, not at send time.
         runtime.set_max_payload(client.server_info().max_payload);
+        let windows = Arc::new(window::Windows::default());
         let mut host = Host {
             config: Config::default(),
             source,
@@ -126,6 +163,8 @@ impl Host {
             routes: BTreeMap::new(),
             last_reload: None,
             health,
+            sampler: window::Sampler::spawn(windows.clone(), live.clone()),
+            windows,
             live,
             admin,
             client,
@@ -161,6 +200,9 @@ impl Host {
     /// After an apply: what the metrics read, and which routes are down.
     fn routes_changed(&self) {
         self.live.set(self.routes.values().map(|running| running.route.clone()).collect());
+        // A new route's first sample now, not at the next tick: what it handles
+        // from here on is in its window.
+        self.windows.sample(self.routes.values().map(|running| (running.route.name.as_str(), &running.route.metrics)));
         let configured: Vec<String> = self.config.routes.iter().map(|r| r.name.get_ref().clone()).collect();
         self.health.routes_not_started(&configured, |name| self.routes.contains_key(name));
     }
@@ -174,6 +216,7 @@ impl Host {
     /// deadline), drain the connection, stop the embedded server.
     pub async fn stop(self) {
         tracing::info!("shutting down: finishing in-flight messages");
+        self.sampler.stop();
         self.health.set_phase(Phase::Draining);
         let deadline = self.config.host.shutdown_timeout;
         let stops = self.routes.into_values().map(|route| route.stop(deadline));
@@ -197,6 +240,9 @@ impl Host {
         tracing::info!("stopped; {}", counters.join(" "));
         if let Some(server) = self.embedded {
             server.stop().await;
+        }
+        if let Some(spans) = self.out.spans {
+            spans.shutdown().await;
         }
         if let Some(admin) = self.admin {
             admin.stop().await;

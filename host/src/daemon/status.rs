@@ -4,10 +4,20 @@
 use std::time::SystemTime;
 
 use super::Host;
+use crate::config::Kind;
 use crate::reload::{PluginStatus, RouteStatus, Status};
 
 fn unix(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+/// The name of a `Breaker::state_code`.
+fn breaker_state(code: i64) -> &'static str {
+    match code {
+        0 => "closed",
+        1 => "half-open",
+        _ => "open",
+    }
 }
 
 impl Host {
@@ -28,12 +38,24 @@ impl Host {
                 .map(|running| {
                     let route = &running.route;
                     let plugin = route.pool.plugin();
+                    let figures = self.windows.figures(&route.name, &route.metrics);
+                    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
                     RouteStatus {
                         name: route.name.clone(),
                         serves: route.spec.describe(),
                         plugin: plugin.spec.name.clone(),
                         version: plugin.hash.clone(),
                         rollbacks: route.pool.rollbacks(),
+                        in_flight: route.metrics.in_flight_now(),
+                        rate_per_sec: figures.rate_per_sec,
+                        error_rate: figures.error_rate,
+                        p50_ms: figures.p50.map(ms),
+                        p99_ms: figures.p99.map(ms),
+                        breaker: route.breaker.as_ref().map(|b| breaker_state(b.state_code()).to_owned()),
+                        consumer_pending: match route.spec.kind {
+                            Kind::JetStream(_) => self.metrics.consumer_pending(&route.name),
+                            Kind::Core(_) => None,
+                        },
                     }
                 })
                 .collect(),

@@ -112,16 +112,16 @@ fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> i32
     }
     let text = super::printable(&String::from_utf8(bytes).unwrap_or_default());
     let state = caller.data_mut();
-    let plugin = &*state.plugin;
+    let (plugin, version) = (&*state.plugin, &*state.version);
     match level {
         level::ERROR => {
-            tracing::error!(target: "switchyard::plugin", plugin, "{text}");
+            tracing::error!(target: "switchyard::plugin", plugin, version, "{text}");
             state.last_error = Some(text);
         }
-        level::WARN => tracing::warn!(target: "switchyard::plugin", plugin, "{text}"),
-        level::INFO => tracing::info!(target: "switchyard::plugin", plugin, "{text}"),
-        level::DEBUG => tracing::debug!(target: "switchyard::plugin", plugin, "{text}"),
-        _ => tracing::trace!(target: "switchyard::plugin", plugin, "{text}"),
+        level::WARN => tracing::warn!(target: "switchyard::plugin", plugin, version, "{text}"),
+        level::INFO => tracing::info!(target: "switchyard::plugin", plugin, version, "{text}"),
+        level::DEBUG => tracing::debug!(target: "switchyard::plugin", plugin, version, "{text}"),
+        _ => tracing::trace!(target: "switchyard::plugin", plugin, version, "{text}"),
     }
     status::OK
 }

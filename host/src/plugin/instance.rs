@@ -70,6 +70,7 @@ impl Instance {
         let state = HostState {
             wasi,
             plugin: plugin.name.clone(),
+            version: plugin.hash.as_str().into(),
             memory_cap: spec.memory,
             allow: plugin.allow.clone(),
             publishes: None,

@@ -48,6 +48,8 @@ impl PayloadLimit {
 pub(super) struct HostState {
     pub wasi: WasiP1Ctx,
     pub plugin: Arc<str>,
+    /// The version's hash, for the log lines the guest writes.
+    pub version: Arc<str>,
     pub memory_cap: u64,
     /// Subject patterns this plugin may publish to.
     pub allow: Arc<[String]>,

@@ -74,11 +74,13 @@ impl Breaker {
     }
 
     /// For the `switchyard_breaker_state` gauge: 0 closed, 1 half-open, 2 open.
+    /// Open past `open_for` is half-open already: the next message is a probe
+    /// (a quiet route would otherwise show open until its next message).
     pub(crate) fn state_code(&self) -> i64 {
         match self.lock().phase {
             Phase::Closed => 0,
-            Phase::HalfOpen { .. } => 1,
-            Phase::Open { .. } => 2,
+            Phase::Open { until } if Instant::now() < until => 2,
+            Phase::Open { .. } | Phase::HalfOpen { .. } => 1,
         }
     }
 
@@ -165,7 +167,9 @@ mod tests {
         }
         assert!(matches!(breaker.try_acquire(), Permit::Denied(_)), "open");
         assert!(breaker.blocked_for().is_some());
+        assert_eq!(breaker.state_code(), 2);
         std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(breaker.state_code(), 1, "past open_for, before any message: half-open");
         assert_eq!(breaker.try_acquire(), Permit::Allowed, "first probe");
         assert_eq!(breaker.try_acquire(), Permit::Allowed, "second probe");
         assert!(matches!(breaker.try_acquire(), Permit::Denied(_)), "only the probes pass");

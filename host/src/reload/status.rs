@@ -31,6 +31,79 @@ pub struct RouteStatus {
     /// The version this route's new messages go to (after any rollback).
     pub version: String,
     pub rollbacks: u64,
+    // What the route does now and did over the last ten seconds (`daemon::window`
+    // defines each figure). Defaulted: a host older than these fields omits them.
+    /// Messages being handled now.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// Ends of attempts per second (ack, reply, retry, dead letter, shed, breaker open).
+    #[serde(default)]
+    pub rate_per_sec: f64,
+    /// Share (0–1) of the attempts that called the plugin and did not end in an
+    /// ack or a reply; `None` when none called it.
+    #[serde(default)]
+    pub error_rate: Option<f64>,
+    /// The plugin call's median and 99th percentile, in milliseconds (histogram
+    /// bucket upper bounds); `None` without calls.
+    #[serde(default)]
+    pub p50_ms: Option<f64>,
+    #[serde(default)]
+    pub p99_ms: Option<f64>,
+    /// "closed", "half-open" or "open"; `None` without `[routes.breaker]`.
+    #[serde(default)]
+    pub breaker: Option<String>,
+    /// JetStream routes: messages in the stream not yet delivered to the
+    /// consumer, as last read (`[admin] consumer_info_interval`).
+    #[serde(default)]
+    pub consumer_pending: Option<u64>,
+}
+
+impl RouteStatus {
+    /// `12.5` msg/s, one decimal.
+    pub fn show_rate(&self) -> String {
+        format!("{:.1}", self.rate_per_sec)
+    }
+
+    /// `2.5%`, or `-` when nothing was handled.
+    pub fn show_error_rate(&self) -> String {
+        self.error_rate.map_or_else(|| "-".into(), |rate| format!("{:.1}%", rate * 100.0))
+    }
+
+    /// `breaker` or `-`.
+    pub fn show_breaker(&self) -> &str {
+        self.breaker.as_deref().unwrap_or("-")
+    }
+
+    /// `consumer_pending` or `-`.
+    pub fn show_pending(&self) -> String {
+        self.consumer_pending.map_or_else(|| "-".into(), |n| n.to_string())
+    }
+
+    /// p50 as `50µs`, `1.6ms`, `3.2s`, or `-`.
+    pub fn show_p50(&self) -> String {
+        show_ms(self.p50_ms)
+    }
+
+    /// p99, like [`RouteStatus::show_p50`].
+    pub fn show_p99(&self) -> String {
+        show_ms(self.p99_ms)
+    }
+}
+
+/// A duration in milliseconds as `50µs`, `1.6ms`, `3.2s`; `-` for none.
+fn show_ms(ms: Option<f64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 1.0 => format!("{:.0}µs", ms * 1000.0),
+        Some(ms) if ms < 1000.0 => format!("{}ms", trim(ms)),
+        Some(ms) => format!("{}s", trim(ms / 1000.0)),
+    }
+}
+
+/// Up to one decimal, none when it is zero: `1.6`, `13`.
+fn trim(value: f64) -> String {
+    let text = format!("{value:.1}");
+    text.strip_suffix(".0").map(str::to_owned).unwrap_or(text)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +130,21 @@ impl Status {
                 "  route {}: {} -> {} {} (rollbacks: {})",
                 route.name, route.serves, route.plugin, route.version, route.rollbacks
             );
+            let mut line = format!(
+                "    {} in flight; last 10 s: {} msg/s, errors {}, p50 {}, p99 {}",
+                route.in_flight,
+                route.show_rate(),
+                route.show_error_rate(),
+                route.show_p50(),
+                route.show_p99()
+            );
+            if let Some(breaker) = &route.breaker {
+                let _ = write!(line, "; breaker {breaker}");
+            }
+            if let Some(pending) = route.consumer_pending {
+                let _ = write!(line, "; consumer pending {pending}");
+            }
+            let _ = writeln!(out, "{line}");
         }
         for plugin in &self.plugins {
             let _ =
@@ -71,5 +159,59 @@ impl Status {
         let counters: Vec<String> = self.counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(out, "  {}", counters.join(" "));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_hosts_route_reads_with_empty_figures() {
+        let old = r#"{"name":"greet","serves":"core greet.>","plugin":"echo","version":"8d35c5085d1b","rollbacks":0}"#;
+        let route: RouteStatus = serde_json::from_str(old).expect("an older reply reads");
+        assert_eq!((route.in_flight, route.rate_per_sec, route.error_rate, route.p50_ms), (0, 0.0, None, None));
+        assert_eq!(
+            (route.show_error_rate(), route.show_p50(), route.show_breaker(), route.show_pending()),
+            ("-".into(), "-".into(), "-", "-".into())
+        );
+    }
+
+    #[test]
+    fn figures_are_shown_short() {
+        assert_eq!(show_ms(Some(0.05)), "50µs");
+        assert_eq!(show_ms(Some(1.6)), "1.6ms");
+        assert_eq!(show_ms(Some(13.0)), "13ms");
+        assert_eq!(show_ms(Some(3276.8)), "3.3s");
+        let route = RouteStatus {
+            name: "orders".into(),
+            serves: "jetstream ORDERS/orders".into(),
+            plugin: "transform".into(),
+            version: "390791e4a411".into(),
+            rollbacks: 0,
+            in_flight: 3,
+            rate_per_sec: 12.26,
+            error_rate: Some(0.025),
+            p50_ms: Some(0.4),
+            p99_ms: Some(6.4),
+            breaker: Some("closed".into()),
+            consumer_pending: Some(17),
+        };
+        let status = Status {
+            host: "h:1".into(),
+            url: "nats://127.0.0.1:4222".into(),
+            started_at: 0,
+            routes: vec![route],
+            plugins: Vec::new(),
+            last_reload: None,
+            counters: BTreeMap::new(),
+        };
+        let text = status.render();
+        assert!(
+            text.contains(
+                "    3 in flight; last 10 s: 12.3 msg/s, errors 2.5%, p50 400µs, p99 6.4ms; breaker closed; consumer pending 17\n"
+            ),
+            "{text}"
+        );
     }
 }

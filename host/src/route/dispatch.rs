@@ -29,6 +29,13 @@ pub(crate) struct Reply {
     pub headers: Vec<Header>,
 }
 
+impl Reply {
+    /// What a request gets when the plugin acks it without a reply.
+    pub(crate) fn empty() -> Self {
+        Reply { payload: Vec::new(), headers: Vec::new() }
+    }
+}
+
 /// Run the route's plugin on `msg`: the version that ran, the verdict, and
 /// whether that version is on probation (the pipeline decides what that means).
 pub(crate) async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin>, Verdict, bool) {

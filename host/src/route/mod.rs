@@ -23,6 +23,7 @@ use crate::broker::StreamIndex;
 use crate::config::{Kind, RouteSpec};
 use crate::plugin::Pool;
 use crate::policy::{Backoff, Breaker, DeadLetters, RateLimit};
+use crate::telemetry::otlp::SpanExporter;
 use crate::telemetry::{Health, Metrics, RouteMetrics};
 use crate::workers::Workers;
 
@@ -48,6 +49,8 @@ pub(crate) struct Outputs {
     pub metrics: Arc<Metrics>,
     /// Routes report here when they cannot serve (`/readyz`).
     pub health: Arc<Health>,
+    /// Where message spans go, when `[telemetry.otlp]` is set.
+    pub spans: Option<Arc<SpanExporter>>,
     /// How often JetStream routes read their consumer's info (`[admin]`).
     pub consumer_info_interval: std::time::Duration,
     /// How long setting up a consumer may be retried (`nats.startup_timeout`).

@@ -19,6 +19,9 @@ use super::{Outputs, Route};
 use crate::plugin::Plugin;
 use crate::policy::{DeadLetter, Permit, RateLimit};
 use crate::telemetry::Outcome;
+use crate::telemetry::otlp::SpanFacts;
+use crate::telemetry::trace::MessageTrace;
+use tracing::Instrument as _;
 
 /// What became of a failed attempt.
 pub(super) enum Failed {
@@ -47,23 +50,55 @@ pub(super) trait Settle {
     async fn breaker_open(&mut self, msg: &Message, wait: Duration);
     /// Run the plugin call (a JetStream message is kept alive meanwhile).
     async fn call<F: Future>(&mut self, call: F) -> F::Output;
-    /// Send the publishes and the reply, then ack.
-    async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<(), Unsent>;
+    /// Send the publishes and the reply, then ack: `Ack`, or `Reply` when a
+    /// reply was sent.
+    async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<Outcome, Unsent>;
     /// The attempt failed; the backoff delay is `delay` when the plugin chose one.
     async fn failed(&mut self, msg: &mut Message, delay: Option<Duration>, reason: String) -> Failed;
     /// After the dead letter was stored (`Ok`) or could not be (`Err`).
     async fn dead_lettered(&mut self, plugin: &Arc<Plugin>, msg: &Message, reason: String, stored: anyhow::Result<()>);
 }
 
-/// Handle `msg` on `route`, settling it through `settle`.
+/// Handle `msg` on `route`, settling it through `settle`, in a span of its own
+/// (`telemetry::trace`): logged lines carry its trace id, and it is exported
+/// when `[telemetry.otlp]` is set.
 pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, settle: &mut impl Settle) {
     let _in_flight = route.metrics.in_flight();
+    let trace = MessageTrace::begin(&mut msg);
+    let sequence = msg.delivery.as_ref().map(|d| d.stream_sequence);
+    let span = tracing::info_span!("message", route = %route.name, subject = %msg.subject, stream_sequence = sequence, trace_id = %trace.trace_id_hex());
+    let (outcome, plugin) = attempts(route, out, &mut msg, &trace, settle).instrument(span).await;
+    if let Some(spans) = &out.spans {
+        let plugin = plugin.unwrap_or_else(|| route.pool.plugin());
+        let facts = SpanFacts {
+            route: &route.name,
+            plugin: &plugin.spec.name,
+            version: &plugin.hash,
+            subject: &msg.subject,
+            stream_sequence: sequence,
+            attempt: msg.attempt,
+            outcome,
+        };
+        spans.export(&trace, facts);
+    }
+}
+
+/// The gates, the calls and the settlement; what the message came to last,
+/// and the plugin version that handled it (none when a gate turned it away).
+async fn attempts(
+    route: &Route,
+    out: &Outputs,
+    msg: &mut Message,
+    trace: &MessageTrace,
+    settle: &mut impl Settle,
+) -> (Outcome, Option<Arc<Plugin>>) {
     if let Some(limit) = &route.rate_limit {
         let waiting = Instant::now();
-        let permitted = settle.permit(limit, &msg).await;
+        let permitted = settle.permit(limit, msg).await;
         route.metrics.waited_for_permit(waiting.elapsed());
         if !permitted {
-            return route.metrics.count(Outcome::Shed);
+            route.metrics.count(Outcome::Shed);
+            return (Outcome::Shed, None);
         }
     }
     loop {
@@ -71,9 +106,10 @@ pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, settl
             && let Permit::Denied(wait) = breaker.try_acquire()
         {
             route.metrics.count(Outcome::BreakerOpen);
-            return settle.breaker_open(&msg, wait).await;
+            settle.breaker_open(msg, wait).await;
+            return (Outcome::BreakerOpen, None);
         }
-        let (plugin, verdict, on_probation) = settle.call(dispatch::run(route, &msg, &out.metrics)).await;
+        let (plugin, verdict, on_probation) = settle.call(dispatch::run(route, msg, &out.metrics)).await;
         let verdict = match verdict {
             // A version on probation may be the one at fault: retry the message
             // (on whichever version then serves) rather than dead-letter it.
@@ -87,21 +123,36 @@ pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, settl
             breaker.record(!matches!(verdict, Verdict::Retry { .. }));
         }
         let (delay, reason) = match verdict {
-            Verdict::Done { reply, publishes } => match settle.done(&plugin, &msg, reply, publishes).await {
-                Ok(()) => return,
-                Err(Unsent::Reply(reason)) => return dead_letter(route, out, settle, &plugin, &msg, reason).await,
-                Err(Unsent::Publish(reason)) => (None, reason),
-            },
+            Verdict::Done { mut reply, mut publishes } => {
+                // What goes out names this message's span as its parent.
+                for publish in &mut publishes {
+                    trace.stamp(&mut publish.headers);
+                }
+                if msg.reply.is_some() {
+                    trace.stamp(&mut reply.get_or_insert_with(Reply::empty).headers);
+                }
+                match settle.done(&plugin, msg, reply, publishes).await {
+                    Ok(outcome) => {
+                        route.metrics.count(outcome);
+                        return (outcome, Some(plugin));
+                    }
+                    Err(Unsent::Reply(reason)) => return (dead_letter(route, out, settle, &plugin, msg, reason).await, Some(plugin)),
+                    Err(Unsent::Publish(reason)) => (None, reason),
+                }
+            }
             Verdict::Retry { delay, reason } => (delay, reason),
             Verdict::Reject { reason } => {
                 route.metrics.count(Outcome::Reject);
-                return dead_letter(route, out, settle, &plugin, &msg, reason).await;
+                return (dead_letter(route, out, settle, &plugin, msg, reason).await, Some(plugin));
             }
         };
-        match settle.failed(&mut msg, delay, reason).await {
+        match settle.failed(msg, delay, reason).await {
             Failed::CallAgain => route.metrics.count(Outcome::Retry),
-            Failed::Later => return route.metrics.count(Outcome::Retry),
-            Failed::GiveUp(reason) => return dead_letter(route, out, settle, &plugin, &msg, reason).await,
+            Failed::Later => {
+                route.metrics.count(Outcome::Retry);
+                return (Outcome::Retry, Some(plugin));
+            }
+            Failed::GiveUp(reason) => return (dead_letter(route, out, settle, &plugin, msg, reason).await, Some(plugin)),
         }
     }
 }
@@ -114,8 +165,10 @@ pub(super) async fn dead_letter(
     plugin: &Arc<Plugin>,
     msg: &Message,
     reason: String,
-) {
+) -> Outcome {
     let stored = out.dead_letters.send(DeadLetter { route: &route.name, plugin, message: msg, reason: &reason }).await;
+    // Not stored: JetStream keeps the message and tries again; core has lost it.
+    let outcome = if stored.is_ok() { Outcome::DeadLetter } else { Outcome::Retry };
     if stored.is_ok() {
         route.metrics.count(Outcome::DeadLetter);
         route.metrics.dead_letters.inc();
@@ -123,4 +176,5 @@ pub(super) async fn dead_letter(
         route.metrics.dead_letter_failures.inc();
     }
     settle.dead_lettered(plugin, msg, reason, stored).await;
+    outcome
 }

@@ -23,7 +23,8 @@ use super::latency::Latency;
 
 /// What became of one step of a message's handling: the `outcome` label of
 /// `switchyard_messages_total`. A message retried twice and then acked counts
-/// two `retry` and one `ack`.
+/// two `retry` and one `ack`; a call that trapped counts `plugin_error`, and
+/// then `retry` or `dead_letter` for what followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Handled; acked (JetStream) or done (core, no reply wanted).
@@ -246,6 +247,22 @@ impl Metrics {
         }
     }
 
+    /// The consumer's pending count as last read (every `[admin]
+    /// consumer_info_interval`); `None` unless a JetStream route set it up.
+    pub fn consumer_pending(&self, route: &str) -> Option<u64> {
+        self.consumer_pending.get(&RouteLabel { route: route.to_owned() }).map(|g| u64::try_from(g.get()).unwrap_or(0))
+    }
+
+    /// A route removed by a reload: its consumer's gauges go (a stale lag would
+    /// keep an alert firing); its counters stay, as counters do, until the
+    /// restart, and its in-flight gauge, drained, reads 0.
+    pub fn forget_route(&self, route: &str) {
+        let label = RouteLabel { route: route.to_owned() };
+        for family in [&self.consumer_pending, &self.consumer_ack_pending, &self.consumer_redelivered] {
+            family.remove(&label);
+        }
+    }
+
     /// A failed plugin call, by kind (rare: the family lookup is fine here).
     pub fn trap(&self, plugin: &str, kind: &'static str) {
         self.traps.get_or_create(&PluginKind { plugin: plugin.to_owned(), kind }).inc();
@@ -328,6 +345,11 @@ impl RouteMetrics {
     /// How many times `outcome` was counted on this route.
     pub fn counted(&self, outcome: Outcome) -> u64 {
         self.outcomes[outcome as usize].get()
+    }
+
+    /// Messages of this route being handled now.
+    pub fn in_flight_now(&self) -> u64 {
+        u64::try_from(self.in_flight.get()).unwrap_or(0)
     }
 
     pub fn handler_took(&self, took: Duration) {

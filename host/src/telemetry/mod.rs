@@ -4,7 +4,9 @@ pub mod health;
 pub mod latency;
 pub mod logging;
 pub mod metrics;
+pub mod otlp;
 mod process;
+pub mod trace;
 
 pub use health::Health;
 pub use metrics::{Metrics, Outcome, ReloadResult, RouteMetrics};

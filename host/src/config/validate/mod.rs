@@ -12,6 +12,7 @@ mod plugins;
 mod policies;
 mod routes;
 mod streams;
+mod telemetry;
 
 use std::ops::Range;
 use std::path::Path;
@@ -26,6 +27,7 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     nats::check(&config.nats, problems);
     control::check(&config.host.control, problems);
     compile_limits(&config.host, problems);
+    telemetry::check(&config.admin, &config.telemetry, problems);
     streams::check(config, broken, problems);
     plugins::check(config, problems);
     routes::check(config, broken, problems);

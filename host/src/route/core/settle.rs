@@ -52,7 +52,7 @@ impl Settle for Core<'_> {
         call.await
     }
 
-    async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<(), Unsent> {
+    async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<Outcome, Unsent> {
         done(self.route, self.out, plugin, msg, reply, publishes).await
     }
 
@@ -94,6 +94,10 @@ impl Settle for Core<'_> {
 async fn error_reply(out: &Outputs, msg: &Message, reason: &str, code: &str) {
     let Some(reply_to) = &msg.reply else { return };
     let mut headers = HeaderMap::new();
+    // The message carries the host's span as its `traceparent` by now.
+    if let Some((name, value)) = msg.headers.iter().find(|(name, _)| name == "traceparent") {
+        insert(&mut headers, name, value);
+    }
     insert(&mut headers, "Nats-Service-Error", reason);
     insert(&mut headers, "Nats-Service-Error-Code", code);
     if let Err(err) = out.client.publish_with_headers(reply_to.clone(), headers, Default::default()).await {
@@ -111,8 +115,8 @@ async fn done(
     msg: &Message,
     reply: Option<Reply>,
     publishes: Vec<Publish>,
-) -> Result<(), Unsent> {
-    let reply = msg.reply.as_ref().map(|to| (to, reply.unwrap_or(Reply { payload: Vec::new(), headers: Vec::new() })));
+) -> Result<Outcome, Unsent> {
+    let reply = msg.reply.as_ref().map(|to| (to, reply.unwrap_or_else(Reply::empty)));
     let max_payload = out.client.max_payload();
     if let Some((to, reply)) = &reply
         && let Some(why) = dispatch::unsendable(&reply.headers, reply.payload.len(), max_payload)
@@ -132,11 +136,10 @@ async fn done(
     match reply {
         Some((to, reply)) => {
             send(out, to.clone(), &reply.headers, reply.payload).await.map_err(|why| unsent_reply(route, plugin, msg, to, &why))?;
-            route.metrics.count(Outcome::Reply);
+            Ok(Outcome::Reply)
         }
-        None => route.metrics.count(Outcome::Ack),
+        None => Ok(Outcome::Ack),
     }
-    Ok(())
 }
 
 fn unsent_publish(route: &Route, plugin: &Plugin, subject: &str, why: &str) -> Unsent {

@@ -29,7 +29,9 @@ pub(super) async fn handle(c: &Consumer, out: &Outputs, js_msg: JsMessage) {
     let mut settle = JetStream { c, out, js_msg: &js_msg };
     match msg.delivery.as_ref().and_then(|d| c.owed.get(d.stream_sequence)) {
         // Failed for good before; only its dead letter is missing.
-        Some((plugin, reason)) => pipeline::dead_letter(&c.route, out, &mut settle, &plugin, &msg, reason).await,
+        Some((plugin, reason)) => {
+            pipeline::dead_letter(&c.route, out, &mut settle, &plugin, &msg, reason).await;
+        }
         None => pipeline::handle(&c.route, out, msg, &mut settle).await,
     }
 }
@@ -60,7 +62,7 @@ impl Settle for JetStream<'_> {
         keep_alive(self.c, self.js_msg, call).await
     }
 
-    async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<(), Unsent> {
+    async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<Outcome, Unsent> {
         let c = self.c;
         if reply.is_some_and(|r| !r.payload.is_empty()) {
             tracing::debug!(route = %c.route.name, "reply to a JetStream message dropped: it has no requester");
@@ -68,9 +70,8 @@ impl Settle for JetStream<'_> {
         match publish_confirmed(self.out, publishes).await {
             Ok(()) => {
                 ack(c, self.js_msg, AckKind::Ack).await;
-                c.route.metrics.count(Outcome::Ack);
                 forget(c, msg);
-                Ok(())
+                Ok(Outcome::Ack)
             }
             Err(why) => {
                 c.route.metrics.publish_failures.inc();
