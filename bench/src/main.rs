@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Reload => scenarios::reload::run(&bench).await,
             Scenario::Memory => scenarios::memory::run(&bench).await,
             Scenario::Neighbour => scenarios::neighbour::run(&bench).await,
+            Scenario::Telemetry => scenarios::telemetry::run(&bench).await,
         };
         match result {
             Ok(mut found) => figures.append(&mut found),

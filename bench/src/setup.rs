@@ -15,6 +15,10 @@ use switchyard::daemon::Host;
 /// Every payload in the bench is this long.
 pub(crate) const PAYLOAD_LEN: usize = 128;
 
+/// The `[admin]` section of every bench config: the admin listener on a free
+/// loopback port, as a deployment runs it.
+pub(crate) const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n\n";
+
 /// A counter that has not moved for this long has stopped: what it lacks was dropped.
 const STALL: Duration = Duration::from_secs(5);
 
@@ -80,25 +84,38 @@ impl Bench {
         self.workspace.join("target/bench/cache")
     }
 
-    /// The `[nats]` and `[host]` sections every bench config starts with.
+    /// The `[nats]`, `[host]` and `[admin]` sections every bench config starts with.
     pub(crate) fn preamble(&self) -> String {
-        format!(
-            "[nats]\nurl = \"{}\"\n\n[host]\ncache_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n",
-            self.url,
-            self.cache_dir().display()
-        )
+        self.preamble_with(ADMIN)
+    }
+
+    /// The `[nats]` and `[host]` sections, then `sections` in place of [`ADMIN`]
+    /// (the telemetry scenario's `[admin]` and `[telemetry]`).
+    fn preamble_with(&self, sections: &str) -> String {
+        format!("[nats]\nurl = \"{}\"\n\n[host]\ncache_dir = \"{}\"\n\n{sections}", self.url, self.cache_dir().display())
     }
 
     /// Write `body` (after the preamble) as `<name>.toml` and return its path.
     pub(crate) fn write_config(&self, name: &str, body: &str) -> anyhow::Result<PathBuf> {
+        self.write_config_with(name, ADMIN, body)
+    }
+
+    /// [`Bench::write_config`] with `sections` in place of [`ADMIN`].
+    pub(crate) fn write_config_with(&self, name: &str, sections: &str, body: &str) -> anyhow::Result<PathBuf> {
         let path = self.scratch.path().join(format!("{name}.toml"));
-        std::fs::write(&path, format!("{}{body}", self.preamble())).with_context(|| format!("writing `{}`", path.display()))?;
+        std::fs::write(&path, format!("{}{body}", self.preamble_with(sections)))
+            .with_context(|| format!("writing `{}`", path.display()))?;
         Ok(path)
     }
 
     /// A host in this process, serving `body`.
     pub(crate) async fn host(&self, name: &str, body: &str) -> anyhow::Result<Host> {
-        let path = self.write_config(name, body)?;
+        self.host_with(name, ADMIN, body).await
+    }
+
+    /// [`Bench::host`] with `sections` in place of [`ADMIN`].
+    pub(crate) async fn host_with(&self, name: &str, sections: &str, body: &str) -> anyhow::Result<Host> {
+        let path = self.write_config_with(name, sections, body)?;
         let loaded = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("bench config `{name}`:\n{problems}"))?;
         Host::start(loaded.config, None).await.with_context(|| format!("starting the host for `{name}`"))
     }

@@ -1,7 +1,8 @@
 //! Traces across a chain of two plugins, neither of which touches the SDK's
 //! `TraceContext`: the host continues the sender's `traceparent`, exports a
 //! span per message over OTLP/HTTP to a collector in the test, and links the
-//! second plugin's span to the first's. JSON log lines carry the trace id.
+//! second plugin's span to the first's. JSON log lines carry the trace id, on
+//! the host's lines about a message and on the plugin's own.
 
 use std::time::Duration;
 
@@ -43,6 +44,16 @@ subjects = ["chain.first"]
 name = "second"
 plugin = "second"
 subjects = ["chain.second"]
+
+[plugins.broken]
+path = "{faulty}"
+config = {{ action = "trap" }}
+
+[[routes]]
+name = "broken"
+plugin = "broken"
+subjects = ["broken"]
+retry = {{ attempts = 1 }}
 "#,
         preamble(url),
         faulty = plugin("faulty").display()
@@ -94,16 +105,31 @@ async fn a_trace_continues_through_a_chain_of_two_plugins() {
     assert_eq!(second.trace_id, first.trace_id);
     assert_eq!(second.parent_span_id, first.span_id);
 
+    // A plugin that traps: the host's line about it names the message.
+    let mut headers = HeaderMap::new();
+    headers.insert("traceparent", format!("00-{TRACE}-{SENDER_SPAN}-01").as_str());
+    let reply = within(WAIT, "the error reply", client.request_with_headers("broken", headers, "z".into())).await.expect("reply");
+    assert!(reply.headers.as_ref().and_then(|h| h.get("traceparent")).is_some_and(|v| v.as_str().contains(TRACE)), "{reply:?}");
+
     // Log lines are JSON objects, and a plugin's line carries the message's trace id.
     let (status, output) = host.stop().await;
     assert!(status.success(), "{output}");
     let line = output
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|line| line["message"].as_str().is_some_and(|m| m.contains("faulty: call chain.first")) && line["span"]["trace_id"] == TRACE)
+        .find(|line| line["message"].as_str().is_some_and(|m| m.contains("faulty: call chain.first")) && line["trace_id"] == TRACE)
         .unwrap_or_else(|| panic!("no JSON log line of the traced call:\n{output}"));
-    assert_eq!(line["span"]["route"], "first", "{line}");
-    assert_eq!(line["span"]["subject"], "chain.first", "{line}");
+    assert_eq!(line["subject"], "chain.first", "{line}");
     assert_eq!(line["plugin"], "first", "{line}");
     assert_eq!(line["version"].as_str().map(str::len), Some(12), "{line}");
+    let line = output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"].as_str().is_some_and(|m| m.contains("the instance was discarded")))
+        .unwrap_or_else(|| panic!("no JSON log line of the trap:\n{output}"));
+    assert_eq!(line["level"], "WARN", "{line}");
+    for (key, value) in [("route", "broken"), ("plugin", "broken"), ("subject", "broken"), ("trace_id", TRACE)] {
+        assert_eq!(line[key], value, "{key}: {line}");
+    }
+    assert_eq!(line["attempt"], 1, "{line}");
 }

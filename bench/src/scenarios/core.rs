@@ -12,18 +12,19 @@ use futures::StreamExt;
 use crate::report::{Figure, Target};
 use crate::setup::{self, Bench};
 use crate::stats::median;
+use switchyard::daemon::Host;
 use switchyard::telemetry::Outcome;
 
-const FULL: usize = 1_000_000;
+pub(crate) const FULL: usize = 1_000_000;
 const SCENARIO: &str = "core 1M x 128B";
 
 /// One side's run: throughput, messages lost, and the machine's busy CPU per
 /// message (bench, host and nats-server together), which says whether the run
 /// was bound by the cores.
-struct Run {
-    rate: f64,
-    dropped: u64,
-    cpu_us: f64,
+pub(crate) struct Run {
+    pub rate: f64,
+    pub dropped: u64,
+    pub cpu_us: f64,
 }
 
 impl Run {
@@ -72,13 +73,22 @@ async fn raw(bench: &Bench, n: usize) -> anyhow::Result<Run> {
 }
 
 async fn host(bench: &Bench, n: usize) -> anyhow::Result<Run> {
+    host_with(bench, n, setup::ADMIN, |_| ()).await
+}
+
+/// The host side with `sections` in place of the preamble's `[admin]` (the
+/// telemetry scenario's settings) and `during` started once the host is up,
+/// kept until the burst is handled, and dropped before the host stops.
+pub(crate) async fn host_with<T>(bench: &Bench, n: usize, sections: &str, during: impl FnOnce(&Host) -> T) -> anyhow::Result<Run> {
     let config = format!(
         "[plugins.noop]\npath = \"{}\"\n\n[[routes]]\nname = \"core\"\nplugin = \"noop\"\nsubjects = [\"bench.core.host\"]\n",
         bench.plugin("noop")?.display()
     );
-    let host = bench.host("core", &config).await?;
+    let host = bench.host_with("core", sections, &config).await?;
+    let during = during(&host);
     let metrics = host.metrics.clone();
     let run = publish_and_wait(bench, "bench.core.host", n, || metrics.total(Outcome::Ack)).await;
+    drop(during);
     let slow = metrics.slow_consumers.get();
     host.stop().await;
     let run = run?;

@@ -13,13 +13,14 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use switchyard::config::{Config, RouteConfig};
+use switchyard::daemon::Host;
 use switchyard::telemetry::Outcome;
 
 use crate::report::{Figure, Target};
 use crate::setup::{self, Bench, Progress};
 use crate::stats::median;
 
-const FULL: usize = 200_000;
+pub(crate) const FULL: usize = 200_000;
 const SCENARIO: &str = "jetstream 200k x 128B";
 const STREAM: &str = "BENCH";
 const SUBJECT: &str = "bench.js.in";
@@ -28,14 +29,7 @@ const PUBLISH_WINDOW: usize = 2_000;
 
 pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let n = bench.count(FULL);
-    let body = format!(
-        "[[streams]]\nname = \"{STREAM}\"\nsubjects = [\"bench.js.>\"]\n\n\
-         [plugins.noop]\npath = \"{}\"\n\n\
-         [[routes]]\nname = \"host\"\nplugin = \"noop\"\nstream = \"{STREAM}\"\n",
-        bench.plugin("noop")?.display()
-    );
-    let path = bench.write_config("jetstream", &body)?;
-    let config = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
+    let (body, config) = body(bench)?;
     let client = bench.plain_client().await?;
     let js = jetstream::new(client);
 
@@ -64,8 +58,21 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     Ok(vec![Figure::new(SCENARIO, "throughput, ack each", "msg/s", median(&host_rates), median(&raw_rates), Target::RatioAtLeast(0.95))])
 }
 
+/// The route's config text (after the preamble), and the config it loads as.
+pub(crate) fn body(bench: &Bench) -> anyhow::Result<(String, Config)> {
+    let body = format!(
+        "[[streams]]\nname = \"{STREAM}\"\nsubjects = [\"bench.js.>\"]\n\n\
+         [plugins.noop]\npath = \"{}\"\n\n\
+         [[routes]]\nname = \"host\"\nplugin = \"noop\"\nstream = \"{STREAM}\"\n",
+        bench.plugin("noop")?.display()
+    );
+    let path = bench.write_config("jetstream", &body)?;
+    let config = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
+    Ok((body, config))
+}
+
 /// A fresh stream holding `n` messages, created exactly as the host creates it.
-async fn stage(js: &jetstream::Context, config: &Config, n: usize) -> anyhow::Result<()> {
+pub(crate) async fn stage(js: &jetstream::Context, config: &Config, n: usize) -> anyhow::Result<()> {
     let _ = js.delete_stream(STREAM).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     switchyard::broker::ensure_streams(js, &config.streams, deadline).await?;
@@ -118,9 +125,24 @@ async fn raw(js: &jetstream::Context, route: &RouteConfig, n: usize) -> anyhow::
 }
 
 async fn host(bench: &Bench, body: &str, n: usize) -> anyhow::Result<(f64, f64)> {
-    let host = bench.host("jetstream", body).await?;
+    host_with(bench, body, n, setup::ADMIN, |_| ()).await
+}
+
+/// The host side with `sections` in place of the preamble's `[admin]` (the
+/// telemetry scenario's settings) and `during` started once the host is up,
+/// kept until the stream is consumed, and dropped before the host stops.
+pub(crate) async fn host_with<T>(
+    bench: &Bench,
+    body: &str,
+    n: usize,
+    sections: &str,
+    during: impl FnOnce(&Host) -> T,
+) -> anyhow::Result<(f64, f64)> {
+    let host = bench.host_with("jetstream", sections, body).await?;
+    let during = during(&host);
     let metrics = host.metrics.clone();
     let progress = setup::wait_for(|| metrics.total(Outcome::Ack), n as u64).await;
+    drop(during);
     host.stop().await;
     rate(&progress, n)
 }

@@ -1,6 +1,8 @@
 //! The scenarios of issue 6, one file each. Every scenario measures the host and
 //! its raw async-nats baseline in the same run, alternating, `--runs` times, and
-//! reports the medians.
+//! reports the medians. The busy neighbour and telemetry compare the host with
+//! itself instead (quiet vs busy, telemetry off vs on): their "raw" column holds
+//! the baseline setting.
 
 pub(crate) mod core;
 pub(crate) mod isolation;
@@ -9,6 +11,7 @@ pub(crate) mod memory;
 pub(crate) mod neighbour;
 pub(crate) mod reload;
 pub(crate) mod request;
+pub(crate) mod telemetry;
 
 use clap::ValueEnum;
 
@@ -21,10 +24,11 @@ pub(crate) enum Scenario {
     Reload,
     Memory,
     Neighbour,
+    Telemetry,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 7] = [
+    pub(crate) const ALL: [Scenario; 8] = [
         Scenario::Core,
         Scenario::Jetstream,
         Scenario::Request,
@@ -32,5 +36,6 @@ impl Scenario {
         Scenario::Reload,
         Scenario::Memory,
         Scenario::Neighbour,
+        Scenario::Telemetry,
     ];
 }

@@ -28,20 +28,15 @@ pub(super) async fn run<T: Send + 'static>(call: impl Future<Output = T> + Send 
         // No guest threads could be started: run it here, as a last resort.
         return (call.await, true);
     };
-    // The message's span goes along, so what the guest logs there carries its trace id.
-    let span = tracing::Span::current();
-    let moved = guest.spawn(tracing::Instrument::instrument(
-        async move {
-            if here_first {
-                return (call.await, true);
-            }
-            match futures::poll!(call.as_mut()) {
-                Poll::Ready(out) => (out, false),
-                Poll::Pending => (call.await, true),
-            }
-        },
-        span,
-    ));
+    let moved = guest.spawn(async move {
+        if here_first {
+            return (call.await, true);
+        }
+        match futures::poll!(call.as_mut()) {
+            Poll::Ready(out) => (out, false),
+            Poll::Pending => (call.await, true),
+        }
+    });
     match moved.await {
         Ok(done) => done,
         // A host-side panic in the call: raise it here, as if it had run here.

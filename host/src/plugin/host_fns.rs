@@ -113,15 +113,17 @@ fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> i32
     let text = super::printable(&String::from_utf8(bytes).unwrap_or_default());
     let state = caller.data_mut();
     let (plugin, version) = (&*state.plugin, &*state.version);
+    let message = &state.message;
+    let (subject, stream_sequence, trace_id) = (message.subject.as_str(), message.stream_sequence, message.trace_id.as_str());
     match level {
         level::ERROR => {
-            tracing::error!(target: "switchyard::plugin", plugin, version, "{text}");
+            tracing::error!(target: "switchyard::plugin", plugin, version, subject, stream_sequence, trace_id, "{text}");
             state.last_error = Some(text);
         }
-        level::WARN => tracing::warn!(target: "switchyard::plugin", plugin, version, "{text}"),
-        level::INFO => tracing::info!(target: "switchyard::plugin", plugin, version, "{text}"),
-        level::DEBUG => tracing::debug!(target: "switchyard::plugin", plugin, version, "{text}"),
-        _ => tracing::trace!(target: "switchyard::plugin", plugin, version, "{text}"),
+        level::WARN => tracing::warn!(target: "switchyard::plugin", plugin, version, subject, stream_sequence, trace_id, "{text}"),
+        level::INFO => tracing::info!(target: "switchyard::plugin", plugin, version, subject, stream_sequence, trace_id, "{text}"),
+        level::DEBUG => tracing::debug!(target: "switchyard::plugin", plugin, version, subject, stream_sequence, trace_id, "{text}"),
+        _ => tracing::trace!(target: "switchyard::plugin", plugin, version, subject, stream_sequence, trace_id, "{text}"),
     }
     status::OK
 }

@@ -71,6 +71,7 @@ impl Instance {
             wasi,
             plugin: plugin.name.clone(),
             version: plugin.hash.as_str().into(),
+            message: Default::default(),
             memory_cap: spec.memory,
             allow: plugin.allow.clone(),
             publishes: None,
@@ -210,6 +211,7 @@ impl Instance {
         encode_message(msg, &mut self.input, self.plugin.positional.load(Ordering::Relaxed))?;
         begin(&mut self.store, &self.plugin, true);
         self.store.data_mut().number_publishes_after(msg.delivery.as_ref());
+        self.store.data_mut().handling(msg);
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use switchyard_abi::{Delivery, Publish};
+use switchyard_abi::{Delivery, Message, Publish};
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -68,6 +68,17 @@ pub(super) struct HostState {
     /// messages there), to explain a trap.
     pub last_error: Option<String>,
     pub log_budget: LogBudget,
+    /// The message being handled, as the guest's log lines name it.
+    pub message: CurrentMessage,
+}
+
+/// What a guest's log line says of the message it was handling: buffers
+/// reused from call to call, so naming it costs no allocation.
+#[derive(Debug, Default)]
+pub(super) struct CurrentMessage {
+    pub subject: String,
+    pub stream_sequence: Option<u64>,
+    pub trace_id: String,
 }
 
 impl HostState {
@@ -84,6 +95,16 @@ impl HostState {
     /// Number the publishes of this call after the JetStream message `delivery`
     /// describes (none for a core message). The buffer is reused: no allocation
     /// per message once it has grown.
+    /// Name `msg` in this call's log lines.
+    pub(super) fn handling(&mut self, msg: &Message) {
+        let current = &mut self.message;
+        current.subject.clear();
+        current.subject.push_str(&msg.subject);
+        current.stream_sequence = msg.delivery.as_ref().map(|d| d.stream_sequence);
+        current.trace_id.clear();
+        current.trace_id.push_str(crate::telemetry::trace::trace_id(&msg.headers));
+    }
+
     pub(super) fn number_publishes_after(&mut self, delivery: Option<&Delivery>) {
         self.msg_id_prefix.clear();
         if let Some(delivery) = delivery {

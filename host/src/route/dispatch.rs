@@ -56,10 +56,7 @@ pub(crate) async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc
             route.metrics.count(telemetry::Outcome::PluginError);
             metrics.trap(&plugin.spec.name, err.kind());
             let reason = printable(&format!("plugin {err}"));
-            tracing::warn!(
-                route = %route.name, plugin = %plugin.spec.name, version = %plugin.hash, subject = %msg.subject,
-                attempt = msg.attempt, "{reason}; the instance was discarded"
-            );
+            message_event!(warn, route, msg, plugin = %plugin.spec.name, version = %plugin.hash, "{reason}; the instance was discarded");
             Verdict::Retry { delay: None, reason }
         }
     };

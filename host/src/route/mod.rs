@@ -5,6 +5,22 @@
 //! [`pipeline`] takes it through the gates, the plugin call ([`dispatch`]) and
 //! its verdict to settlement, whose back-end is the driver's `settle`.
 
+/// A log line about one message on one route: it carries the fields that
+/// find every line of a message (route, subject, stream sequence, attempt and
+/// trace id), then the caller's. Fields are only read when the line is logged.
+macro_rules! message_event {
+    ($level:ident, $route:expr, $msg:expr, $($rest:tt)+) => {
+        tracing::$level!(
+            route = %$route.name,
+            subject = %$msg.subject,
+            stream_sequence = $msg.delivery.as_ref().map(|d| d.stream_sequence),
+            attempt = $msg.attempt,
+            trace_id = $crate::telemetry::trace::trace_id(&$msg.headers),
+            $($rest)+
+        )
+    };
+}
+
 mod convert;
 mod core;
 pub(crate) mod dispatch;

@@ -53,10 +53,6 @@ impl MessageTrace {
         format!("00-{}-{}-{:02x}", hex(&self.trace_id), hex(&self.span_id), self.flags)
     }
 
-    pub fn trace_id_hex(&self) -> String {
-        hex(&self.trace_id)
-    }
-
     /// Give an outgoing message (a plugin's publish, a reply) this span as its
     /// parent, unless the plugin set a `traceparent` of its own.
     pub fn stamp(&self, headers: &mut Vec<Header>) {
@@ -69,6 +65,12 @@ impl MessageTrace {
             }
         }
     }
+}
+
+/// The trace id of a message the host has begun (`MessageTrace::begin` set
+/// its `traceparent`), for log lines; empty for one it has not.
+pub fn trace_id(headers: &[Header]) -> &str {
+    header(headers, TRACEPARENT).and_then(|value| value.get(3..35)).unwrap_or_default()
 }
 
 fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
@@ -131,8 +133,9 @@ mod tests {
     fn a_traceparent_is_continued_and_replaced_by_the_hosts_span() {
         let mut msg = message(&[("traceparent", PARENT), ("tracestate", "vendor=1")]);
         let trace = MessageTrace::begin(&mut msg);
-        assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex(&trace.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(trace.parent.map(|p| hex(&p)).as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(trace_id(&msg.headers), "4bf92f3577b34da6a3ce929d0e0e4736");
         let seen = header(&msg.headers, "traceparent").expect("set");
         assert_eq!(seen, trace.traceparent());
         assert!(seen.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && !seen.contains("00f067aa0ba902b7"), "{seen}");

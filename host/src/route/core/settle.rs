@@ -39,7 +39,7 @@ impl Settle for Core<'_> {
         if tokio::time::timeout(limit.max_wait, limit.until_ready(Some(msg))).await.is_ok() {
             return true;
         }
-        tracing::debug!(route = %self.route.name, subject = %msg.subject, "shed: rate limit");
+        message_event!(debug, self.route, msg, "shed: rate limit");
         error_reply(self.out, msg, "rate limited", "429").await;
         false
     }
@@ -63,7 +63,7 @@ impl Settle for Core<'_> {
         let delay = delay.unwrap_or_else(|| route.backoff.delay_after(msg.attempt));
         let in_budget = self.started.elapsed() + delay <= self.spec.max_elapsed;
         if msg.attempt < self.spec.attempts && in_budget && !self.cancel.is_cancelled() {
-            tracing::debug!(route = %route.name, attempt = msg.attempt, ?delay, "retrying: {reason}");
+            message_event!(debug, route, msg, ?delay, "retrying: {reason}");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 // Shutting down: stop waiting; the next attempt still runs.
@@ -81,7 +81,7 @@ impl Settle for Core<'_> {
         let code = match stored {
             Ok(()) => "500",
             Err(err) => {
-                tracing::error!(route = %self.route.name, subject = %msg.subject, "core message lost: dead letter failed: {err:#}");
+                message_event!(error, self.route, msg, "core message lost: dead letter failed: {err:#}");
                 "503"
             }
         };
@@ -125,12 +125,12 @@ async fn done(
     }
     for publish in &publishes {
         if let Some(why) = dispatch::unsendable(&publish.headers, publish.payload.len(), max_payload) {
-            return Err(unsent_publish(route, plugin, &publish.subject, &why));
+            return Err(unsent_publish(route, plugin, msg, &publish.subject, &why));
         }
     }
     for publish in publishes {
         if let Err(why) = send(out, publish.subject.clone(), &publish.headers, publish.payload).await {
-            return Err(unsent_publish(route, plugin, &publish.subject, &why));
+            return Err(unsent_publish(route, plugin, msg, &publish.subject, &why));
         }
     }
     match reply {
@@ -142,17 +142,17 @@ async fn done(
     }
 }
 
-fn unsent_publish(route: &Route, plugin: &Plugin, subject: &str, why: &str) -> Unsent {
+fn unsent_publish(route: &Route, plugin: &Plugin, msg: &Message, subject: &str, why: &str) -> Unsent {
     route.metrics.publish_failures.inc();
     let reason = format!("route `{}`, plugin `{}`: publish to `{subject}` not sent: {why}", route.name, plugin.spec.name);
-    tracing::warn!(route = %route.name, plugin = %plugin.spec.name, %subject, "{reason}; retrying the message");
+    message_event!(warn, route, msg, plugin = %plugin.spec.name, version = %plugin.hash, publish = %subject, "{reason}; retrying the message");
     Unsent::Publish(reason)
 }
 
 fn unsent_reply(route: &Route, plugin: &Plugin, msg: &Message, to: &str, why: &str) -> Unsent {
     route.metrics.publish_failures.inc();
-    tracing::warn!(
-        route = %route.name, plugin = %plugin.spec.name, subject = %msg.subject, reply = %to,
+    message_event!(
+        warn, route, msg, plugin = %plugin.spec.name, version = %plugin.hash, reply = %to,
         "reply not sent: {why}; answering with an error and dead-lettering the message"
     );
     Unsent::Reply(format!("reply not sent: {why}"))

@@ -76,7 +76,7 @@ impl Settle for JetStream<'_> {
             Err(why) => {
                 c.route.metrics.publish_failures.inc();
                 let reason = format!("route `{}`, plugin `{}`: {why}", c.route.name, plugin.spec.name);
-                tracing::warn!(route = %c.route.name, plugin = %plugin.spec.name, subject = %msg.subject, "{reason}; retrying the message");
+                message_event!(warn, c.route, msg, plugin = %plugin.spec.name, version = %plugin.hash, "{reason}; retrying the message");
                 Err(Unsent::Publish(reason))
             }
         }
@@ -92,7 +92,7 @@ impl Settle for JetStream<'_> {
             return Failed::GiveUp(format!("max_deliver ({max}) reached: {reason}"));
         }
         let delay = delay.unwrap_or_else(|| c.route.backoff.delay_after(failed_attempts));
-        tracing::debug!(route = %c.route.name, attempt = msg.attempt, ?delay, "nak: {reason}");
+        message_event!(debug, c.route, msg, ?delay, "nak: {reason}");
         ack(c, self.js_msg, AckKind::Nak(Some(delay))).await;
         Failed::Later
     }
@@ -104,14 +104,14 @@ impl Settle for JetStream<'_> {
         let c = self.c;
         match stored {
             Ok(()) => {
-                tracing::info!(route = %c.route.name, subject = %msg.subject, attempt = msg.attempt, "dead-lettered: {reason}");
+                message_event!(info, c.route, msg, plugin = %plugin.spec.name, version = %plugin.hash, "dead-lettered: {reason}");
                 ack(c, self.js_msg, AckKind::Term).await;
                 forget(c, msg);
             }
             Err(err) => {
                 let delay = c.route.backoff.delay_after(msg.attempt);
-                tracing::error!(
-                    route = %c.route.name, subject = %msg.subject, attempt = msg.attempt,
+                message_event!(
+                    error, c.route, msg, plugin = %plugin.spec.name, version = %plugin.hash,
                     "cannot store the dead letter ({err:#}); message kept, retrying in {delay:?}: {reason}"
                 );
                 if let Some(delivery) = &msg.delivery {
