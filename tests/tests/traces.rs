@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream;
 use switchyard_tests::host::preamble;
+use switchyard_tests::js::{header, messages};
 use switchyard_tests::otlp::{Collector, Span};
 use switchyard_tests::{Host, NatsServer, eventually, plugin, within};
 
@@ -71,6 +73,18 @@ async fn chain(collector: &Collector, trace: impl Fn(&Span) -> bool) -> (Span, S
     .await
 }
 
+/// (trace id, span id, parent span id) of the span of `route` in the test trace.
+async fn collector_span(collector: &Collector, route: &str) -> (String, String, String) {
+    eventually(WAIT, "the span at the collector", || async {
+        let span = collector
+            .spans()
+            .into_iter()
+            .find(|s| s.trace_id == TRACE && s.attributes.get("switchyard.route").map(String::as_str) == Some(route))?;
+        Some((span.trace_id, span.span_id, span.parent_span_id))
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_trace_continues_through_a_chain_of_two_plugins() {
     let nats = NatsServer::start();
@@ -110,6 +124,11 @@ async fn a_trace_continues_through_a_chain_of_two_plugins() {
     headers.insert("traceparent", format!("00-{TRACE}-{SENDER_SPAN}-01").as_str());
     let reply = within(WAIT, "the error reply", client.request_with_headers("broken", headers, "z".into())).await.expect("reply");
     assert!(reply.headers.as_ref().and_then(|h| h.get("traceparent")).is_some_and(|v| v.as_str().contains(TRACE)), "{reply:?}");
+    // Its dead letter names the host's span, in the same trace.
+    let letters = messages(&jetstream::new(client.clone()), "SWITCHYARD_DLQ").await;
+    let (_, span, _) = collector_span(&collector, "broken").await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(header(&letters[0], "traceparent"), format!("00-{TRACE}-{span}-01"));
 
     // Log lines are JSON objects, and a plugin's line carries the message's trace id.
     let (status, output) = host.stop().await;

@@ -47,11 +47,21 @@ const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 /// Throughput with telemetry on, over throughput with it off, at least this.
 const TARGET: f64 = 0.97;
 
-/// The three settings compared.
+/// Share of the traces the host starts that are exported in the `sampled` runs.
+const SAMPLED: f64 = 0.01;
+
+/// The settings compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
+    /// `[admin] listen = "off"`, no export.
     Off,
-    On,
+    /// The admin listener, scraped once a second; no export.
+    Metrics,
+    /// As `Metrics`, plus spans exported for 1 % of the traces.
+    Sampled,
+    /// As `Metrics`, plus a span exported for every message.
+    Every,
+    /// As `Metrics`, with 100 scrapes at once every second.
     Scraped,
 }
 
@@ -59,19 +69,24 @@ impl Mode {
     fn label(self) -> String {
         match self {
             Mode::Off => "off".into(),
-            Mode::On => "on".into(),
-            Mode::Scraped => format!("on + {SCRAPERS} scrapers"),
+            Mode::Metrics => "metrics".into(),
+            Mode::Sampled => format!("metrics + traces ({}% exported)", SAMPLED * 100.0),
+            Mode::Every => "metrics + traces (all exported)".into(),
+            Mode::Scraped => format!("metrics + {SCRAPERS} scrapers"),
         }
     }
 
     /// The `[admin]` and `[telemetry]` sections, in place of the preamble's `[admin]`.
     fn sections(self, sink: &Sink) -> String {
+        let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n\n";
+        let otlp = |ratio: f64| {
+            format!("{admin}[telemetry.otlp]\nendpoint = \"http://{}\"\nbatch_delay = \"200ms\"\nsample_ratio = {ratio}\n\n", sink.addr)
+        };
         match self {
             Mode::Off => "[admin]\nlisten = \"off\"\n\n".into(),
-            Mode::On | Mode::Scraped => format!(
-                "[admin]\nlisten = \"127.0.0.1:0\"\n\n[telemetry.otlp]\nendpoint = \"http://{}\"\nbatch_delay = \"200ms\"\n\n",
-                sink.addr
-            ),
+            Mode::Metrics | Mode::Scraped => admin.into(),
+            Mode::Sampled => otlp(SAMPLED),
+            Mode::Every => otlp(1.0),
         }
     }
 
@@ -135,53 +150,60 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
 
 async fn core_runs(bench: &Bench, outside: &Outside, sink: &Sink) -> anyhow::Result<Vec<Figure>> {
     let n = bench.count(core::FULL);
-    let (mut off, mut on, mut scraped) = (Vec::new(), Vec::new(), Vec::new());
+    let modes = [Mode::Off, Mode::Metrics, Mode::Sampled, Mode::Every, Mode::Scraped];
+    let mut runs: Vec<Vec<Measured>> = modes.iter().map(|_| Vec::new()).collect();
     for i in 0..bench.runs {
         // Alternate so drift on the machine touches every setting alike.
-        for (mode, runs) in [(Mode::Off, &mut off), (Mode::On, &mut on), (Mode::Scraped, &mut scraped)] {
+        for (mode, runs) in modes.iter().zip(runs.iter_mut()) {
             let watch = Watch::begin(sink);
-            let run = core::host_with(bench, n, &mode.sections(sink), |host| watch.scrapers(outside, host, mode)).await?;
-            runs.push(watch.end(mode, n, run.rate, run.cpu_us, run.dropped));
+            let run = core::host_with(bench, n, &mode.sections(sink), |host| watch.scrapers(outside, host, *mode)).await?;
+            runs.push(watch.end(*mode, n, run.rate, run.cpu_us, run.dropped));
         }
-        eprintln!("  telemetry core run {}: {}, {}, {}", i + 1, off[i].line(), on[i].line(), scraped[i].line());
-        for line in [&on[i], &scraped[i]].iter().filter_map(|m| m.telemetry()) {
-            eprintln!("{line}");
-        }
+        report_run("core", i, &runs);
     }
-    let rates = |runs: &[Measured]| median(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
-    Ok(vec![
-        Figure::new(CORE, "throughput, on vs off", "msg/s", rates(&on), rates(&off), Target::RatioAtLeast(TARGET)),
-        Figure::new(
-            CORE,
-            format!("throughput, on + {SCRAPERS} scrapers vs off"),
-            "msg/s",
-            rates(&scraped),
-            rates(&off),
-            Target::RatioAtLeast(TARGET),
-        ),
-    ])
+    Ok(figures(CORE, "throughput", &modes, &runs))
 }
 
 async fn jetstream_runs(bench: &Bench, outside: &Outside, sink: &Sink) -> anyhow::Result<Vec<Figure>> {
     let n = bench.count(jetstream::FULL);
     let (body, config) = jetstream::body(bench)?;
     let js = js::new(bench.plain_client().await?);
-    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let modes = [Mode::Off, Mode::Metrics, Mode::Sampled, Mode::Every];
+    let mut runs: Vec<Vec<Measured>> = modes.iter().map(|_| Vec::new()).collect();
     for i in 0..bench.runs {
-        for (mode, runs) in [(Mode::Off, &mut off), (Mode::On, &mut on)] {
+        for (mode, runs) in modes.iter().zip(runs.iter_mut()) {
             jetstream::stage(&js, &config, n).await?;
             let watch = Watch::begin(sink);
             let (rate, cpu_us) =
-                jetstream::host_with(bench, &body, n, &mode.sections(sink), |host| watch.scrapers(outside, host, mode)).await?;
-            runs.push(watch.end(mode, n, rate, cpu_us, 0));
+                jetstream::host_with(bench, &body, n, &mode.sections(sink), |host| watch.scrapers(outside, host, *mode)).await?;
+            runs.push(watch.end(*mode, n, rate, cpu_us, 0));
         }
-        eprintln!("  telemetry jetstream run {}: {}, {}", i + 1, off[i].line(), on[i].line());
-        if let Some(line) = on[i].telemetry() {
-            eprintln!("{line}");
-        }
+        report_run("jetstream", i, &runs);
     }
-    let rates = |runs: &[Measured]| median(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
-    Ok(vec![Figure::new(JETSTREAM, "throughput, ack each, on vs off", "msg/s", rates(&on), rates(&off), Target::RatioAtLeast(TARGET))])
+    Ok(figures(JETSTREAM, "throughput, ack each", &modes, &runs))
+}
+
+/// Run `i` of every setting, one line each, and what its telemetry did.
+fn report_run(what: &str, i: usize, runs: &[Vec<Measured>]) {
+    let lines: Vec<String> = runs.iter().map(|r| r[i].line()).collect();
+    eprintln!("  telemetry {what} run {}: {}", i + 1, lines.join(", "));
+    for line in runs.iter().filter_map(|r| r[i].telemetry()) {
+        eprintln!("{line}");
+    }
+}
+
+/// Each setting but `off` against `off` (the first).
+fn figures(scenario: &'static str, figure: &str, modes: &[Mode], runs: &[Vec<Measured>]) -> Vec<Figure> {
+    let rate = |runs: &[Measured]| median(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
+    let off = rate(&runs[0]);
+    modes
+        .iter()
+        .zip(runs)
+        .skip(1)
+        .map(|(mode, runs)| {
+            Figure::new(scenario, format!("{figure}, {} vs off", mode.label()), "msg/s", rate(runs), off, Target::RatioAtLeast(TARGET))
+        })
+        .collect()
 }
 
 /// What one host run's telemetry did: the sink's counts when it began, and the

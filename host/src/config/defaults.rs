@@ -84,6 +84,9 @@ pub fn consumer_info_interval() -> Duration {
 pub fn service_name() -> String {
     "switchyard".into()
 }
+pub fn sample_ratio() -> f64 {
+    1.0
+}
 pub fn otlp_batch_delay() -> Duration {
     Duration::from_secs(5)
 }

@@ -202,6 +202,10 @@ pub struct OtlpConfig {
     /// How long spans wait in the queue before a batch is sent.
     #[serde(default = "defaults::otlp_batch_delay", deserialize_with = "super::units::duration")]
     pub batch_delay: Duration,
+    /// The share (0–1) of the traces the host starts that are exported; a
+    /// trace that arrives keeps its sender's decision.
+    #[serde(default = "defaults::sample_ratio")]
+    pub sample_ratio: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]

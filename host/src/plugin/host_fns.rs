@@ -114,7 +114,8 @@ fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> i32
     let state = caller.data_mut();
     let (plugin, version) = (&*state.plugin, &*state.version);
     let message = &state.message;
-    let (subject, stream_sequence, trace_id) = (message.subject.as_str(), message.stream_sequence, message.trace_id.as_str());
+    let (subject, stream_sequence) = (message.subject.as_str(), message.stream_sequence);
+    let trace_id = message.trace_id.map(tracing::field::display);
     match level {
         level::ERROR => {
             tracing::error!(target: "switchyard::plugin", plugin, version, subject, stream_sequence, trace_id, "{text}");

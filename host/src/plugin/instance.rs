@@ -16,6 +16,7 @@ use super::log_budget::LogBudget;
 use super::state::{DeadlineHit, HostState, MemoryLimitHit};
 use super::stdio::LogStream;
 use super::text::printable;
+use crate::telemetry::trace::TraceId;
 
 /// What a successful call produced.
 #[derive(Debug)]
@@ -189,14 +190,18 @@ impl Instance {
 
     /// Run `switchyard_handle` on one message under the plugin's limits.
     pub async fn handle(&mut self, msg: &Message) -> Result<Handled, CallError> {
-        self.prepare(msg)?;
+        self.prepare(msg, None)?;
         self.run_prepared().await
     }
 
     /// [`Instance::handle`] as a future that owns the instance and gives it back,
     /// so the call can move to another thread. The message is encoded now.
-    pub(super) fn call(mut self, msg: &Message) -> impl Future<Output = (Self, Result<Handled, CallError>)> + Send + 'static {
-        let prepared = self.prepare(msg);
+    pub(super) fn call(
+        mut self,
+        msg: &Message,
+        trace_id: Option<TraceId>,
+    ) -> impl Future<Output = (Self, Result<Handled, CallError>)> + Send + 'static {
+        let prepared = self.prepare(msg, trace_id);
         async move {
             let result = match prepared {
                 Ok(()) => self.run_prepared().await,
@@ -207,11 +212,11 @@ impl Instance {
     }
 
     /// Encode `msg` into the input buffer and reset the per-call state.
-    fn prepare(&mut self, msg: &Message) -> Result<(), CallError> {
+    fn prepare(&mut self, msg: &Message, trace_id: Option<TraceId>) -> Result<(), CallError> {
         encode_message(msg, &mut self.input, self.plugin.positional.load(Ordering::Relaxed))?;
         begin(&mut self.store, &self.plugin, true);
         self.store.data_mut().number_publishes_after(msg.delivery.as_ref());
-        self.store.data_mut().handling(msg);
+        self.store.data_mut().handling(msg, trace_id);
         Ok(())
     }
 

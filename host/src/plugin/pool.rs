@@ -16,6 +16,7 @@ use super::instance::{Handled, Instance, NewError};
 use super::load::Plugin;
 use super::rollout::{Judgement, Rollout};
 use crate::config::Isolation;
+use crate::telemetry::trace::TraceId;
 
 pub struct Pool {
     current: ArcSwap<Plugin>,
@@ -88,7 +89,13 @@ impl Pool {
     /// whether that version was on probation (a failure then is its fault, and
     /// the message should be retried rather than dead-lettered).
     pub async fn call(&self, msg: &Message) -> Call {
-        let (plugin, result) = self.call_current(msg).await;
+        self.call_traced(msg, None).await
+    }
+
+    /// [`Pool::call`] for a message in the trace `trace_id`, which the guest's
+    /// log lines then carry.
+    pub async fn call_traced(&self, msg: &Message, trace_id: Option<TraceId>) -> Call {
+        let (plugin, result) = self.call_current(msg, trace_id).await;
         let on_probation = self.judge(&plugin, &result);
         Call { plugin, result, on_probation }
     }
@@ -144,14 +151,14 @@ impl Pool {
         lock(&self.idle).iter().map(Instance::memory_bytes).sum()
     }
 
-    async fn call_current(&self, msg: &Message) -> (Arc<Plugin>, Result<Handled, CallError>) {
+    async fn call_current(&self, msg: &Message, trace_id: Option<TraceId>) -> (Arc<Plugin>, Result<Handled, CallError>) {
         self.busy.fetch_add(1, Ordering::Relaxed);
         // Counted down even when the call is dropped (a route aborted at shutdown).
         let _busy = Busy(&self.busy);
-        self.call_instance(msg).await
+        self.call_instance(msg, trace_id).await
     }
 
-    async fn call_instance(&self, msg: &Message) -> (Arc<Plugin>, Result<Handled, CallError>) {
+    async fn call_instance(&self, msg: &Message, trace_id: Option<TraceId>) -> (Arc<Plugin>, Result<Handled, CallError>) {
         let here_first = !self.slow.load(Ordering::Relaxed);
         let instance = match self.take() {
             Some(instance) => instance,
@@ -167,7 +174,7 @@ impl Pool {
                 }
             },
         };
-        let ((instance, result), slow) = guest_threads::run(instance.call(msg), here_first).await;
+        let ((instance, result), slow) = guest_threads::run(instance.call(msg, trace_id), here_first).await;
         self.slow.store(slow, Ordering::Relaxed);
         let plugin = instance.plugin().clone();
         // A failed instance may hold corrupt state (a trap mid-update, a half-grown

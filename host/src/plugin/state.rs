@@ -13,6 +13,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use super::log_budget::LogBudget;
+use crate::telemetry::trace::TraceId;
 
 /// Caps on what one call may buffer, so a plugin cannot make the host hold
 /// unbounded memory on its behalf.
@@ -78,7 +79,7 @@ pub(super) struct HostState {
 pub(super) struct CurrentMessage {
     pub subject: String,
     pub stream_sequence: Option<u64>,
-    pub trace_id: String,
+    pub trace_id: Option<TraceId>,
 }
 
 impl HostState {
@@ -96,13 +97,12 @@ impl HostState {
     /// describes (none for a core message). The buffer is reused: no allocation
     /// per message once it has grown.
     /// Name `msg` in this call's log lines.
-    pub(super) fn handling(&mut self, msg: &Message) {
+    pub(super) fn handling(&mut self, msg: &Message, trace_id: Option<TraceId>) {
         let current = &mut self.message;
         current.subject.clear();
         current.subject.push_str(&msg.subject);
         current.stream_sequence = msg.delivery.as_ref().map(|d| d.stream_sequence);
-        current.trace_id.clear();
-        current.trace_id.push_str(crate::telemetry::trace::trace_id(&msg.headers));
+        current.trace_id = trace_id;
     }
 
     pub(super) fn number_publishes_after(&mut self, delivery: Option<&Delivery>) {

@@ -8,6 +8,7 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use switchyard_abi::Message;
 
 use crate::plugin::Plugin;
+use crate::telemetry::trace::MessageTrace;
 
 /// Header names carried by every dead letter.
 pub(crate) mod headers {
@@ -36,6 +37,8 @@ pub(crate) struct DeadLetter<'a> {
     pub route: &'a str,
     pub plugin: &'a Plugin,
     pub message: &'a Message,
+    /// The host's span for the message: the letter names it as its parent.
+    pub trace: Option<&'a MessageTrace>,
     pub reason: &'a str,
 }
 
@@ -49,7 +52,12 @@ impl DeadLetters {
         let msg = letter.message;
         let mut map = HeaderMap::new();
         for (name, value) in &msg.headers {
-            insert(&mut map, name, value);
+            if letter.trace.is_none() || !name.eq_ignore_ascii_case("traceparent") {
+                insert(&mut map, name, value);
+            }
+        }
+        if let Some(trace) = letter.trace {
+            insert(&mut map, "traceparent", &trace.traceparent());
         }
         insert(&mut map, headers::SUBJECT, &msg.subject);
         insert(&mut map, headers::ROUTE, letter.route);

@@ -10,6 +10,7 @@ use switchyard_abi::{Header, Message, Outcome, Publish, header};
 
 use super::Route;
 use crate::plugin::{Call, Handled, Plugin, printable};
+use crate::telemetry::trace::MessageTrace;
 use crate::telemetry::{self, Metrics};
 
 /// What the driver must do with the message.
@@ -38,9 +39,9 @@ impl Reply {
 
 /// Run the route's plugin on `msg`: the version that ran, the verdict, and
 /// whether that version is on probation (the pipeline decides what that means).
-pub(crate) async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc<Plugin>, Verdict, bool) {
+pub(crate) async fn run(route: &Route, msg: &Message, trace: &MessageTrace, metrics: &Metrics) -> (Arc<Plugin>, Verdict, bool) {
     let calling = Instant::now();
-    let Call { plugin, result, on_probation } = route.pool.call(msg).await;
+    let Call { plugin, result, on_probation } = route.pool.call_traced(msg, Some(trace.trace_id)).await;
     route.metrics.handler_took(calling.elapsed());
     let verdict = match result {
         Ok(Handled { outcome, publishes }) => match outcome {
@@ -56,7 +57,7 @@ pub(crate) async fn run(route: &Route, msg: &Message, metrics: &Metrics) -> (Arc
             route.metrics.count(telemetry::Outcome::PluginError);
             metrics.trap(&plugin.spec.name, err.kind());
             let reason = printable(&format!("plugin {err}"));
-            message_event!(warn, route, msg, plugin = %plugin.spec.name, version = %plugin.hash, "{reason}; the instance was discarded");
+            message_event!(warn, route, msg, trace, plugin = %plugin.spec.name, version = %plugin.hash, "{reason}; the instance was discarded");
             Verdict::Retry { delay: None, reason }
         }
     };

@@ -9,13 +9,13 @@
 /// find every line of a message (route, subject, stream sequence, attempt and
 /// trace id), then the caller's. Fields are only read when the line is logged.
 macro_rules! message_event {
-    ($level:ident, $route:expr, $msg:expr, $($rest:tt)+) => {
+    ($level:ident, $route:expr, $msg:expr, $trace:expr, $($rest:tt)+) => {
         tracing::$level!(
             route = %$route.name,
             subject = %$msg.subject,
             stream_sequence = $msg.delivery.as_ref().map(|d| d.stream_sequence),
             attempt = $msg.attempt,
-            trace_id = $crate::telemetry::trace::trace_id(&$msg.headers),
+            trace_id = %$trace.trace_id,
             $($rest)+
         )
     };

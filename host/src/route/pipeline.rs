@@ -58,15 +58,21 @@ pub(super) trait Settle {
     async fn dead_lettered(&mut self, plugin: &Arc<Plugin>, msg: &Message, reason: String, stored: anyhow::Result<()>);
 }
 
-/// Handle `msg` on `route`, settling it through `settle`, in a span of its own
-/// (`telemetry::trace`), exported when `[telemetry.otlp]` is set. Not a
-/// `tracing` span: one costs more than a microsecond a message; the lines
-/// logged about a message carry its trace id instead (`message_event!`).
-pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, settle: &mut impl Settle) {
+/// The span `msg` is handled in (`telemetry::trace`): each back-end begins it
+/// as the message arrives and keeps it for its own answers (error replies).
+/// Not a `tracing` span: one costs more than a microsecond a message; the
+/// lines logged about a message carry its trace id instead (`message_event!`).
+pub(super) fn begin_trace(out: &Outputs, msg: &Message) -> MessageTrace {
+    let ratio = out.spans.as_ref().map_or(1.0, |spans| spans.sample_ratio());
+    MessageTrace::begin(msg, ratio, out.spans.is_some())
+}
+
+/// Handle `msg` on `route` in the span `trace`, settling it through `settle`;
+/// the span is exported when `[telemetry.otlp]` is set.
+pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, trace: &MessageTrace, settle: &mut impl Settle) {
     let _in_flight = route.metrics.in_flight();
-    let trace = MessageTrace::begin(&mut msg);
     let sequence = msg.delivery.as_ref().map(|d| d.stream_sequence);
-    let (outcome, plugin) = attempts(route, out, &mut msg, &trace, settle).await;
+    let (outcome, plugin) = attempts(route, out, &mut msg, trace, settle).await;
     if let Some(spans) = &out.spans {
         let plugin = plugin.unwrap_or_else(|| route.pool.plugin());
         let facts = SpanFacts {
@@ -78,7 +84,7 @@ pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, settl
             attempt: msg.attempt,
             outcome,
         };
-        spans.export(&trace, facts);
+        spans.export(trace, facts);
     }
 }
 
@@ -108,7 +114,7 @@ async fn attempts(
             settle.breaker_open(msg, wait).await;
             return (Outcome::BreakerOpen, None);
         }
-        let (plugin, verdict, on_probation) = settle.call(dispatch::run(route, msg, &out.metrics)).await;
+        let (plugin, verdict, on_probation) = settle.call(dispatch::run(route, msg, trace, &out.metrics)).await;
         let verdict = match verdict {
             // A version on probation may be the one at fault: retry the message
             // (on whichever version then serves) rather than dead-letter it.
@@ -135,14 +141,16 @@ async fn attempts(
                         route.metrics.count(outcome);
                         return (outcome, Some(plugin));
                     }
-                    Err(Unsent::Reply(reason)) => return (dead_letter(route, out, settle, &plugin, msg, reason).await, Some(plugin)),
+                    Err(Unsent::Reply(reason)) => {
+                        return (dead_letter(route, out, settle, &plugin, msg, Some(trace), reason).await, Some(plugin));
+                    }
                     Err(Unsent::Publish(reason)) => (None, reason),
                 }
             }
             Verdict::Retry { delay, reason } => (delay, reason),
             Verdict::Reject { reason } => {
                 route.metrics.count(Outcome::Reject);
-                return (dead_letter(route, out, settle, &plugin, msg, reason).await, Some(plugin));
+                return (dead_letter(route, out, settle, &plugin, msg, Some(trace), reason).await, Some(plugin));
             }
         };
         match settle.failed(msg, delay, reason).await {
@@ -151,7 +159,7 @@ async fn attempts(
                 route.metrics.count(Outcome::Retry);
                 return (Outcome::Retry, Some(plugin));
             }
-            Failed::GiveUp(reason) => return (dead_letter(route, out, settle, &plugin, msg, reason).await, Some(plugin)),
+            Failed::GiveUp(reason) => return (dead_letter(route, out, settle, &plugin, msg, Some(trace), reason).await, Some(plugin)),
         }
     }
 }
@@ -163,9 +171,10 @@ pub(super) async fn dead_letter(
     settle: &mut impl Settle,
     plugin: &Arc<Plugin>,
     msg: &Message,
+    trace: Option<&MessageTrace>,
     reason: String,
 ) -> Outcome {
-    let stored = out.dead_letters.send(DeadLetter { route: &route.name, plugin, message: msg, reason: &reason }).await;
+    let stored = out.dead_letters.send(DeadLetter { route: &route.name, plugin, message: msg, trace, reason: &reason }).await;
     // Not stored: JetStream keeps the message and tries again; core has lost it.
     let outcome = if stored.is_ok() { Outcome::DeadLetter } else { Outcome::Retry };
     if stored.is_ok() {

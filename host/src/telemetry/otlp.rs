@@ -35,6 +35,7 @@ pub struct SpanFacts<'a> {
 pub struct SpanExporter {
     processor: BatchSpanProcessor,
     scope: InstrumentationScope,
+    sample_ratio: f64,
 }
 
 impl SpanExporter {
@@ -42,7 +43,7 @@ impl SpanExporter {
     /// to `<endpoint>/v1/traces`, as with `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub async fn start(config: &OtlpConfig) -> anyhow::Result<SpanExporter> {
         let endpoint = format!("{}/v1/traces", config.endpoint.trim_end_matches('/'));
-        let (service, delay) = (config.service_name.clone(), config.batch_delay);
+        let (service, delay, sample_ratio) = (config.service_name.clone(), config.batch_delay, config.sample_ratio);
         // The HTTP client is a blocking one (the processor exports from its own
         // thread); it must be made off the async runtime.
         tokio::task::spawn_blocking(move || {
@@ -56,10 +57,15 @@ impl SpanExporter {
             let mut processor = BatchSpanProcessor::builder(exporter).with_batch_config(batch).build();
             processor.set_resource(&Resource::builder().with_service_name(service).build());
             let scope = InstrumentationScope::builder("switchyard").with_version(env!("CARGO_PKG_VERSION")).build();
-            Ok(SpanExporter { processor, scope })
+            Ok(SpanExporter { processor, scope, sample_ratio })
         })
         .await
         .context("starting the OTLP exporter")?
+    }
+
+    /// The share of the traces the host starts that are exported.
+    pub fn sample_ratio(&self) -> f64 {
+        self.sample_ratio
     }
 
     /// Queue the finished span of one message.
@@ -84,12 +90,12 @@ impl SpanExporter {
         }
         let failed = matches!(facts.outcome, Outcome::DeadLetter | Outcome::PluginError | Outcome::Reject);
         let span = SpanData {
-            span_context: SpanContext::new(TraceId::from_bytes(trace.trace_id), SpanId::from_bytes(trace.span_id), flags, false, state),
+            span_context: SpanContext::new(TraceId::from_bytes(trace.trace_id.0), SpanId::from_bytes(trace.span_id), flags, false, state),
             parent_span_id: trace.parent.map_or(SpanId::INVALID, SpanId::from_bytes),
             parent_span_is_remote: trace.parent.is_some(),
             span_kind: SpanKind::Consumer,
             name: Cow::Owned(format!("process {}", facts.route)),
-            start_time: trace.started,
+            start_time: trace.started.unwrap_or_else(SystemTime::now),
             end_time: SystemTime::now(),
             attributes,
             dropped_attributes_count: 0,

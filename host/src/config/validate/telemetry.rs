@@ -19,6 +19,12 @@ pub(super) fn check(admin: &AdminConfig, telemetry: &TelemetryConfig, problems: 
     if otlp.service_name.is_empty() {
         problems.push_at(&["telemetry", "otlp", "service_name"], "`telemetry.otlp.service_name` must not be empty");
     }
+    if !(0.0..=1.0).contains(&otlp.sample_ratio) {
+        problems.push_at(
+            &["telemetry", "otlp", "sample_ratio"],
+            format!("`telemetry.otlp.sample_ratio` must be between 0 and 1, got {}", otlp.sample_ratio),
+        );
+    }
     if otlp.batch_delay.is_zero() {
         problems.push_at(&["telemetry", "otlp", "batch_delay"], "`telemetry.otlp.batch_delay` must be greater than zero");
     }

@@ -19,14 +19,17 @@ use crate::plugin::Plugin;
 use crate::policy::RateLimit;
 use crate::policy::dead_letter::insert;
 use crate::telemetry::Outcome;
+use crate::telemetry::trace::MessageTrace;
 
 pub(super) async fn handle(s: &Subscriptions, out: &Outputs, cancel: &CancellationToken, msg: Message) {
-    let mut settle = Core { route: &s.route, spec: &s.spec, out, cancel, started: Instant::now() };
-    pipeline::handle(&s.route, out, msg, &mut settle).await;
+    let trace = pipeline::begin_trace(out, &msg);
+    let mut settle = Core { route: &s.route, spec: &s.spec, out, cancel, trace: &trace, started: Instant::now() };
+    pipeline::handle(&s.route, out, msg, &trace, &mut settle).await;
 }
 
 struct Core<'a> {
     route: &'a Route,
+    trace: &'a MessageTrace,
     spec: &'a CoreSpec,
     out: &'a Outputs,
     cancel: &'a CancellationToken,
@@ -39,13 +42,13 @@ impl Settle for Core<'_> {
         if tokio::time::timeout(limit.max_wait, limit.until_ready(Some(msg))).await.is_ok() {
             return true;
         }
-        message_event!(debug, self.route, msg, "shed: rate limit");
-        error_reply(self.out, msg, "rate limited", "429").await;
+        message_event!(debug, self.route, msg, self.trace, "shed: rate limit");
+        error_reply(self.out, msg, self.trace, "rate limited", "429").await;
         false
     }
 
     async fn breaker_open(&mut self, msg: &Message, _wait: Duration) {
-        error_reply(self.out, msg, "circuit open", "503").await;
+        error_reply(self.out, msg, self.trace, "circuit open", "503").await;
     }
 
     async fn call<F: Future>(&mut self, call: F) -> F::Output {
@@ -53,7 +56,7 @@ impl Settle for Core<'_> {
     }
 
     async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<Outcome, Unsent> {
-        done(self.route, self.out, plugin, msg, reply, publishes).await
+        done(self.route, self.out, self.trace, plugin, msg, reply, publishes).await
     }
 
     /// Wait out the delay (the plugin's, else the backoff) and call again, or,
@@ -63,7 +66,7 @@ impl Settle for Core<'_> {
         let delay = delay.unwrap_or_else(|| route.backoff.delay_after(msg.attempt));
         let in_budget = self.started.elapsed() + delay <= self.spec.max_elapsed;
         if msg.attempt < self.spec.attempts && in_budget && !self.cancel.is_cancelled() {
-            message_event!(debug, route, msg, ?delay, "retrying: {reason}");
+            message_event!(debug, route, msg, self.trace, ?delay, "retrying: {reason}");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 // Shutting down: stop waiting; the next attempt still runs.
@@ -81,23 +84,20 @@ impl Settle for Core<'_> {
         let code = match stored {
             Ok(()) => "500",
             Err(err) => {
-                message_event!(error, self.route, msg, "core message lost: dead letter failed: {err:#}");
+                message_event!(error, self.route, msg, self.trace, "core message lost: dead letter failed: {err:#}");
                 "503"
             }
         };
-        error_reply(self.out, msg, &reason, code).await;
+        error_reply(self.out, msg, self.trace, &reason, code).await;
     }
 }
 
 /// Answer a request that will not be handled now rather than let it time out,
 /// the NATS services way: an empty body with error headers.
-async fn error_reply(out: &Outputs, msg: &Message, reason: &str, code: &str) {
+async fn error_reply(out: &Outputs, msg: &Message, trace: &MessageTrace, reason: &str, code: &str) {
     let Some(reply_to) = &msg.reply else { return };
     let mut headers = HeaderMap::new();
-    // The message carries the host's span as its `traceparent` by now.
-    if let Some((name, value)) = msg.headers.iter().find(|(name, _)| name == "traceparent") {
-        insert(&mut headers, name, value);
-    }
+    insert(&mut headers, "traceparent", &trace.traceparent());
     insert(&mut headers, "Nats-Service-Error", reason);
     insert(&mut headers, "Nats-Service-Error-Code", code);
     if let Err(err) = out.client.publish_with_headers(reply_to.clone(), headers, Default::default()).await {
@@ -111,6 +111,7 @@ async fn error_reply(out: &Outputs, msg: &Message, reason: &str, code: &str) {
 async fn done(
     route: &Route,
     out: &Outputs,
+    trace: &MessageTrace,
     plugin: &Plugin,
     msg: &Message,
     reply: Option<Reply>,
@@ -121,38 +122,38 @@ async fn done(
     if let Some((to, reply)) = &reply
         && let Some(why) = dispatch::unsendable(&reply.headers, reply.payload.len(), max_payload)
     {
-        return Err(unsent_reply(route, plugin, msg, to, &why));
+        return Err(unsent_reply(route, trace, plugin, msg, to, &why));
     }
     for publish in &publishes {
         if let Some(why) = dispatch::unsendable(&publish.headers, publish.payload.len(), max_payload) {
-            return Err(unsent_publish(route, plugin, msg, &publish.subject, &why));
+            return Err(unsent_publish(route, trace, plugin, msg, &publish.subject, &why));
         }
     }
     for publish in publishes {
         if let Err(why) = send(out, publish.subject.clone(), &publish.headers, publish.payload).await {
-            return Err(unsent_publish(route, plugin, msg, &publish.subject, &why));
+            return Err(unsent_publish(route, trace, plugin, msg, &publish.subject, &why));
         }
     }
     match reply {
         Some((to, reply)) => {
-            send(out, to.clone(), &reply.headers, reply.payload).await.map_err(|why| unsent_reply(route, plugin, msg, to, &why))?;
+            send(out, to.clone(), &reply.headers, reply.payload).await.map_err(|why| unsent_reply(route, trace, plugin, msg, to, &why))?;
             Ok(Outcome::Reply)
         }
         None => Ok(Outcome::Ack),
     }
 }
 
-fn unsent_publish(route: &Route, plugin: &Plugin, msg: &Message, subject: &str, why: &str) -> Unsent {
+fn unsent_publish(route: &Route, trace: &MessageTrace, plugin: &Plugin, msg: &Message, subject: &str, why: &str) -> Unsent {
     route.metrics.publish_failures.inc();
     let reason = format!("route `{}`, plugin `{}`: publish to `{subject}` not sent: {why}", route.name, plugin.spec.name);
-    message_event!(warn, route, msg, plugin = %plugin.spec.name, version = %plugin.hash, publish = %subject, "{reason}; retrying the message");
+    message_event!(warn, route, msg, trace, plugin = %plugin.spec.name, version = %plugin.hash, publish = %subject, "{reason}; retrying the message");
     Unsent::Publish(reason)
 }
 
-fn unsent_reply(route: &Route, plugin: &Plugin, msg: &Message, to: &str, why: &str) -> Unsent {
+fn unsent_reply(route: &Route, trace: &MessageTrace, plugin: &Plugin, msg: &Message, to: &str, why: &str) -> Unsent {
     route.metrics.publish_failures.inc();
     message_event!(
-        warn, route, msg, plugin = %plugin.spec.name, version = %plugin.hash, reply = %to,
+        warn, route, msg, trace, plugin = %plugin.spec.name, version = %plugin.hash, reply = %to,
         "reply not sent: {why}; answering with an error and dead-lettering the message"
     );
     Unsent::Reply(format!("reply not sent: {why}"))

@@ -19,6 +19,7 @@ use super::breaker;
 use crate::plugin::Plugin;
 use crate::policy::RateLimit;
 use crate::telemetry::Outcome;
+use crate::telemetry::trace::MessageTrace;
 
 pub(super) async fn handle(c: &Consumer, out: &Outputs, js_msg: JsMessage) {
     if !c.held.release(&js_msg, c.spec.ack_wait) {
@@ -26,13 +27,14 @@ pub(super) async fn handle(c: &Consumer, out: &Outputs, js_msg: JsMessage) {
         return;
     }
     let msg = convert::from_jetstream(&js_msg, c.spec.max_deliver);
-    let mut settle = JetStream { c, out, js_msg: &js_msg };
+    let trace = pipeline::begin_trace(out, &msg);
+    let mut settle = JetStream { c, out, js_msg: &js_msg, trace: &trace };
     match msg.delivery.as_ref().and_then(|d| c.owed.get(d.stream_sequence)) {
         // Failed for good before; only its dead letter is missing.
         Some((plugin, reason)) => {
-            pipeline::dead_letter(&c.route, out, &mut settle, &plugin, &msg, reason).await;
+            pipeline::dead_letter(&c.route, out, &mut settle, &plugin, &msg, Some(&trace), reason).await;
         }
-        None => pipeline::handle(&c.route, out, msg, &mut settle).await,
+        None => pipeline::handle(&c.route, out, msg, &trace, &mut settle).await,
     }
 }
 
@@ -40,6 +42,7 @@ struct JetStream<'a> {
     c: &'a Consumer,
     out: &'a Outputs,
     js_msg: &'a JsMessage,
+    trace: &'a MessageTrace,
 }
 
 impl Settle for JetStream<'_> {
@@ -76,7 +79,7 @@ impl Settle for JetStream<'_> {
             Err(why) => {
                 c.route.metrics.publish_failures.inc();
                 let reason = format!("route `{}`, plugin `{}`: {why}", c.route.name, plugin.spec.name);
-                message_event!(warn, c.route, msg, plugin = %plugin.spec.name, version = %plugin.hash, "{reason}; retrying the message");
+                message_event!(warn, c.route, msg, self.trace, plugin = %plugin.spec.name, version = %plugin.hash, "{reason}; retrying the message");
                 Err(Unsent::Publish(reason))
             }
         }
@@ -92,7 +95,7 @@ impl Settle for JetStream<'_> {
             return Failed::GiveUp(format!("max_deliver ({max}) reached: {reason}"));
         }
         let delay = delay.unwrap_or_else(|| c.route.backoff.delay_after(failed_attempts));
-        message_event!(debug, c.route, msg, ?delay, "nak: {reason}");
+        message_event!(debug, c.route, msg, self.trace, ?delay, "nak: {reason}");
         ack(c, self.js_msg, AckKind::Nak(Some(delay))).await;
         Failed::Later
     }
@@ -104,14 +107,14 @@ impl Settle for JetStream<'_> {
         let c = self.c;
         match stored {
             Ok(()) => {
-                message_event!(info, c.route, msg, plugin = %plugin.spec.name, version = %plugin.hash, "dead-lettered: {reason}");
+                message_event!(info, c.route, msg, self.trace, plugin = %plugin.spec.name, version = %plugin.hash, "dead-lettered: {reason}");
                 ack(c, self.js_msg, AckKind::Term).await;
                 forget(c, msg);
             }
             Err(err) => {
                 let delay = c.route.backoff.delay_after(msg.attempt);
                 message_event!(
-                    error, c.route, msg, plugin = %plugin.spec.name, version = %plugin.hash,
+                    error, c.route, msg, self.trace, plugin = %plugin.spec.name, version = %plugin.hash,
                     "cannot store the dead letter ({err:#}); message kept, retrying in {delay:?}: {reason}"
                 );
                 if let Some(delivery) = &msg.delivery {
