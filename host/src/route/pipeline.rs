@@ -71,7 +71,6 @@ pub(super) fn begin_trace(out: &Outputs, msg: &Message) -> MessageTrace {
 /// the span is exported when `[telemetry.otlp]` is set.
 pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, trace: &MessageTrace, settle: &mut impl Settle) {
     let _in_flight = route.metrics.in_flight();
-    let sequence = msg.delivery.as_ref().map(|d| d.stream_sequence);
     let (outcome, plugin) = attempts(route, out, &mut msg, trace, settle).await;
     if let Some(spans) = &out.spans {
         let plugin = plugin.unwrap_or_else(|| route.pool.plugin());
@@ -80,7 +79,7 @@ pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, trace
             plugin: &plugin.spec.name,
             version: &plugin.hash,
             subject: &msg.subject,
-            stream_sequence: sequence,
+            stream_sequence: msg.delivery.as_ref().map(|d| d.stream_sequence),
             attempt: msg.attempt,
             outcome,
         };
