@@ -12,7 +12,7 @@ use crate::cli::{Cli, Command};
 use crate::commands;
 use crate::config::{self, LogFormat, ServerList};
 use crate::daemon::{ConfigSource, Host, Overrides};
-use crate::reload::{Request, Watcher, control};
+use crate::reload::{ObjectWatcher, Request, Watcher, control};
 use crate::telemetry::logging;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -33,6 +33,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq { action, conn } => commands::dlq::run(&conn, action).await,
         Command::Status { wait, conn, seed } => commands::control::status(&conn, &seed, wait).await,
         Command::Top { once, interval, wait, conn, seed } => commands::top::run(&conn, &seed, once, interval, wait).await,
+        Command::Deploy { name, file, args } => commands::deploy::deploy(&args, &name, &file).await,
+        Command::Rollback { name, args } => commands::deploy::rollback(&args, &name).await,
         Command::Reload { conn, seed } => commands::control::reload(&conn, &seed).await,
         Command::ControlKey { action } => commands::control::control_key(action),
         Command::CompileModule { out, max_memory, fuel, fresh, functions } => {
@@ -59,6 +61,8 @@ pub async fn serve(path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     if let Some(watcher) = watcher.as_mut() {
         watcher.watch(&watched_files(path, &host));
     }
+    let mut objects = ObjectWatcher::default();
+    objects.watch(&host.out.js, &host.config, &requests);
     let control = control::spawn(&host.out.client, &host.config.host.control_subject, &host.config.host.control, requests.clone()).await?;
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -82,6 +86,7 @@ pub async fn serve(path: &Path, overrides: Overrides) -> anyhow::Result<()> {
                 if let Some(watcher) = watcher.as_mut() {
                     watcher.watch(&watched_files(path, &host));
                 }
+                objects.watch(&host.out.js, &host.config, &requests);
                 if let Some(reply) = reply {
                     control::respond(&host.out.client, reply, &report).await;
                 }
@@ -94,8 +99,10 @@ pub async fn serve(path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// runtime.toml and every plugin file it names.
+/// runtime.toml and every plugin file it names (a plugin from an object store
+/// is watched there, not in the host's copy).
 fn watched_files(config: &Path, host: &Host) -> Vec<PathBuf> {
     let config = std::path::absolute(config).unwrap_or_else(|_| config.to_owned());
-    std::iter::once(config).chain(host.config.plugins.values().map(|p| p.path.get_ref().clone())).collect()
+    let files = host.config.plugins.values().filter(|p| p.source.is_none()).map(|p| p.path.get_ref().clone());
+    std::iter::once(config).chain(files).collect()
 }

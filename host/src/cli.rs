@@ -66,6 +66,23 @@ pub enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Check a plugin module, store it as the object NAME (hosts with
+    /// `source = "object:BUCKET/NAME"` swap it in) and wait for every host
+    /// serving NAME to serve it, or to say why not.
+    Deploy {
+        /// The plugin's name: the object, and `[plugins.NAME]` in runtime.toml.
+        name: String,
+        /// The .wasm module.
+        file: PathBuf,
+        #[command(flatten)]
+        args: DeployArgs,
+    },
+    /// Put the previous version of NAME back on every host.
+    Rollback {
+        name: String,
+        #[command(flatten)]
+        args: DeployArgs,
+    },
     /// Ask running hosts what they serve, with which plugin versions.
     Status {
         /// How long to collect answers (every host answers).
@@ -163,6 +180,25 @@ pub enum ControlKeyAction {
         #[command(flatten)]
         seed: ControlSeed,
     },
+}
+
+/// Where `deploy` and `rollback` keep versions, and how long they wait.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The object store bucket (created on the first deploy, with
+    /// `[dead_letter] replicas` of runtime.toml).
+    #[arg(long, default_value = "SWITCHYARD_PLUGINS")]
+    pub bucket: String,
+    /// How long to wait for every host to serve the version.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Versions of the plugin kept in the bucket for `rollback`.
+    #[arg(long, default_value_t = 5)]
+    pub history: usize,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub seed: ControlSeed,
 }
 
 /// The nkey seed control requests are signed with, for hosts that have

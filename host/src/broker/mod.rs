@@ -6,6 +6,7 @@ mod barrier;
 mod connect;
 mod consumers;
 mod embedded;
+pub mod objects;
 mod startup;
 mod stream_index;
 mod streams;

@@ -19,6 +19,7 @@ pub(crate) async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     // one way the daemon makes it.
     let plugin_config = PluginConfig {
         path: Spanned::new(0..0, args.plugin.clone()),
+        source: None,
         memory: args.memory,
         timeout: args.timeout,
         fuel: args.fuel,

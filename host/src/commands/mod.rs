@@ -3,6 +3,7 @@
 pub(crate) mod check;
 pub(crate) mod client;
 pub(crate) mod control;
+pub(crate) mod deploy;
 pub(crate) mod dlq;
 pub(crate) mod invoke;
 mod show;

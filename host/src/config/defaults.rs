@@ -54,6 +54,11 @@ pub fn max_module_size() -> ByteSize {
     ByteSize::mib(64)
 }
 
+/// No `path`: a plugin with `source` gets one from the host; one with neither
+/// is reported by validation.
+pub fn no_path() -> toml::Spanned<PathBuf> {
+    toml::Spanned::new(0..0, PathBuf::new())
+}
 pub fn plugin_memory() -> ByteSize {
     ByteSize::mib(64)
 }

@@ -26,8 +26,15 @@ pub fn base_dir(file: &Path) -> PathBuf {
 /// `nats.embedded.binary` that is a bare command name (`nats-server`) is kept
 /// too, because it is meant to be looked up on `PATH`.
 pub fn resolve_paths(config: &mut Config, base: &Path) {
+    resolve(base, &mut config.host.cache_dir);
     for plugin in config.plugins.values_mut() {
         resolve(base, plugin.path.get_mut());
+        // An object's copy lives in the cache, where the host fetches it to.
+        if let Some(source) = &plugin.source
+            && plugin.path.get_ref().as_os_str().is_empty()
+        {
+            *plugin.path.get_mut() = source.get_ref().local_path(&config.host.cache_dir);
+        }
     }
     let nats = &mut config.nats;
     if let Some(credentials) = &mut nats.credentials {
@@ -44,7 +51,6 @@ pub fn resolve_paths(config: &mut Config, base: &Path) {
         resolve(base, binary);
     }
     resolve(base, &mut nats.embedded.data_dir);
-    resolve(base, &mut config.host.cache_dir);
 }
 
 /// A single component with no directory part, as in `binary = "nats-server"`.

@@ -290,8 +290,14 @@ pub enum Storage {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// The `.wasm` file, relative to the config file.
+    /// The `.wasm` file, relative to the config file. With `source`, the host
+    /// sets it to where it keeps its copy of the object (under `cache_dir`).
+    #[serde(default = "defaults::no_path")]
     pub path: Spanned<PathBuf>,
+    /// Where the module comes from instead of `path`: `"object:BUCKET/NAME"`,
+    /// an object in a JetStream object store, fetched at start and on every
+    /// change of the object (`switchyard deploy` puts it there).
+    pub source: Option<Spanned<ObjectSource>>,
     /// Linear memory cap per instance.
     #[serde(default = "defaults::plugin_memory", deserialize_with = "super::units::byte_size")]
     pub memory: ByteSize,
@@ -315,6 +321,47 @@ pub struct PluginConfig {
     /// How a new version of this plugin proves itself after a hot reload.
     #[serde(default)]
     pub rollout: RolloutConfig,
+}
+
+/// A plugin module kept in a JetStream object store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSource {
+    pub bucket: String,
+    pub object: String,
+}
+
+impl ObjectSource {
+    /// Where the host keeps its copy of the object, under `cache_dir`.
+    pub fn local_path(&self, cache_dir: &std::path::Path) -> PathBuf {
+        cache_dir.join("objects").join(&self.bucket).join(format!("{}.wasm", self.object))
+    }
+}
+
+impl std::fmt::Display for ObjectSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "object:{}/{}", self.bucket, self.object)
+    }
+}
+
+impl std::str::FromStr for ObjectSource {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let usage = || format!("`{text}` is not a plugin source like \"object:BUCKET/NAME\"");
+        let rest = text.strip_prefix("object:").ok_or_else(usage)?;
+        let (bucket, object) = rest.split_once('/').ok_or_else(usage)?;
+        let valid = |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid(bucket) || !valid(object) {
+            return Err(format!("`{text}`: the bucket and object names may hold letters, digits, `-` and `_` only"));
+        }
+        Ok(ObjectSource { bucket: bucket.to_owned(), object: object.to_owned() })
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectSource {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Probation of a new plugin version: if more than `max_failure_rate` of its

@@ -97,6 +97,7 @@ impl Host {
     /// plugin versions (off the message path), then start, restart, swap or stop
     /// routes. What changed and what was refused go into `report`.
     pub(super) async fn apply(&mut self, new: Config, occasion: Occasion, report: &mut ReloadReport) -> anyhow::Result<()> {
+        self.fetch_objects(&new, occasion, report).await;
         let mut plan = self.plan(&new, occasion).await;
         if plan.needs_restart {
             report.changes.push("[nats], [dead_letter], [host], [admin] and [telemetry] changes take effect at the next restart".into());
@@ -122,6 +123,20 @@ impl Host {
         self.config = new;
         self.routes_changed();
         Ok(())
+    }
+
+    /// Bring the host's copy of every plugin kept in an object store up to date,
+    /// so the plan sees a new version as it sees a changed file. One that cannot
+    /// be fetched is refused; a copy from before keeps serving.
+    async fn fetch_objects(&self, new: &Config, occasion: Occasion, report: &mut ReloadReport) {
+        for (name, plugin) in &new.plugins {
+            let Some(source) = &plugin.source else { continue };
+            match broker::objects::fetch(&self.out.js, source.get_ref(), plugin.path.get_ref()).await {
+                Ok(true) => tracing::info!(plugin = %name, source = %source.get_ref(), "fetched a new version"),
+                Ok(false) => {}
+                Err(err) => occasion.plugin_refused(report, format!("plugin `{name}`: {err:#}")),
+            }
+        }
     }
 
     /// The plan from what runs now to `new`. The only IO: hashing the files of

@@ -5,6 +5,7 @@
 //! the same way as startup; nothing here depends on the daemon.
 
 pub(crate) mod control;
+mod objects;
 pub(crate) mod signature;
 mod status;
 mod watch;
@@ -13,6 +14,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use objects::ObjectWatcher;
 pub(crate) use status::{PluginStatus, RouteStatus, Status};
 pub(crate) use watch::Watcher;
 

@@ -23,8 +23,21 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
         if let Some(why) = plugin_name_problem(name) {
             problems.push_at_key(&["plugins", name], format!("invalid plugin name `{name}`: {why}"));
         }
-        if let Some(why) = file_problem(plugin.path.get_ref()) {
-            problems.push_spanned(plugin.path.span(), format!("{label}: {why}"));
+        match &plugin.source {
+            // The file is the host's copy of the object: it need not exist yet.
+            Some(source) if plugin.path.span() != (0..0) => {
+                problems.push_spanned(source.span(), format!("{label}: set `path` or `source`, not both"));
+            }
+            Some(_) => {}
+            None if plugin.path.get_ref().as_os_str().is_empty() && plugin.path.span() == (0..0) => {
+                problems
+                    .push_at_key(&["plugins", name], format!("{label}: set `path` (a .wasm file) or `source` (\"object:BUCKET/NAME\")"));
+            }
+            None => {
+                if let Some(why) = file_problem(plugin.path.get_ref()) {
+                    problems.push_spanned(plugin.path.span(), format!("{label}: {why}"));
+                }
+            }
         }
 
         let memory = plugin.memory.as_u64();
