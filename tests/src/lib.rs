@@ -11,6 +11,7 @@ pub mod configs;
 pub mod examples;
 pub mod host;
 pub mod js;
+pub mod ledger;
 pub mod modules;
 pub mod nats;
 pub mod otlp;
