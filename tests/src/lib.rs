@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cluster;
 pub mod configs;
 pub mod examples;
+pub mod fleet;
 pub mod host;
 pub mod js;
 pub mod ledger;

@@ -14,6 +14,7 @@
 
 pub mod defaults;
 mod load;
+mod observability;
 mod paths;
 mod problems;
 mod route_spec;
