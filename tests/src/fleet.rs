@@ -21,6 +21,10 @@ pub const WAIT: Duration = Duration::from_secs(60);
 pub const HOSTS: usize = 3;
 /// Messages each host handles at once, where the tests bound duplicates by it.
 pub const CONCURRENCY: usize = 4;
+/// What a host killed or frozen may have handled without its ack reaching the
+/// server, so handled again elsewhere: per worker, the message it was handling
+/// and the one whose ack still waited in the client's outgoing buffer.
+pub const UNACKED_AT_MOST: usize = 2 * CONCURRENCY;
 /// Warm-up messages' ids start here, clear of every test's own.
 pub const WARM_UP: u64 = 1_000_000;
 

@@ -10,8 +10,12 @@
 //!
 //! A host that was paused (SIGSTOP, a VM freeze) sent no in-progress acks
 //! meanwhile, and the server may have given its held messages to another host.
-//! So a worker that takes a message whose last keep-alive is older than two
-//! thirds of `ack_wait` leaves it to that redelivery instead of handling it.
+//! So a message whose last sign of life is older than two thirds of
+//! `ack_wait` is stale: it is not kept alive any more, and a worker that takes
+//! it leaves it to that redelivery instead of handling it. A message received
+//! counts as alive since the last keep-alive round, not since it arrived: one
+//! read after a pause may have been delivered before it, so until the
+//! keep-alive runs again what arrives is stale too.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,8 +27,20 @@ use async_nats::jetstream::Message as JsMessage;
 /// The body of an in-progress ack (`AckKind::Progress`).
 const PROGRESS: &[u8] = b"+WPI";
 
-#[derive(Debug, Default)]
-pub(crate) struct Held(Mutex<HashMap<AckSubject, Instant>>);
+#[derive(Debug)]
+pub(crate) struct Held {
+    /// Older signs of life than this may have been redelivered elsewhere.
+    stale_after: Duration,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Each held delivery's last sign of life.
+    alive: HashMap<AckSubject, Instant>,
+    /// When the keep-alive last ran.
+    round: Instant,
+}
 
 /// A delivery's ack subject (unique per delivery), hashed by its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,42 +53,58 @@ impl std::hash::Hash for AckSubject {
 }
 
 impl Held {
+    pub(crate) fn new(ack_wait: Duration) -> Self {
+        Self { stale_after: ack_wait * 2 / 3, inner: Mutex::new(Inner { alive: HashMap::new(), round: Instant::now() }) }
+    }
+
     /// `msg` was received and waits for a worker.
     pub(crate) fn hold(&self, msg: &JsMessage) {
         if let Some(reply) = &msg.reply {
-            self.lock().insert(AckSubject(reply.clone()), Instant::now());
+            let mut inner = self.lock();
+            let round = inner.round;
+            inner.alive.insert(AckSubject(reply.clone()), round);
         }
     }
 
-    /// A worker took `msg` (or it was nak'd): no longer ours to keep alive.
-    /// Whether it may still be handled: false when its last sign of life is so
-    /// old that the server may have redelivered it (see the module doc).
-    pub(crate) fn release(&self, msg: &JsMessage, ack_wait: Duration) -> bool {
+    /// A worker took `msg` (or it was given back): no longer ours to keep
+    /// alive. Whether it may still be handled: false when it is stale.
+    pub(crate) fn release(&self, msg: &JsMessage) -> bool {
         let Some(reply) = &msg.reply else { return true };
-        match self.lock().remove(&AckSubject(reply.clone())) {
-            Some(alive) => alive.elapsed() < ack_wait * 2 / 3,
+        match self.lock().alive.remove(&AckSubject(reply.clone())) {
+            Some(alive) => alive.elapsed() < self.stale_after,
             None => true,
         }
     }
 
-    /// Tell the server every held message is still wanted.
+    /// How long since the last keep-alive round, when that is so long that
+    /// the host must have been paused (or starved) and what it holds is stale.
+    pub(crate) fn paused_for(&self) -> Option<Duration> {
+        Some(self.lock().round.elapsed()).filter(|since| *since >= self.stale_after)
+    }
+
+    /// Tell the server every held message that is not stale is still wanted,
+    /// and start a new round.
     pub(crate) async fn keep_alive(&self, client: &async_nats::Client) {
-        let subjects: Vec<Subject> = self.lock().keys().map(|s| s.0.clone()).collect();
+        let subjects: Vec<Subject> = {
+            let inner = self.lock();
+            inner.alive.iter().filter(|(_, alive)| alive.elapsed() < self.stale_after).map(|(s, _)| s.0.clone()).collect()
+        };
         for subject in &subjects {
             if let Err(err) = client.publish(subject.clone(), PROGRESS.into()).await {
                 tracing::debug!("in-progress ack of a held message failed: {err}");
             }
         }
         let now = Instant::now();
-        let mut held = self.lock();
+        let mut inner = self.lock();
+        inner.round = now;
         for subject in subjects {
-            if let Some(alive) = held.get_mut(&AckSubject(subject)) {
+            if let Some(alive) = inner.alive.get_mut(&AckSubject(subject)) {
                 *alive = now;
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AckSubject, Instant>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

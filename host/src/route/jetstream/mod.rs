@@ -32,8 +32,19 @@ use crate::broker::{self, Failure};
 use crate::config::JetStreamSpec;
 use crate::workers::Workers;
 
-/// Pause before re-opening a consumer whose message stream failed.
-const REOPEN_DELAY: Duration = Duration::from_secs(1);
+/// Pauses before re-opening a consumer whose message stream failed, or that
+/// could not be opened: the first re-open is at once (a deleted consumer is
+/// simply made again), then the pause doubles from `REOPEN_FIRST` up to
+/// `REOPEN_MAX` until a message arrives. While a consumer has no leader (just
+/// made, or its node lost) every pull request is answered "no responders";
+/// re-opening at once in a loop would only load the cluster electing it.
+const REOPEN_FIRST: Duration = Duration::from_millis(100);
+const REOPEN_MAX: Duration = Duration::from_secs(1);
+/// The bound on opening a consumer (stream and consumer lookups, and the
+/// consumer's creation). During an election the cluster can drop a JetStream
+/// API request unanswered, and the client's own request timeout (10 s) would
+/// idle the route that long; retried at once instead.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 /// The server's `max_deliver` on every consumer the host makes: unlimited. The
 /// host counts a message's failed attempts (deliveries less those an open
 /// breaker spent) and dead-letters it at the route's `max_deliver`; were the
@@ -54,6 +65,30 @@ struct Feed {
     buffered: VecDeque<JsMessage>,
     /// Opened with a batch of `probes` while the breaker was half-open.
     probing: bool,
+    /// When the stream may be re-opened after a failure, and the pause
+    /// after the next one (see `REOPEN_FIRST`).
+    reopen_at: Instant,
+    pause: Duration,
+}
+
+impl Feed {
+    fn new(messages: pull::Stream) -> Self {
+        let now = Instant::now();
+        Feed {
+            messages: Some(messages),
+            buffered: VecDeque::with_capacity(PREFETCH),
+            probing: false,
+            reopen_at: now,
+            pause: Duration::ZERO,
+        }
+    }
+
+    /// The stream failed, or could not be opened: re-open after a pause.
+    fn failed(&mut self) {
+        self.messages = None;
+        self.reopen_at = Instant::now() + self.pause;
+        self.pause = (self.pause * 2).clamp(REOPEN_FIRST, REOPEN_MAX);
+    }
 }
 
 /// A JetStream route: the route, its consumer's settings, and what this host
@@ -76,14 +111,20 @@ pub(super) async fn start(
     cancel: CancellationToken,
     workers: &mut Workers,
 ) -> anyhow::Result<()> {
-    let c =
-        Arc::new(Consumer { route, spec, held: Held::default(), owed: OwedDeadLetters::default(), breaker_naks: BreakerNaks::default() });
+    let ack_wait = spec.ack_wait;
+    let c = Arc::new(Consumer {
+        route,
+        spec,
+        held: Held::new(ack_wait),
+        owed: OwedDeadLetters::default(),
+        breaker_naks: BreakerNaks::default(),
+    });
     // Bind once now so a bad stream or consumer config fails startup loudly; a
     // cluster that is not ready yet is waited for.
     let deadline = Instant::now() + out.startup_timeout;
     let what = format!("route `{}`: binding its consumer", c.route.name);
     let messages = broker::retrying(&what, deadline, || open(&c, &out, false)).await?;
-    let feed = Arc::new(Mutex::new(Feed { messages: Some(messages), buffered: VecDeque::with_capacity(PREFETCH), probing: false }));
+    let feed = Arc::new(Mutex::new(Feed::new(messages)));
     let name = format!("route `{}`", c.route.name);
     {
         let (c, out, cancel, feed) = (c.clone(), out.clone(), cancel.clone(), feed.clone());
@@ -123,8 +164,14 @@ pub(super) async fn start(
 }
 
 /// Bind the durable consumer (created when missing, checked against the file
-/// when it exists) and start pulling from it.
+/// when it exists) and start pulling from it, within `OPEN_TIMEOUT`.
 async fn open(c: &Consumer, out: &Outputs, probing: bool) -> Result<pull::Stream, Failure> {
+    tokio::time::timeout(OPEN_TIMEOUT, bind(c, out, probing)).await.unwrap_or_else(|_| {
+        Err(Failure::Transient(anyhow::anyhow!("the cluster did not answer within {OPEN_TIMEOUT:?} (electing a leader?)")))
+    })
+}
+
+async fn bind(c: &Consumer, out: &Outputs, probing: bool) -> Result<pull::Stream, Failure> {
     let spec = &c.spec;
     let stream = out.js.get_stream(&spec.stream).await.map_err(|err| {
         let text = anyhow::anyhow!("stream `{}`: {err}", spec.stream);
@@ -190,6 +237,14 @@ async fn next(c: &Consumer, out: &Outputs, cancel: &CancellationToken, feed: &Mu
             return Some(msg);
         }
         if feed.messages.is_none() {
+            let reopen_at = feed.reopen_at;
+            if reopen_at > Instant::now() {
+                drop(feed);
+                tokio::select! {
+                    () = cancel.cancelled() => return None,
+                    () = tokio::time::sleep_until(reopen_at.into()) => continue,
+                }
+            }
             match open(c, out, probing).await {
                 Ok(messages) => {
                     feed.messages = Some(messages);
@@ -199,11 +254,8 @@ async fn next(c: &Consumer, out: &Outputs, cancel: &CancellationToken, feed: &Mu
                 Err(Failure::Transient(err) | Failure::Fatal(err)) => {
                     tracing::warn!(route = %c.route.name, "cannot open consumer: {err:#}; retrying");
                     out.health.route_down(&c.route.name, format!("cannot open its consumer: {err:#}"));
-                    drop(feed);
-                    tokio::select! {
-                        () = cancel.cancelled() => return None,
-                        () = tokio::time::sleep(REOPEN_DELAY) => continue,
-                    }
+                    feed.failed();
+                    continue;
                 }
             }
         }
@@ -213,6 +265,7 @@ async fn next(c: &Consumer, out: &Outputs, cancel: &CancellationToken, feed: &Mu
             next = messages.next() => match next {
                 Some(Ok(msg)) => {
                     c.held.hold(&msg);
+                    feed.pause = Duration::ZERO;
                     prefetch(c, &mut feed, PREFETCH);
                     return Some(msg);
                 }
@@ -220,11 +273,12 @@ async fn next(c: &Consumer, out: &Outputs, cancel: &CancellationToken, feed: &Mu
                 Some(Err(err)) if err.kind() == MessagesErrorKind::MissingHeartbeat => {
                     tracing::debug!(route = %c.route.name, "missing heartbeat");
                 }
+                // "no responders" too, while the consumer's leader is elected.
                 Some(Err(err)) => {
                     tracing::warn!(route = %c.route.name, "consumer stream error: {err}; re-opening");
-                    feed.messages = None;
+                    feed.failed();
                 }
-                None => feed.messages = None,
+                None => feed.failed(),
             },
         }
     }
@@ -252,7 +306,7 @@ fn take_received(c: &Consumer, feed: &mut Feed) -> Vec<JsMessage> {
         }
     }
     for msg in &received {
-        c.held.release(msg, c.spec.ack_wait);
+        c.held.release(msg);
     }
     received
 }
@@ -272,11 +326,11 @@ fn prefetch(c: &Consumer, feed: &mut Feed, limit: usize) {
             }
             Some(Some(Err(err))) => {
                 tracing::warn!(route = %c.route.name, "consumer stream error: {err}; re-opening");
-                feed.messages = None;
+                feed.failed();
                 return;
             }
             Some(None) => {
-                feed.messages = None;
+                feed.failed();
                 return;
             }
             None => return,
@@ -300,7 +354,20 @@ async fn keep_held_alive(c: &Consumer, out: &Outputs, cancel: &CancellationToken
         // A worker holding the lock is waiting for the next message, so nothing
         // is buffered then: skip the move rather than wait for it.
         if let Ok(mut feed) = tokio::time::timeout(period / 4, feed.lock()).await {
-            prefetch(c, &mut feed, usize::MAX);
+            match c.held.paused_for() {
+                // What was received is stale (see `held`), and what the pull
+                // request still brings may have been delivered during the
+                // pause: drop both and pull afresh.
+                Some(paused) => {
+                    let left = take_received(c, &mut feed).len();
+                    tracing::warn!(
+                        route = %c.route.name,
+                        "the host was paused for {paused:?} (longer than two thirds of ack_wait): {left} messages received \
+                         and not started are left to their redelivery"
+                    );
+                }
+                None => prefetch(c, &mut feed, usize::MAX),
+            }
         }
         c.held.keep_alive(&out.client).await;
     }

@@ -22,7 +22,7 @@ use crate::telemetry::Outcome;
 use crate::telemetry::trace::MessageTrace;
 
 pub(super) async fn handle(c: &Consumer, out: &Outputs, js_msg: JsMessage) {
-    if !c.held.release(&js_msg, c.spec.ack_wait) {
+    if !c.held.release(&js_msg) {
         tracing::warn!(route = %c.route.name, "a message held past its ack_wait (was the host paused?) is left to its redelivery");
         return;
     }
