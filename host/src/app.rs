@@ -12,6 +12,7 @@ use crate::cli::{Cli, Command};
 use crate::commands;
 use crate::config::{self, LogFormat, ServerList};
 use crate::daemon::{ConfigSource, Host, Overrides};
+use crate::reload::registry::{self, Registry};
 use crate::reload::{ObjectWatcher, Request, Watcher, control};
 use crate::telemetry::logging;
 
@@ -64,6 +65,8 @@ pub async fn serve(path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     let mut objects = ObjectWatcher::default();
     objects.watch(&host.out.js, &host.config, &requests);
     let control = control::spawn(&host.out.client, &host.config.host.control_subject, &host.config.host.control, requests.clone()).await?;
+    let registry = join_registry(&host).await;
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + registry::RENEW, registry::RENEW);
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     // Ready only now: a file changed from here on is seen by the watcher.
@@ -79,6 +82,10 @@ pub async fn serve(path: &Path, overrides: Overrides) -> anyhow::Result<()> {
             _ = terminate.recv() => break,
             _ = hangup.recv() => Request::Reload { cause: "SIGHUP".into(), reply: None },
             Some(request) = incoming.recv() => request,
+            _ = renew.tick() => {
+                register(registry.as_ref(), &host).await;
+                continue;
+            }
         };
         match request {
             Request::Reload { cause, reply } => {
@@ -87,6 +94,7 @@ pub async fn serve(path: &Path, overrides: Overrides) -> anyhow::Result<()> {
                     watcher.watch(&watched_files(path, &host));
                 }
                 objects.watch(&host.out.js, &host.config, &requests);
+                register(registry.as_ref(), &host).await;
                 if let Some(reply) = reply {
                     control::respond(&host.out.client, reply, &report).await;
                 }
@@ -95,8 +103,30 @@ pub async fn serve(path: &Path, overrides: Overrides) -> anyhow::Result<()> {
         }
     }
     control.abort();
+    if let Some(registry) = &registry {
+        registry.leave(&host.name()).await;
+    }
     host.stop().await;
     Ok(())
+}
+
+/// Enter this host in the fleet's registry (`reload::registry`). Without it
+/// the host serves all the same; only `deploy` and `status` miss it when it
+/// does not answer.
+async fn join_registry(host: &Host) -> Option<Registry> {
+    match Registry::join(&host.out.js, host.config.dead_letter.replicas, &host.registry_entry()).await {
+        Ok(registry) => Some(registry),
+        Err(err) => {
+            tracing::warn!("{err:#}; `deploy` and `status` will not know this host when it does not answer");
+            None
+        }
+    }
+}
+
+async fn register(registry: Option<&Registry>, host: &Host) {
+    if let Some(registry) = registry {
+        registry.put(&host.registry_entry()).await;
+    }
 }
 
 /// runtime.toml and every plugin file it names (a plugin from an object store

@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::StreamExt;
 
-use super::client;
+use super::{client, fleet, top};
 use crate::cli::{ConnArgs, ControlKeyAction, ControlSeed};
 use crate::config;
 use crate::reload::signature::{Signer, now_millis};
-use crate::reload::{ReloadReport, Status};
+use crate::reload::{ReloadReport, Status, registry};
 
 /// The seed of `--control-seed-file`, else `--control-seed`, if any.
 fn signer(seed: &ControlSeed) -> anyhow::Result<Option<Signer>> {
@@ -43,6 +43,14 @@ impl Control {
         let prefix = config::load(&conn.config).map(|l| l.config.host.control_subject).unwrap_or_else(|_| "switchyard.control".into());
         let client = client::connect(conn).await?;
         Ok(Control { client, prefix, signer })
+    }
+
+    /// The hosts in the fleet's registry (none when it cannot be read).
+    pub(crate) async fn registered(&self) -> Vec<registry::Entry> {
+        registry::entries(&async_nats::jetstream::new(self.client.clone())).await.unwrap_or_else(|err| {
+            tracing::warn!("cannot read the fleet's registry: {err:#}");
+            Vec::new()
+        })
     }
 
     /// Send the `verb` request and collect every host's answer for `wait`.
@@ -106,16 +114,33 @@ impl std::fmt::Display for NoStatus {
     }
 }
 
+/// `switchyard status`: the fleet at a glance (a row per host and route, the
+/// plugins served at more than one version, registered hosts that did not
+/// answer), then each host in detail.
 pub(crate) async fn status(conn: &ConnArgs, seed: &ControlSeed, wait: Duration) -> anyhow::Result<ExitCode> {
+    let control = Control::connect(conn, seed).await?;
     let mut all_ok = true;
-    for answer in Control::connect(conn, seed).await?.statuses(wait).await? {
+    let mut statuses = Vec::new();
+    for answer in control.statuses(wait).await? {
         match answer {
-            Ok(status) => print!("{}", status.render()),
+            Ok(status) => statuses.push(status),
             Err(no) => {
                 all_ok &= !matches!(no, NoStatus::Refused(_));
                 eprintln!("{no}");
             }
         }
+    }
+    statuses.sort_by(|a, b| a.host.cmp(&b.host));
+    print!("{}", top::plain(&top::rows(&statuses)));
+    for line in fleet::mixed_versions(&statuses) {
+        println!("{line}");
+    }
+    for line in fleet::silent(&control.registered().await, &statuses) {
+        all_ok = false;
+        println!("{line}");
+    }
+    for status in &statuses {
+        print!("\n{}", status.render());
     }
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -141,15 +141,25 @@ struct Fleet<'a> {
     name: &'a str,
     /// Each host serving the plugin, and its answer once it has one. Hosts
     /// seen before the change are waited for even while they are too busy
-    /// reloading to answer.
+    /// reloading to answer, and so are hosts the fleet's registry lists
+    /// though they do not answer (down, or cut off).
     hosts: BTreeMap<String, Option<Answer>>,
+    /// How long ago each registered host last renewed its entry.
+    registered: BTreeMap<String, Duration>,
 }
 
 impl<'a> Fleet<'a> {
     /// The hosts serving `name` now, before anything changes.
     async fn before(args: &DeployArgs, name: &'a str) -> anyhow::Result<Fleet<'a>> {
         let control = Control::connect(&args.conn, &args.seed).await?;
-        let mut fleet = Fleet { control, name, hosts: BTreeMap::new() };
+        let registered: BTreeMap<String, Duration> = control
+            .registered()
+            .await
+            .into_iter()
+            .filter(|entry| entry.plugins.contains_key(name))
+            .map(|entry| (entry.host.clone(), entry.age()))
+            .collect();
+        let mut fleet = Fleet { control, name, hosts: registered.keys().map(|host| (host.clone(), None)).collect(), registered };
         for status in fleet.control.statuses(POLL * 2).await.unwrap_or_default().into_iter().flatten() {
             if status.routes.iter().any(|r| r.plugin == name) {
                 fleet.hosts.insert(status.host, None);
@@ -192,9 +202,9 @@ impl<'a> Fleet<'a> {
             }
             tokio::time::sleep(POLL).await;
         }
-        let hosts = self.hosts;
+        let hosts = &self.hosts;
         let mut ok = true;
-        for (host, answer) in &hosts {
+        for (host, answer) in hosts {
             match answer {
                 Some(Answer::Serving) => println!("{host}: serving {name} {version}"),
                 Some(Answer::Refused(why)) => {
@@ -203,7 +213,13 @@ impl<'a> Fleet<'a> {
                 }
                 None => {
                     ok = false;
-                    println!("{host}: no answer within {timeout:?} (still serving another version)");
+                    match self.registered.get(host) {
+                        Some(age) => println!(
+                            "{host}: no answer within {timeout:?} (registered, last renewed {} ago: down or cut off?)",
+                            humantime::format_duration(*age)
+                        ),
+                        None => println!("{host}: no answer within {timeout:?} (still serving another version)"),
+                    }
                 }
             }
         }

@@ -5,6 +5,7 @@ pub(crate) mod client;
 pub(crate) mod control;
 pub(crate) mod deploy;
 pub(crate) mod dlq;
+mod fleet;
 pub(crate) mod invoke;
 mod show;
 pub(crate) mod top;

@@ -26,7 +26,7 @@ const COLUMNS: [&str; 10] = ["HOST", "ROUTE", "PLUGIN", "IN FLIGHT", "MSG/S", "E
 /// Which columns hold numbers (aligned right).
 const NUMERIC: [bool; COLUMNS.len()] = [false, false, false, true, true, true, true, true, false, true];
 
-type Cells = [String; COLUMNS.len()];
+pub(super) type Cells = [String; COLUMNS.len()];
 
 /// One refresh: a row per route of every host that answered, and what went
 /// wrong (hosts that refused, or nobody answering).
@@ -61,7 +61,7 @@ impl Snapshot {
 
 /// The rows of the table, for the terminal and `--once` alike: one per route,
 /// hosts by name (a host serving nothing gets a row saying so).
-fn rows(statuses: &[Status]) -> Vec<Cells> {
+pub(super) fn rows(statuses: &[Status]) -> Vec<Cells> {
     let mut hosts: Vec<&Status> = statuses.iter().collect();
     hosts.sort_by(|a, b| a.host.cmp(&b.host));
     let mut rows = Vec::new();
@@ -97,7 +97,7 @@ fn widths(rows: &[Cells]) -> [usize; COLUMNS.len()] {
 }
 
 /// The frame as plain text: the headings and the rows, in aligned columns.
-fn plain(rows: &[Cells]) -> String {
+pub(super) fn plain(rows: &[Cells]) -> String {
     let widths = widths(rows);
     let headings: Cells = COLUMNS.map(str::to_owned);
     let mut out = String::new();

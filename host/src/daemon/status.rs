@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use super::Host;
 use crate::config::Kind;
-use crate::reload::{PluginStatus, RouteStatus, Status};
+use crate::reload::{PluginStatus, RouteStatus, Status, registry};
 
 fn unix(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
@@ -21,15 +21,22 @@ fn breaker_state(code: i64) -> &'static str {
 }
 
 impl Host {
+    /// `hostname:pid`, to tell several hosts apart.
+    pub fn name(&self) -> String {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned());
+        format!("{}:{}", hostname.unwrap_or_else(|_| "host".into()), std::process::id())
+    }
+
+    /// This host's entry in the fleet's registry: the plugins its routes serve.
+    pub(crate) fn registry_entry(&self) -> registry::Entry {
+        let plugins = self.routes.values().map(|running| running.route.pool.plugin()).map(|p| (p.spec.name.clone(), p.hash.clone()));
+        registry::Entry::new(self.name(), plugins.collect())
+    }
+
     /// What this host serves now, with which versions, and its last reload.
     pub fn status(&self) -> Status {
-        let host = format!(
-            "{}:{}",
-            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into()),
-            std::process::id()
-        );
         Status {
-            host,
+            host: self.name(),
             url: self.url.clone(),
             started_at: unix(self.started_at),
             routes: self

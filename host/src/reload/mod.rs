@@ -6,6 +6,7 @@
 
 pub(crate) mod control;
 mod objects;
+pub(crate) mod registry;
 pub(crate) mod signature;
 mod status;
 mod watch;
