@@ -16,7 +16,7 @@ CARGO               ?= cargo
 
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: run test tools plugins build check bench clean-tools
+.PHONY: run test soak tools plugins build check bench clean-tools
 
 run: tools plugins
 	$(CARGO) run --release -p switchyard -- run runtime.toml
@@ -32,6 +32,12 @@ test: tools plugins
 
 build: tools plugins
 	$(CARGO) build --release -p switchyard
+
+# The fleet tests on the 3-node cluster with four times the load (36,000 messages
+# shared by three hosts); about 3 minutes on 2 cores. Not part of `make test`.
+soak: tools plugins
+	$(CARGO) build -p switchyard
+	SWITCHYARD_SOAK=1 $(CARGO) test -p switchyard-tests --test fleet -- --nocapture
 
 # Host vs raw async-nats on this machine, same run (docs/PERFORMANCE.md). Writes
 # target/bench/results.json. BENCH_SCALE=0.05 for a quick check, BENCH_RUNS=n.

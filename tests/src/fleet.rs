@@ -25,6 +25,12 @@ pub const CONCURRENCY: usize = 4;
 /// server, so handled again elsewhere: per worker, the message it was handling
 /// and the one whose ack still waited in the client's outgoing buffer.
 pub const UNACKED_AT_MOST: usize = 2 * CONCURRENCY;
+/// How many times the usual load `three_hosts_share_the_load` sends: 4 under
+/// `make soak` (SWITCHYARD_SOAK=1), else 1.
+pub fn soak() -> usize {
+    if std::env::var_os("SWITCHYARD_SOAK").is_some() { 4 } else { 1 }
+}
+
 /// Warm-up messages' ids start here, clear of every test's own.
 pub const WARM_UP: u64 = 1_000_000;
 
@@ -254,5 +260,5 @@ pub async fn requests(cluster: &Cluster, n: usize) {
         })
         .buffer_unordered(32)
         .count();
-    assert_eq!(within(WAIT, "every request answered", answered).await, n);
+    assert_eq!(within(WAIT * soak() as u32, "every request answered", answered).await, n);
 }

@@ -35,11 +35,11 @@ use switchyard_tests::fleet::*;
 ///
 /// Issue 15 asks for 30,000 messages; 6,000 JetStream messages (three
 /// replicas) and 3,000 core requests at once keep this test near 15 s on two
-/// cores and still give every host a thousand or more of each kind.
+/// cores and still give every host a thousand or more of each kind. `make
+/// soak` runs it with four times as many: 36,000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_share_the_load() {
-    const JOBS: usize = 6_000;
-    const REQUESTS: usize = 3_000;
+    let (jobs_total, requests_total) = (6_000 * soak(), 3_000 * soak());
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::start().await;
     // A batch of 20: each host pulls a little at a time, so the fleet shares the queue. Each handler
@@ -54,29 +54,29 @@ async fn three_hosts_share_the_load() {
     let acks_before = messages_total(&hosts, "jobs", "ack").await;
 
     let started = Instant::now();
-    tokio::join!(publish_many(&js, "jobs.fleet", JOBS, payload), requests(&cluster, REQUESTS));
-    ledger.until_distinct(JOBS, WAIT).await;
+    tokio::join!(publish_many(&js, "jobs.fleet", jobs_total, payload), requests(&cluster, requests_total));
+    ledger.until_distinct(jobs_total, WAIT * soak() as u32).await;
     let took = started.elapsed();
     nothing_left(&js).await;
     ledger.settle(Duration::from_secs(1), WAIT).await;
 
     let dead = dead_lettered(&js).await;
-    let tally = ledger.tally(0..JOBS as u64, &dead);
+    let tally = ledger.tally(0..jobs_total as u64, &dead);
     let acks = since(&messages_total(&hosts, "jobs", "ack").await, &acks_before);
     let replies = messages_total(&hosts, "work", "reply").await;
     println!(
-        "fleet (warm after {warm:?}): {JOBS} jobs and {REQUESTS} requests in {took:?}; jobs per host {:?}, acks {acks:?}, replies {replies:?}",
+        "fleet (warm after {warm:?}): {jobs_total} jobs and {requests_total} requests in {took:?}; jobs per host {:?}, acks {acks:?}, replies {replies:?}",
         tally.per_host
     );
     assert_complete(&tally, &dead);
     assert!(dead.is_empty(), "nothing fails here: {dead:?}");
     assert_eq!(tally.duplicates, 0, "no message is handled twice without a fault: {:?}", tally.twice);
-    assert_eq!(replies.iter().sum::<u64>(), REQUESTS as u64, "each request handled once");
+    assert_eq!(replies.iter().sum::<u64>(), requests_total as u64, "each request handled once");
     for i in 0..HOSTS {
         let jobs = tally.per_host.get(&format!("h{i}")).copied().unwrap_or(0);
         assert_eq!(acks[i], jobs as u64, "h{i}: its ack count agrees with the ledger");
-        assert!(jobs * 5 >= JOBS, "h{i} handled {jobs} of {JOBS} jobs, less than 20 %");
-        assert!(replies[i] * 5 >= REQUESTS as u64, "h{i} answered {} of {REQUESTS} requests, less than 20 %", replies[i]);
+        assert!(jobs * 5 >= jobs_total, "h{i} handled {jobs} of {jobs_total} jobs, less than 20 %");
+        assert!(replies[i] * 5 >= requests_total as u64, "h{i} answered {} of {requests_total} requests, less than 20 %", replies[i]);
     }
     stop_fleet(hosts).await;
 }
