@@ -17,8 +17,9 @@ use crate::reload::{ObjectWatcher, Request, Watcher, control};
 use crate::telemetry::logging;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // `run` logs in the format its config asks for, once it has read it.
-    if !matches!(cli.command, Command::Run { .. }) {
+    // `run` logs in the format its config asks for, once it has read it;
+    // `test` keeps the plugins' log lines for its cases.
+    if !matches!(cli.command, Command::Run { .. } | Command::Test { .. }) {
         logging::init(LogFormat::Text);
     }
     match cli.command {
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { config } => commands::check::run(&config).await,
         Command::Invoke(args) => commands::invoke::run(args).await,
+        Command::Test { config, cases, format } => commands::test::run(&config, cases.as_deref(), format).await,
         Command::Pub { subject, data, msg, count, conn } => commands::client::publish(&conn, subject, data, &msg, count).await,
         Command::Req { subject, data, msg, timeout, conn } => commands::client::request(&conn, subject, data, &msg, timeout).await,
         Command::Sub { subject, count, conn } => commands::client::subscribe(&conn, subject, count).await,

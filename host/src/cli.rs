@@ -36,6 +36,18 @@ pub enum Command {
     },
     /// Run a plugin on one message, without NATS, and print what it decided.
     Invoke(InvokeArgs),
+    /// Run the cases of the *.test.toml files next to a runtime.toml against
+    /// its routes and plugins, without NATS.
+    Test {
+        #[arg(default_value = "runtime.toml", env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// Where the *.test.toml files are (default: the runtime.toml's folder).
+        #[arg(long)]
+        cases: Option<PathBuf>,
+        /// `text` (like cargo test) or `json` (one object, for CI tools).
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
+    },
     /// Publish a message.
     Pub {
         subject: String,
@@ -285,6 +297,12 @@ pub struct InvokeArgs {
     pub memory: bytesize::ByteSize,
     #[arg(long)]
     pub fuel: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TestFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -8,4 +8,5 @@ pub(crate) mod dlq;
 mod fleet;
 pub(crate) mod invoke;
 mod show;
+pub(crate) mod test;
 pub(crate) mod top;
