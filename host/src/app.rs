@@ -29,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { config } => commands::check::run(&config).await,
         Command::Invoke(args) => commands::invoke::run(args).await,
+        Command::New { name, template, sdk } => commands::new::run(&name, template, sdk.as_deref()),
         Command::Test { config, cases, format } => commands::test::run(&config, cases.as_deref(), format).await,
         Command::Pub { subject, data, msg, count, conn } => commands::client::publish(&conn, subject, data, &msg, count).await,
         Command::Req { subject, data, msg, timeout, conn } => commands::client::request(&conn, subject, data, &msg, timeout).await,

@@ -36,6 +36,21 @@ pub enum Command {
     },
     /// Run a plugin on one message, without NATS, and print what it decided.
     Invoke(InvokeArgs),
+    /// Create a plugin crate: a handler with settings and native tests, a
+    /// runtime.toml serving it, and cases for `switchyard test`.
+    New {
+        /// The plugin's name: the crate's, the route's, and its subjects' first token.
+        name: String,
+        /// The starting point: `event` (ack and publish), `request` (reply) or
+        /// `envelope` (the SDK's command/event envelope, validated).
+        #[arg(long, value_enum, default_value_t = Template::Event)]
+        template: Template,
+        /// The SDK: a path to its folder (`plugin-sdk`), or a version of the
+        /// published crate. Default: the SDK of the Switchyard repository this
+        /// runs in, or that this binary was built from.
+        #[arg(long)]
+        sdk: Option<String>,
+    },
     /// Run the cases of the *.test.toml files next to a runtime.toml against
     /// its routes and plugins, without NATS.
     Test {
@@ -297,6 +312,23 @@ pub struct InvokeArgs {
     pub memory: bytesize::ByteSize,
     #[arg(long)]
     pub fuel: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Template {
+    Event,
+    Request,
+    Envelope,
+}
+
+impl Template {
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::Event => "event",
+            Template::Request => "request",
+            Template::Envelope => "envelope",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

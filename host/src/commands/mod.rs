@@ -7,6 +7,7 @@ pub(crate) mod deploy;
 pub(crate) mod dlq;
 mod fleet;
 pub(crate) mod invoke;
+pub(crate) mod new;
 mod show;
 pub(crate) mod test;
 pub(crate) mod top;
