@@ -281,6 +281,9 @@ pub struct DlqFilter {
     pub to: Option<u64>,
 }
 
+/// Exit status: 0 ack or reply, 3 retry, 4 reject, 5 the call failed (a
+/// trap, the timeout, the memory limit, a broken outcome), 1 anything else
+/// (the plugin refused to load, a file not found).
 #[derive(Debug, Args)]
 pub struct InvokeArgs {
     /// The plugin's .wasm file.
@@ -290,7 +293,8 @@ pub struct InvokeArgs {
     /// The payload (text). Use --data-file for binary.
     #[arg(long, conflicts_with = "data_file")]
     pub data: Option<String>,
-    #[arg(long)]
+    /// The payload, read from a file (any bytes).
+    #[arg(long, visible_alias = "payload-file")]
     pub data_file: Option<PathBuf>,
     #[command(flatten)]
     pub msg: MessageArgs,
@@ -300,9 +304,17 @@ pub struct InvokeArgs {
     /// The attempt number the plugin sees.
     #[arg(long, default_value_t = 1)]
     pub attempt: u64,
-    /// Plugin config for `init`, as a TOML table: --config 'target = "out"'.
-    #[arg(long, default_value = "")]
-    pub config: String,
+    /// Plugin config for `init`: `key=value` (a TOML value, or else text),
+    /// repeatable, or a TOML table: --config 'target = "out"'.
+    #[arg(long)]
+    pub config: Vec<String>,
+    /// Plugin config for `init` from a TOML file (the `[plugins.NAME.config]`
+    /// table's contents); --config entries are added over it.
+    #[arg(long)]
+    pub config_file: Option<PathBuf>,
+    /// Print the outcome and the publishes as one JSON object.
+    #[arg(long)]
+    pub json: bool,
     /// Subjects the plugin may publish to (default: any).
     #[arg(long = "allow", default_value = ">")]
     pub allow: Vec<String>,

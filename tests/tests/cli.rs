@@ -54,9 +54,39 @@ fn invoke_reports_a_trap_without_crashing() {
     let faulty = plugin("faulty");
     let output = run(&["invoke", faulty.to_str().expect("utf-8"), "--data", r#"{"action":"panic"}"#]);
     let (stdout, _) = text(&output);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(5), "a failed call: {stdout}");
     assert!(stdout.contains("outcome: failed: plugin trapped"), "{stdout}");
     assert!(stdout.contains("faulty: asked to panic"), "{stdout}");
+}
+
+/// Each outcome its own exit status, for scripts; `--json` for tools;
+/// `--config key=value` and `--config-file`; a bad `--config` said plainly.
+#[test]
+fn invoke_exit_statuses_json_and_config_entries() {
+    let faulty = plugin("faulty");
+    let faulty = faulty.to_str().expect("utf-8");
+    for (action, code) in [("ack", 0), ("reply", 0), ("retry", 3), ("reject", 4), ("trap", 5)] {
+        let output = run(&["invoke", faulty, "--data", &format!(r#"{{"action":"{action}"}}"#), "--reply", "_INBOX.1"]);
+        assert_eq!(output.status.code(), Some(code), "{action}: {:?}", text(&output));
+    }
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "target = \"from-file\"\n").expect("write");
+    let transform = plugin("transform");
+    let transform = transform.to_str().expect("utf-8");
+    let output = run(&["invoke", transform, "--data", r#"{"name":"ada"}"#, "--config-file", file.to_str().expect("utf-8"), "--json"]);
+    let (stdout, stderr) = text(&output);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+    assert_eq!(report["outcome"]["kind"], "ack");
+    assert_eq!(report["publishes"][0]["subject"], "from-file.invoke.test");
+    assert_eq!(report["publishes"][0]["sent"], true);
+
+    let output = run(&["invoke", transform, "--data", "{}", "--config-file", file.to_str().expect("utf-8"), "--config", "target=over"]);
+    assert!(text(&output).0.contains("publish: over.invoke.test"), "{:?}", text(&output));
+    let output = run(&["invoke", transform, "--config", "garbage"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output).1.contains("--config `garbage`: expected `key=value` or a TOML table"), "{:?}", text(&output));
 }
 
 #[test]
