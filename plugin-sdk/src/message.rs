@@ -10,6 +10,10 @@ use crate::MessageBuilder;
 pub enum PayloadError {
     #[error("payload is not valid json: {0}")]
     Json(serde_json::Error),
+    /// Valid JSON, but not of the type asked for (a missing field, a string
+    /// where a number belongs).
+    #[error("payload does not match the expected shape: {0}")]
+    JsonShape(serde_json::Error),
     #[error("payload is not valid messagepack: {0}")]
     MsgPack(rmp_serde::decode::Error),
     #[error("payload is not utf-8: {0}")]
@@ -52,7 +56,10 @@ impl MessageExt for Message {
     }
 
     fn json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, PayloadError> {
-        serde_json::from_slice(&self.payload).map_err(PayloadError::Json)
+        serde_json::from_slice(&self.payload).map_err(|err| match err.classify() {
+            serde_json::error::Category::Data => PayloadError::JsonShape(err),
+            _ => PayloadError::Json(err),
+        })
     }
 
     fn msgpack<'a, T: Deserialize<'a>>(&'a self) -> Result<T, PayloadError> {
@@ -102,6 +109,15 @@ mod tests {
         let binary = Message::builder("a").payload(vec![0xff, 0xfe]).build();
         assert!(binary.text().expect_err("not utf-8").to_string().starts_with("payload is not utf-8"));
         assert!(binary.json::<Value>().expect_err("not json").to_string().starts_with("payload is not valid json"));
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Price {
+            amount: u64,
+            currency: String,
+        }
+        let wrong = Message::builder("s").text(r#"{"amount": 5}"#).build();
+        let err = wrong.json::<Price>().expect_err("no currency").to_string();
+        assert!(err.starts_with("payload does not match the expected shape: missing field `currency`"), "{err}");
     }
 
     #[test]

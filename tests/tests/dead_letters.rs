@@ -85,7 +85,7 @@ async fn dead_letters(nats: &NatsServer, letters: &[(&str, Sent)]) {
             Sent::Request => {
                 let reply = within(WAIT, "the error reply", client.request(subject.to_string(), payload.into())).await.expect("request");
                 let code = reply.headers.as_ref().and_then(|h| h.get("Nats-Service-Error-Code")).map(|v| v.as_str().to_owned());
-                assert_eq!(code.as_deref(), Some("500"), "rejected, dead-lettered");
+                assert_eq!(code.as_deref(), Some("400"), "rejected (the requester's fault), dead-lettered");
             }
             Sent::Job => publish_many(&js, subject, 1, |_| payload.clone()).await,
         }
@@ -168,7 +168,7 @@ async fn core_letters_go_back_to_a_fixed_core_route_and_are_handled_once() {
     fixed.stop().await;
 }
 
-/// A route that fails the message again answers 500 after storing a new dead
+/// A route that rejects the message again answers 400 after storing a new dead
 /// letter: the old one goes, the new one says which letter it replays.
 #[tokio::test]
 async fn a_letter_the_route_fails_again_is_replaced_by_its_new_dead_letter() {
@@ -179,7 +179,7 @@ async fn a_letter_the_route_fails_again_is_replaced_by_its_new_dead_letter() {
 
     let out = dlq(nats.url(), &["replay"]).await;
     let line = line_of(&out, 1);
-    assert!(line.contains("core.b  replayed: delivered, error reply 500 `rejected by request`: the route dead-lettered it again"), "{out}");
+    assert!(line.contains("core.b  replayed: delivered, error reply 400 `rejected by request`: the route dead-lettered it again"), "{out}");
     assert!(out.contains("replayed 1 of 1 dead letter(s); 0 kept"), "{out}");
     let left = messages(&js, "SWITCHYARD_DLQ").await;
     assert_eq!(left.iter().map(|m| m.sequence).collect::<Vec<_>>(), [2], "the old letter replaced by the new one");

@@ -34,8 +34,9 @@ pub(crate) const REPLAY_HEADER: &str = "Switchyard-Replay";
 /// subscribers) overlap instead of adding up.
 const IN_FLIGHT: usize = 32;
 
-/// The error code a core route answers with after it dead-lettered the message.
-const DEAD_LETTERED_AGAIN: &str = "500";
+/// The error codes a core route answers with after it dead-lettered the
+/// message: the plugin rejected it (400), or could not handle it (500).
+const DEAD_LETTERED_AGAIN: [&str; 2] = ["400", "500"];
 
 pub(crate) async fn run(conn: &ConnArgs, action: DlqAction) -> anyhow::Result<ExitCode> {
     let dead_letter = config::load(&conn.config).map(|l| l.config.dead_letter).unwrap_or_default();
@@ -283,7 +284,7 @@ fn answered(reply: &async_nats::Message) -> Fate {
         return Fate::Replayed("delivered (a responder answered)".to_owned());
     };
     let code = value("Nats-Service-Error-Code").unwrap_or_default();
-    if code == DEAD_LETTERED_AGAIN {
+    if DEAD_LETTERED_AGAIN.contains(&code.as_str()) {
         Fate::Replayed(format!("delivered, error reply {code} `{reason}`: the route dead-lettered it again"))
     } else {
         Fate::Kept(format!("error reply {code} `{reason}`: not handled"))
@@ -371,10 +372,12 @@ mod tests {
     }
 
     #[test]
-    fn only_an_error_reply_other_than_500_keeps_the_letter() {
+    fn only_an_error_reply_other_than_400_or_500_keeps_the_letter() {
         assert_eq!(answered(&reply(&[])), Fate::Replayed("delivered (a responder answered)".into()));
-        let again = answered(&reply(&[("Nats-Service-Error", "boom"), ("Nats-Service-Error-Code", "500")]));
-        assert!(matches!(&again, Fate::Replayed(how) if how.contains("dead-lettered it again")), "{again:?}");
+        for code in ["400", "500"] {
+            let again = answered(&reply(&[("Nats-Service-Error", "boom"), ("Nats-Service-Error-Code", code)]));
+            assert!(matches!(&again, Fate::Replayed(how) if how.contains("dead-lettered it again")), "{again:?}");
+        }
         for code in ["429", "503"] {
             let shed = answered(&reply(&[("Nats-Service-Error", "busy"), ("Nats-Service-Error-Code", code)]));
             assert_eq!(shed, Fate::Kept(format!("error reply {code} `busy`: not handled")));

@@ -54,6 +54,8 @@ pub(super) trait Settle {
     async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<Outcome, Unsent>;
     /// The attempt failed; the backoff delay is `delay` when the plugin chose one.
     async fn failed(&mut self, msg: &mut Message, delay: Option<Duration>, reason: String) -> Failed;
+    /// The plugin rejected the message (it is dead-lettered next).
+    fn rejected(&mut self) {}
     /// After the dead letter was stored (`Ok`) or could not be (`Err`).
     async fn dead_lettered(&mut self, plugin: &Arc<Plugin>, msg: &Message, reason: String, stored: anyhow::Result<()>);
 }
@@ -149,6 +151,7 @@ async fn attempts(
             Verdict::Retry { delay, reason } => (delay, reason),
             Verdict::Reject { reason } => {
                 route.metrics.count(Outcome::Reject);
+                settle.rejected();
                 return (dead_letter(route, out, settle, &plugin, msg, Some(trace), reason).await, Some(plugin));
             }
         };

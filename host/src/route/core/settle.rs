@@ -23,7 +23,7 @@ use crate::telemetry::trace::MessageTrace;
 
 pub(super) async fn handle(s: &Subscriptions, out: &Outputs, cancel: &CancellationToken, msg: Message) {
     let trace = pipeline::begin_trace(out, &msg);
-    let mut settle = Core { route: &s.route, spec: &s.spec, out, cancel, trace: &trace, started: Instant::now() };
+    let mut settle = Core { route: &s.route, spec: &s.spec, out, cancel, trace: &trace, started: Instant::now(), rejected: false };
     pipeline::handle(&s.route, out, msg, &trace, &mut settle).await;
 }
 
@@ -35,6 +35,8 @@ struct Core<'a> {
     cancel: &'a CancellationToken,
     /// The first attempt, for `retry.max_elapsed`.
     started: Instant,
+    /// The plugin rejected the message: the requester's fault, answered 400.
+    rejected: bool,
 }
 
 impl Settle for Core<'_> {
@@ -78,10 +80,17 @@ impl Settle for Core<'_> {
         Failed::GiveUp(format!("gave up after {} attempt(s) in {:?}: {reason}", msg.attempt, self.started.elapsed()))
     }
 
+    fn rejected(&mut self) {
+        self.rejected = true;
+    }
+
     async fn dead_lettered(&mut self, _plugin: &Arc<Plugin>, msg: &Message, reason: String, stored: anyhow::Result<()>) {
-        // A requester told 500 may count on the dead letter; when it could not be
-        // stored the answer is 503, so it (or `dlq replay`) knows to try again.
+        // A request the plugin rejected is the requester's fault (400); one it
+        // could not handle is ours (500). A requester told either may count on
+        // the dead letter; when it could not be stored the answer is 503, so it
+        // (or `dlq replay`) knows to try again.
         let code = match stored {
+            Ok(()) if self.rejected => "400",
             Ok(()) => "500",
             Err(err) => {
                 message_event!(error, self.route, msg, self.trace, "core message lost: dead letter failed: {err:#}");
