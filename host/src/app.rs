@@ -39,11 +39,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top { once, interval, wait, conn, seed } => commands::top::run(&conn, &seed, once, interval, wait).await,
         Command::Deploy { name, file, args } => commands::deploy::deploy(&args, &name, &file).await,
         Command::Rollback { name, args } => commands::deploy::rollback(&args, &name).await,
-        Command::Reload { conn, seed } => commands::control::reload(&conn, &seed).await,
+        Command::Reload { wait, conn, seed } => commands::control::reload(&conn, &seed, wait).await,
         Command::ControlKey { action } => commands::control::control_key(action),
         Command::CompileModule { out, max_memory, fuel, fresh, functions } => {
             crate::plugin::compile_child_main(&out, max_memory, fuel, fresh, functions).map(|()| ExitCode::SUCCESS)
         }
+    }
+}
+
+/// An error as the user reads it: `error: ` and its chain of causes, each
+/// said once. Many errors of the crates below already end with their cause's
+/// text ("no responders: no responders"), and a config's problems are lines
+/// that say `error:` themselves.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain().map(ToString::to_string) {
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    // And within one cause's own text: "no responders: no responders".
+    let mut parts: Vec<&str> = text.split(": ").collect();
+    parts.dedup();
+    let text = parts.join(": ");
+    match text.contains(": error: ") {
+        true => text,
+        false => format!("error: {text}"),
     }
 }
 

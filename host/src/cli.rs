@@ -139,6 +139,10 @@ pub enum Command {
     },
     /// Ask running hosts to reload runtime.toml and their plugins now.
     Reload {
+        /// The longest to wait for the hosts' answers (a reload compiles
+        /// changed plugins); done sooner once every host answered.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        wait: Duration,
         #[command(flatten)]
         conn: ConnArgs,
         #[command(flatten)]

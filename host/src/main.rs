@@ -12,7 +12,7 @@ async fn main() -> std::process::ExitCode {
     match switchyard::app::run(cli).await {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("{}", switchyard::app::describe(&err));
             std::process::ExitCode::FAILURE
         }
     }

@@ -119,3 +119,20 @@ fn check_lists_bad_plugins_at_their_line_and_column() {
     );
     assert_eq!(stderr, expected);
 }
+
+/// Each cause said once, and a config's problems not wrapped in a second `error:`.
+#[test]
+fn errors_say_each_cause_once() {
+    let output = run(&["req", "anything", "x", "--url", "nats://127.0.0.1:1"]);
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success());
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[[routes]]\nname = 5\n").expect("write");
+    let output = run(&["run", config.to_str().expect("utf-8")]);
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success());
+    assert!(stderr.starts_with(&format!("{}:2:8: error: route #1: `name`", config.display())), "{stderr}");
+}

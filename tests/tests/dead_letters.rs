@@ -119,6 +119,10 @@ async fn dead_letters_are_listed_and_replayed_after_the_fix() {
     let sequence = only_one.lines().find(|l| l.contains("jobs.1")).and_then(|l| l.split_whitespace().next()).expect("a jobs.1 line");
     let shown = dlq(nats.url(), &["show", sequence]).await;
     assert!(shown.contains("Switchyard-Route: jobs") && shown.contains("job-1"), "{shown}");
+    // Headers by name, the same on every call.
+    let names: Vec<&str> = shown.lines().skip(2).take_while(|l| !l.is_empty()).filter_map(|l| l.split(": ").next()).collect();
+    assert!(names.len() > 3 && names.is_sorted(), "{shown}");
+    assert_eq!(dlq(nats.url(), &["show", sequence]).await, shown);
 
     // Replay while no host runs, to look at what goes back.
     let one = dlq(nats.url(), &["replay", "--subject", "jobs.1"]).await;

@@ -55,6 +55,11 @@ impl Control {
 
     /// Send the `verb` request and collect every host's answer for `wait`.
     async fn ask(&self, verb: &str, wait: Duration) -> anyhow::Result<Vec<Answer>> {
+        self.ask_until(verb, wait, usize::MAX).await
+    }
+
+    /// Like `ask`, but done as soon as `hosts` answers came.
+    async fn ask_until(&self, verb: &str, wait: Duration, hosts: usize) -> anyhow::Result<Vec<Answer>> {
         let prefix = &self.prefix;
         let inbox = self.client.new_inbox();
         let mut answers = self.client.subscribe(inbox.clone()).await?;
@@ -69,7 +74,9 @@ impl Control {
         self.client.flush().await?;
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, answers.next()).await {
+        while out.len() < hosts
+            && let Ok(Some(msg)) = tokio::time::timeout_at(deadline, answers.next()).await
+        {
             // The server's own answer when nobody subscribes: no host listens.
             anyhow::ensure!(msg.status != Some(async_nats::StatusCode::NO_RESPONDERS), "no host listens on `{prefix}.{verb}`");
             let error = msg.headers.as_ref().and_then(|h| h.get("Nats-Service-Error")).map(|v| v.as_str().to_owned());
@@ -145,10 +152,16 @@ pub(crate) async fn status(conn: &ConnArgs, seed: &ControlSeed, wait: Duration) 
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-pub(crate) async fn reload(conn: &ConnArgs, seed: &ControlSeed) -> anyhow::Result<ExitCode> {
+/// How long the hosts that answer a status request are counted, before a reload.
+const COUNT_HOSTS: Duration = Duration::from_millis(500);
+
+/// `switchyard reload`: done once every host that answers a status request
+/// has answered the reload, or after `wait` (a reload compiles changed plugins).
+pub(crate) async fn reload(conn: &ConnArgs, seed: &ControlSeed, wait: Duration) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
-    // A reload compiles changed plugins: give the hosts time to answer.
-    for answer in Control::connect(conn, seed).await?.ask("reload", Duration::from_secs(10)).await? {
+    let control = Control::connect(conn, seed).await?;
+    let hosts = control.ask("status", COUNT_HOSTS).await?.len();
+    for answer in control.ask_until("reload", wait, hosts).await? {
         match answer.map(|body| serde_json::from_slice::<ReloadReport>(&body)) {
             Ok(Ok(report)) => {
                 all_ok &= report.ok && report.refused.is_empty();

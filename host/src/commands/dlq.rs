@@ -75,10 +75,12 @@ async fn show_one(js: &jetstream::Context, dlq: &DeadLetterConfig, sequence: u64
         anyhow::bail!("no dead letter at sequence {sequence} in `{}`", dlq.stream);
     };
     println!("sequence: {}\nsubject: {}", msg.sequence, msg.subject);
-    for (name, values) in msg.headers.iter() {
-        for value in values {
-            println!("{name}: {value}");
-        }
+    // By name: a header map has no order of its own, and the same letter should print the same.
+    let mut headers: Vec<(String, String)> =
+        msg.headers.iter().flat_map(|(name, values)| values.iter().map(move |value| (name.to_string(), value.to_string()))).collect();
+    headers.sort();
+    for (name, value) in headers {
+        println!("{name}: {value}");
     }
     println!("\n{}", show::payload(&msg.payload));
     Ok(ExitCode::SUCCESS)
