@@ -16,6 +16,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve the routes of a runtime.toml until SIGINT/SIGTERM.
     Run {
+        /// The runtime.toml to serve.
         #[arg(default_value = "runtime.toml", env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
         /// Connect here instead of the config's `nats.url` (or embedded server).
@@ -31,6 +32,7 @@ pub enum Command {
     },
     /// Check a runtime.toml and the plugins it names; list every problem.
     Check {
+        /// The runtime.toml to check.
         #[arg(default_value = "runtime.toml", env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
     },
@@ -54,6 +56,7 @@ pub enum Command {
     /// Run the cases of the *.test.toml files next to a runtime.toml against
     /// its routes and plugins, without NATS.
     Test {
+        /// The runtime.toml whose routes and plugins the cases run against.
         #[arg(default_value = "runtime.toml", env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
         /// Where the *.test.toml files are (default: the runtime.toml's folder).
@@ -65,7 +68,9 @@ pub enum Command {
     },
     /// Publish a message.
     Pub {
+        /// The subject to publish to.
         subject: String,
+        /// The payload, as text.
         data: String,
         #[command(flatten)]
         msg: MessageArgs,
@@ -77,10 +82,13 @@ pub enum Command {
     },
     /// Send a request and print the reply.
     Req {
+        /// The subject to send the request to.
         subject: String,
+        /// The payload, as text.
         data: String,
         #[command(flatten)]
         msg: MessageArgs,
+        /// How long to wait for the reply.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: Duration,
         #[command(flatten)]
@@ -171,6 +179,7 @@ pub enum Command {
     },
     /// Print the messages published on a subject.
     Sub {
+        /// The subject to listen on; NATS wildcards (`*`, `>`) allowed.
         subject: String,
         /// Exit after this many messages.
         #[arg(long)]
@@ -249,7 +258,10 @@ pub enum DlqAction {
     /// One line per dead letter: sequence, time, route, subject, deliveries, reason.
     List(DlqFilter),
     /// One dead letter, all headers and the payload.
-    Show { sequence: u64 },
+    Show {
+        /// Its sequence in the dead-letter stream, as `dlq list` prints it.
+        sequence: u64,
+    },
     /// Send each dead letter back the way it first came (JetStream publish,
     /// request, or publish to a listener), with a `Switchyard-Replay` header, and
     /// remove it once its delivery is confirmed; the others are kept.
@@ -272,6 +284,7 @@ pub struct DlqReplay {
 /// Which dead letters: every filter given must match.
 #[derive(Debug, Args)]
 pub struct DlqFilter {
+    /// The route that dead-lettered it.
     #[arg(long)]
     pub route: Option<String>,
     /// Original subject, NATS wildcards allowed.
@@ -292,6 +305,7 @@ pub struct DlqFilter {
 pub struct InvokeArgs {
     /// The plugin's .wasm file.
     pub plugin: PathBuf,
+    /// The message's subject.
     #[arg(long, default_value = "invoke.test")]
     pub subject: String,
     /// The payload (text). Use --data-file for binary.
@@ -322,10 +336,13 @@ pub struct InvokeArgs {
     /// Subjects the plugin may publish to (default: any).
     #[arg(long = "allow", default_value = ">")]
     pub allow: Vec<String>,
+    /// The call's wall-clock limit (`[plugins.NAME] timeout`).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// The instance's memory cap (`[plugins.NAME] memory`).
     #[arg(long, default_value = "64MiB")]
     pub memory: bytesize::ByteSize,
+    /// Fuel for the call, a limit on the work it may do (`[plugins.NAME] fuel`); default none.
     #[arg(long)]
     pub fuel: Option<u64>,
 }
@@ -364,6 +381,9 @@ pub struct MessageArgs {
 /// `nats.url`, else its embedded server's port on 127.0.0.1.
 #[derive(Debug, Args)]
 pub struct ConnArgs {
+    /// The NATS server(s), e.g. `nats://host:4222` (comma separated for a
+    /// cluster). Without it: the `[nats]` of --config; without that file,
+    /// nats://127.0.0.1:4222.
     #[arg(long, env = "SWITCHYARD_NATS_URL", global = true)]
     pub url: Option<String>,
     /// runtime.toml: its `[nats]` gives the address, authentication and TLS
@@ -373,10 +393,13 @@ pub struct ConnArgs {
     /// A NATS credentials file (JWT and nkey seed).
     #[arg(long, global = true)]
     pub creds: Option<PathBuf>,
+    /// A user name, with --password.
     #[arg(long, global = true, requires = "password")]
     pub user: Option<String>,
+    /// The user's password.
     #[arg(long, global = true, env = "SWITCHYARD_NATS_PASSWORD", hide_env_values = true, requires = "user")]
     pub password: Option<String>,
+    /// A token the server accepts instead of a user.
     #[arg(long, global = true, env = "SWITCHYARD_NATS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// An nkey seed (`SU…`).
@@ -388,6 +411,7 @@ pub struct ConnArgs {
     /// Client certificate and key (PEM), for servers that verify clients.
     #[arg(long, global = true, requires = "tlskey")]
     pub tlscert: Option<PathBuf>,
+    /// The client certificate's key (PEM), with --tlscert.
     #[arg(long, global = true, requires = "tlscert")]
     pub tlskey: Option<PathBuf>,
     /// Prefix of the subjects replies come back on (default `_INBOX`), for a

@@ -127,6 +127,15 @@ fn errors_say_each_cause_once() {
     let (_, stderr) = text(&output);
     assert!(!output.status.success());
     assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+    // Without --url and without a runtime.toml, the default address is named as such.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let output =
+        Command::new(binary()).args(["pub", "x", "y"]).current_dir(empty.path()).env_remove("SWITCHYARD_NATS_URL").output().expect("run");
+    let (_, stderr) = text(&output);
+    // (Unless a server happens to listen on 4222 here, as `make run`'s does.)
+    if !output.status.success() {
+        assert!(stderr.contains("nats://127.0.0.1:4222 (the default: no --url, and no `runtime.toml` here"), "{stderr}");
+    }
 
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("bad.toml");

@@ -69,7 +69,13 @@ pub(super) async fn connect(conn: &ConnArgs) -> anyhow::Result<async_nats::Clien
         options = options.custom_inbox_prefix(prefix);
     }
     let connected = options.connect(servers).await.map_err(|err| broker::describe_failure(&nats, err));
-    connected.with_context(|| format!("connecting to NATS at {url} (is `switchyard run` up?)"))
+    // Say where the address came from: a quiet default is the usual surprise.
+    let from = match (&conn.url, conn.config.is_file()) {
+        (Some(_), _) => "--url".to_owned(),
+        (None, true) => format!("the [nats] of `{}`", conn.config.display()),
+        (None, false) => format!("the default: no --url, and no `{}` here", conn.config.display()),
+    };
+    connected.with_context(|| format!("connecting to NATS at {url} ({from}; is `switchyard run` up?)"))
 }
 
 pub(crate) async fn publish(conn: &ConnArgs, subject: String, data: String, msg: &MessageArgs, count: u64) -> anyhow::Result<ExitCode> {
