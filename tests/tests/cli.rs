@@ -145,3 +145,31 @@ fn errors_say_each_cause_once() {
     assert!(!output.status.success());
     assert!(stderr.starts_with(&format!("{}:2:8: error: route #1: `name`", config.display())), "{stderr}");
 }
+
+/// A route that fails to parse does not move a later route's problems onto it,
+/// and a plugin that is not wasm is reported beside the file's other problems:
+/// everything in one run, in file order, each at its own place.
+#[test]
+fn check_lists_every_problem_in_file_order_at_its_own_place() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("runtime.toml");
+    let toml = format!(
+        "[plugins.echo]\npath = \"{}\"\n\n[plugins.bad]\npath = \"runtime.toml\"\n\n\
+         [[routes]]\nname = \"one\"\nplugin = \"echo\"\nsubjects = [\"a\"]\nconcurrency = \"many\"\n\n\
+         [[routes]]\nname = \"two\"\nplugin = \"echo\"\nsubjects = [\"bad subject\"]\n\n\
+         [[routes]]\nname = \"three\"\nplugin = \"bad\"\nsubjects = [\"c\"]\n",
+        plugin("echo").display()
+    );
+    std::fs::write(&config, toml).expect("write");
+    let output = run(&["check", config.to_str().expect("utf-8")]);
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success());
+    let at: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{}:", config.display())))
+        .map(|l| l.split(": ").next().unwrap_or(""))
+        .collect();
+    assert_eq!(at, ["5:8", "11:15", "16:13"], "{stderr}");
+    assert!(stderr.contains("5:8: error: plugin `bad`: `") && stderr.contains("is not a wasm module"), "{stderr}");
+    assert!(stderr.contains("16:13: error: route `two`: invalid subject `bad subject`"), "{stderr}");
+}

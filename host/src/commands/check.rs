@@ -8,14 +8,15 @@ use crate::config;
 use crate::plugin::{CompileLimits, Plugin, PluginSpec, Runtime};
 
 pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let loaded = match config::load(path) {
-        Ok(loaded) => loaded,
+    // A file with problems still has its plugins loaded: one run lists
+    // everything wrong with the file and its plugins, in file order.
+    let (loaded, mut problems) = match config::load_partial(path) {
+        Ok(partial) => partial,
         Err(problems) => {
             eprintln!("{problems}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    let mut problems = loaded.source.problems();
     // No cache: check must look at the bytes on disk, and must not write.
     let runtime = Runtime::new(None)?.with_limits(CompileLimits::from(&loaded.config.host));
     let mut from_objects = Vec::new();

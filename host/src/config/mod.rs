@@ -48,8 +48,17 @@ pub struct Loaded {
 
 /// Reads, parses, resolves paths and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Loaded, Problems> {
+    let (loaded, problems) = load_partial(path)?;
+    problems.into_result(loaded)
+}
+
+/// Like [`load`], but a file with problems still gives the config as far as it
+/// was read (entries that failed to parse left out), beside its problems, so
+/// `check` can load that config's plugins too and list everything in one run.
+/// `Err` only when there is no config at all (unreadable, bad TOML syntax).
+pub fn load_partial(path: &Path) -> Result<(Loaded, Problems), Problems> {
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, path),
+        Ok(text) => load_str_partial(&text, path),
         Err(e) => {
             let mut problems = Problems::without_source(path);
             problems.push(match e.kind() {
@@ -66,6 +75,11 @@ pub fn load(path: &Path) -> Result<Loaded, Problems> {
 /// Like [`load`] for text already in memory that lives (or will live) at `path`:
 /// relative paths resolve against `path`'s directory and messages name `path`.
 pub fn load_str(text: &str, path: &Path) -> Result<Loaded, Problems> {
+    let (loaded, problems) = load_str_partial(text, path)?;
+    problems.into_result(loaded)
+}
+
+fn load_str_partial(text: &str, path: &Path) -> Result<(Loaded, Problems), Problems> {
     let source = Source::new(path, text);
     let load::Parsed { mut config, broken, mut problems } = load::parse_source(&source);
     if broken.syntax {
@@ -75,7 +89,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Loaded, Problems> {
     // Also when some items failed to deserialize: the rest is still checked, so
     // one `switchyard check` shows everything.
     validate::check(&config, &broken, &mut problems);
-    problems.into_result(Loaded { config, source })
+    Ok((Loaded { config, source }, problems))
 }
 
 /// Parses `text` (named `file` in messages) into a [`Config`], checking syntax

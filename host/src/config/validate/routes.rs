@@ -18,7 +18,9 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     let mut work_queues: HashMap<&str, Vec<(usize, &RouteConfig)>> = HashMap::new();
 
     for (i, route) in config.routes.iter().enumerate() {
-        let idx = i.to_string();
+        // Its index in the file, to place problems (an earlier entry may have failed to parse).
+        let in_file = problems.source().and_then(|s| s.entry_holding("routes", "name", &route.name.span())).unwrap_or(i);
+        let idx = in_file.to_string();
         let name = route.name.get_ref();
         let label = if name.is_empty() { format!("route #{}", i + 1) } else { format!("route `{name}`") };
         let at = |key: &'static str| ["routes", idx.as_str(), key];
@@ -80,7 +82,7 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
                     }
                 }
                 if let Some(stream) = stream.filter(|s| s.retention == Retention::Workqueue) {
-                    work_queues.entry(stream.name.get_ref()).or_default().push((i, route));
+                    work_queues.entry(stream.name.get_ref()).or_default().push((in_file, route));
                 }
             }
         }

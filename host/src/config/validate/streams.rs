@@ -13,7 +13,8 @@ use super::{first_declared, human};
 pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     let mut seen = HashMap::new();
     for (i, stream) in config.streams.iter().enumerate() {
-        let idx = i.to_string();
+        // Its index in the file, to place problems (an earlier entry may have failed to parse).
+        let idx = problems.source().and_then(|s| s.entry_holding("streams", "name", &stream.name.span())).unwrap_or(i).to_string();
         let name = stream.name.get_ref();
         let label = if name.is_empty() { format!("stream #{}", i + 1) } else { format!("stream `{name}`") };
 
@@ -109,6 +110,7 @@ fn check_dead_letter(config: &Config, problems: &mut Problems) {
         }
         for (j, subject) in stream.subjects.iter().enumerate() {
             if subject_problem(subject, true).is_none() && overlaps(&dl_subjects, subject) {
+                let i = problems.source().and_then(|s| s.entry_holding("streams", "name", &stream.name.span())).unwrap_or(i);
                 problems.push_at(
                     &["streams", &i.to_string(), "subjects", &j.to_string()],
                     format!(
