@@ -21,7 +21,7 @@ use run::Suite;
 
 /// One case's result.
 #[derive(Debug, Serialize)]
-struct Result {
+struct CaseResult {
     file: String,
     name: String,
     passed: bool,
@@ -69,7 +69,7 @@ pub(crate) async fn run(config_path: &Path, cases_dir: Option<&Path>, format: Te
                 Ok(handlings) => differences(case, &handlings),
                 Err(err) => vec![format!("could not run: {err:#}")],
             };
-            let result = Result { file: file_name.clone(), name: case.name.clone(), passed: differences.is_empty(), differences };
+            let result = CaseResult { file: file_name.clone(), name: case.name.clone(), passed: differences.is_empty(), differences };
             if format == TestFormat::Text {
                 println!("test {}::{} ... {}", result.file, result.name, if result.passed { "ok" } else { "FAILED" });
             }
@@ -84,8 +84,8 @@ pub(crate) async fn run(config_path: &Path, cases_dir: Option<&Path>, format: Te
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn print_failures(results: &[Result]) {
-    let failed: Vec<&Result> = results.iter().filter(|r| !r.passed).collect();
+fn print_failures(results: &[CaseResult]) {
+    let failed: Vec<&CaseResult> = results.iter().filter(|r| !r.passed).collect();
     if !failed.is_empty() {
         println!("\nfailures:");
         for result in &failed {
