@@ -79,7 +79,8 @@ async fn an_oversized_publish_is_refused_to_the_plugin_and_the_request_fails() {
     let body = json!({"publish": ["out.big"], "payload_bytes": MAX_PAYLOAD + 1, "action": "reply"});
     let reply = ask(&client, &body).await;
     let (error, code) = service_error(&reply).expect("the request is not answered as a success");
-    assert_eq!(code, "500");
+    // faulty rejects a message whose publish was refused: a reject is answered 400.
+    assert_eq!(code, "400");
     assert!(error.contains("larger than the server's max_payload") && error.ends_with("(status -8)"), "{error}");
     assert!(quiet(&mut out, Duration::from_millis(300)).await.is_empty(), "nothing too large was published");
     host.stop().await;
@@ -100,7 +101,7 @@ async fn a_publish_with_a_header_nats_cannot_carry_is_refused_to_the_plugin() {
     ] {
         let reply = ask(&client, &json!({"publish": ["out.h"], "headers": headers, "action": "reply"})).await;
         let (error, code) = service_error(&reply).unwrap_or_else(|| panic!("{headers} answered as a success"));
-        assert_eq!(code, "500");
+        assert_eq!(code, "400", "faulty rejects a message whose publish was refused");
         assert!(error.contains(expected) && error.ends_with("(status -9)"), "{headers}: {error}");
     }
     assert!(quiet(&mut out, Duration::from_millis(300)).await.is_empty(), "no bad header was published");
