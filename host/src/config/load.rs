@@ -41,9 +41,23 @@ pub(super) struct Broken {
     /// A broken stream without a usable name: any stream name may be it.
     pub unnamed_stream: bool,
     pub dead_letter: bool,
+    /// The file index of each parsed stream and route (they differ from the
+    /// parsed index after an entry that failed), to place their problems.
+    pub stream_positions: Vec<usize>,
+    pub route_positions: Vec<usize>,
 }
 
 impl Broken {
+    /// Where the `i`-th parsed stream is in the file.
+    pub(super) fn stream_position(&self, i: usize) -> usize {
+        self.stream_positions.get(i).copied().unwrap_or(i)
+    }
+
+    /// Where the `i`-th parsed route is in the file.
+    pub(super) fn route_position(&self, i: usize) -> usize {
+        self.route_positions.get(i).copied().unwrap_or(i)
+    }
+
     pub(super) fn plugin(&self, name: &str) -> bool {
         self.plugins.contains(name)
     }
@@ -92,8 +106,9 @@ pub(super) fn parse_source(source: &Source) -> Parsed {
                 broken.dead_letter = !set(&mut config.dead_letter, item(value, String::new(), &["dead_letter"], p));
             }
             "streams" => {
-                let (streams, failed) = array_items(value, "streams", "stream", p);
+                let (streams, positions, failed) = array_items(value, "streams", "stream", p);
                 config.streams = streams;
+                broken.stream_positions = positions;
                 for name in failed {
                     match name {
                         Some(name) => {
@@ -103,7 +118,7 @@ pub(super) fn parse_source(source: &Source) -> Parsed {
                     }
                 }
             }
-            "routes" => config.routes = array_items(value, "routes", "route", p).0,
+            "routes" => (config.routes, broken.route_positions, _) = array_items(value, "routes", "route", p),
             "plugins" => match value.into_inner() {
                 DeValue::Table(table) => {
                     for (name, plugin) in table {
@@ -134,23 +149,23 @@ fn set<T>(slot: &mut T, value: Option<T>) -> bool {
 }
 
 /// The entries of `[[streams]]` or `[[routes]]`, each deserialized on its own,
-/// and the names (if readable) of those that failed.
+/// with their indices in the file, and the names (if readable) of those that failed.
 fn array_items<T: DeserializeOwned>(
     value: Spanned<DeValue<'_>>,
     key: &str,
     noun: &str,
     problems: &mut Problems,
-) -> (Vec<T>, Vec<Option<String>>) {
+) -> (Vec<T>, Vec<usize>, Vec<Option<String>>) {
     let span = value.span();
     let array = match value.into_inner() {
         DeValue::Array(array) => array,
         other => {
             let message = format!("`{key}` must be an array of tables (`[[{key}]]`), found {}", kind(&other));
             problems.push_spanned(span, message);
-            return (Vec::new(), vec![None]);
+            return (Vec::new(), Vec::new(), vec![None]);
         }
     };
-    let (mut items, mut failed) = (Vec::new(), Vec::new());
+    let (mut items, mut positions, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     for (i, entry) in array.into_iter().enumerate() {
         let name = match entry.get_ref() {
             DeValue::Table(t) => match t.get("name").map(|n| n.get_ref()) {
@@ -165,11 +180,14 @@ fn array_items<T: DeserializeOwned>(
             None => format!("{noun} #{}", i + 1),
         };
         match item(entry, context, &[], problems) {
-            Some(item) => items.push(item),
+            Some(item) => {
+                items.push(item);
+                positions.push(i);
+            }
             None => failed.push(name),
         }
     }
-    (items, failed)
+    (items, positions, failed)
 }
 
 /// Deserializes one item, reporting each of its problems prefixed by `context`

@@ -97,19 +97,6 @@ impl Source {
         self.walk_exact(path, false).is_some()
     }
 
-    /// Which entry of the array of tables `key` (`[[routes]]`) holds the value
-    /// at `span` in its `field`: the entry's index in the file, which differs
-    /// from its index among the parsed entries when an earlier one failed.
-    pub fn entry_holding(&self, key: &str, field: &str, span: &Range<usize>) -> Option<usize> {
-        let root = DeTable::parse(&self.text).ok()?;
-        let (_, array) = entry(root.get_ref(), key)?;
-        let DeValue::Array(array) = array.get_ref() else { return None };
-        array.iter().position(|item| match item.get_ref() {
-            DeValue::Table(table) => entry(table, field).is_some_and(|(_, value)| value.span() == *span),
-            _ => false,
-        })
-    }
-
     fn walk(&self, path: &[&str], key: bool) -> Option<Range<usize>> {
         // Re-parsing on each lookup keeps `Source` free of self-references; it
         // runs only when there is a problem to report, on a small file.

@@ -61,6 +61,8 @@ impl Handling {
 /// The runtime.toml's routes and plugins, each plugin compiled once.
 pub(super) struct Suite {
     config: Config,
+    /// Each route's validated spec, made once.
+    routes: Vec<RouteSpec>,
     runtime: Runtime,
     plugins: BTreeMap<String, Arc<Plugin>>,
 }
@@ -70,11 +72,12 @@ impl Suite {
     /// as the host caches them: a second run starts at once.
     pub(super) fn new(config: Config) -> anyhow::Result<Suite> {
         let runtime = Runtime::new(Some(config.host.cache_dir.clone()))?;
-        Ok(Suite { config, runtime, plugins: BTreeMap::new() })
+        let routes = config.routes.iter().map(RouteSpec::from).collect();
+        Ok(Suite { config, routes, runtime, plugins: BTreeMap::new() })
     }
 
     pub(super) fn has_route(&self, name: &str) -> bool {
-        self.config.routes.iter().any(|r| r.name.get_ref() == name)
+        self.routes.iter().any(|r| r.name == name)
     }
 
     pub(super) fn has_plugin(&self, name: &str) -> bool {
@@ -150,18 +153,15 @@ impl Suite {
     }
 
     fn route(&self, name: &str) -> anyhow::Result<RouteSpec> {
-        let route = self.config.routes.iter().find(|r| r.name.get_ref() == name).with_context(|| format!("no route `{name}`"))?;
-        Ok(RouteSpec::from(route))
+        self.routes.iter().find(|r| r.name == name).cloned().with_context(|| format!("no route `{name}`"))
     }
 
     /// The routes a publish to `subject` reaches: a core route by its
     /// subjects, a JetStream route by its stream's subjects (and its filter).
     fn reached_by(&self, subject: &str) -> Vec<RouteSpec> {
         let hit = |patterns: &[String]| patterns.iter().any(|p| subject::matches(p, subject));
-        self.config
-            .routes
+        self.routes
             .iter()
-            .map(RouteSpec::from)
             .filter(|spec| match &spec.kind {
                 Kind::Core(core) => hit(&core.subjects),
                 Kind::JetStream(js) => {
@@ -169,6 +169,7 @@ impl Suite {
                     stream.is_some_and(|s| hit(&s.subjects)) && (js.filter_subjects.is_empty() || hit(&js.filter_subjects))
                 }
             })
+            .cloned()
             .collect()
     }
 

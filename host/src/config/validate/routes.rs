@@ -19,7 +19,7 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
 
     for (i, route) in config.routes.iter().enumerate() {
         // Its index in the file, to place problems (an earlier entry may have failed to parse).
-        let in_file = problems.source().and_then(|s| s.entry_holding("routes", "name", &route.name.span())).unwrap_or(i);
+        let in_file = broken.route_position(i);
         let idx = in_file.to_string();
         let name = route.name.get_ref();
         let label = if name.is_empty() { format!("route #{}", i + 1) } else { format!("route `{name}`") };

@@ -14,7 +14,7 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     let mut seen = HashMap::new();
     for (i, stream) in config.streams.iter().enumerate() {
         // Its index in the file, to place problems (an earlier entry may have failed to parse).
-        let idx = problems.source().and_then(|s| s.entry_holding("streams", "name", &stream.name.span())).unwrap_or(i).to_string();
+        let idx = broken.stream_position(i).to_string();
         let name = stream.name.get_ref();
         let label = if name.is_empty() { format!("stream #{}", i + 1) } else { format!("stream `{name}`") };
 
@@ -72,11 +72,11 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     // Defaults stand in for a broken `[dead_letter]`; checking them would
     // report settings the user did not write.
     if !broken.dead_letter {
-        check_dead_letter(config, problems);
+        check_dead_letter(config, broken, problems);
     }
 }
 
-fn check_dead_letter(config: &Config, problems: &mut Problems) {
+fn check_dead_letter(config: &Config, broken: &Broken, problems: &mut Problems) {
     let dl = &config.dead_letter;
     if !(1..=5).contains(&dl.replicas) {
         problems.push_at(&["dead_letter", "replicas"], format!("`dead_letter.replicas` must be between 1 and 5, got `{}`", dl.replicas));
@@ -110,7 +110,7 @@ fn check_dead_letter(config: &Config, problems: &mut Problems) {
         }
         for (j, subject) in stream.subjects.iter().enumerate() {
             if subject_problem(subject, true).is_none() && overlaps(&dl_subjects, subject) {
-                let i = problems.source().and_then(|s| s.entry_holding("streams", "name", &stream.name.span())).unwrap_or(i);
+                let i = broken.stream_position(i);
                 problems.push_at(
                     &["streams", &i.to_string(), "subjects", &j.to_string()],
                     format!(
