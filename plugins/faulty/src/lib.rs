@@ -12,11 +12,13 @@
 //! | `sleep_ms`   | integer           | then sleep this many milliseconds (the host waits; no core held) |
 //! | `fail_times` | integer N         | then `Retry { reason: "fail N" }` while `attempt <= N` |
 //! | `fail_until_unix_ms` | integer   | then `Retry { reason: "dependency down" }` until this wall-clock time |
+//! | `fail_percent` | integer P       | then `Retry { reason: "fail percent" }` for P % of payloads (by a hash of the payload: the same payload always fails or never) |
 //! | `payload_bytes` | integer        | publishes and the reply carry this many bytes (`x`) instead of the message payload |
 //! | `headers`    | object of strings | add these headers to every publish and to the reply (names and values unchecked) |
 //! | `action`     | string            | then: `ack` (default), `reply` (the payload), `reject` (reason `rejected by request`), `retry` (reason `retry by request`), `trap` (wasm `unreachable`), `panic` (`faulty: asked to panic`), `loop` (spin forever), `alloc` (grow memory until the limit), `garbage` (return bytes that are not an outcome), `log` (log the payload at INFO, ack) |
 //!
 //! Config only: `tag` (string) is added to every publish as header `faulty-tag`;
+//! `set` (object): when the payload is a JSON object, publishes and the reply carry it with these fields set;
 //! `refuse_init = true` makes init refuse with `refused by config`;
 //! `trap_on_init = true` makes init trap. Init also refuses config values of the wrong type.
 //!
@@ -57,9 +59,13 @@ fn handle(msg: &Message, ctx: &mut Context) -> Outcome {
         Ok(plan) => plan,
         Err(reason) => return Outcome::reject(reason),
     };
-    let payload = match plan.payload_bytes {
-        Some(size) => vec![b'x'; size],
-        None => msg.payload.clone(),
+    let payload = match (plan.payload_bytes, from_message, ctx.config().value("set")) {
+        (Some(size), _, _) => vec![b'x'; size],
+        (None, Some(mut object), Some(Value::Object(set))) => {
+            object.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            serde_json::to_vec(&object).unwrap_or_default()
+        }
+        _ => msg.payload.clone(),
     };
     for subject in &plan.publish {
         // The attempt (and the config's `tag`) ride along so tests can see which
@@ -85,6 +91,9 @@ fn handle(msg: &Message, ctx: &mut Context) -> Outcome {
     }
     if msg.attempt <= plan.fail_times {
         return Outcome::retry(format!("fail {}", plan.fail_times));
+    }
+    if fnv1a(&msg.payload) % 100 < plan.fail_percent {
+        return Outcome::retry("fail percent");
     }
     if now_unix_ms() < plan.fail_until_unix_ms {
         return Outcome::retry("dependency down");
@@ -118,6 +127,7 @@ struct Plan {
     sleep_ms: u64,
     fail_times: u64,
     fail_until_unix_ms: u64,
+    fail_percent: u64,
     payload_bytes: Option<usize>,
     headers: Vec<(String, String)>,
     action: Action,
@@ -190,6 +200,7 @@ impl Plan {
             sleep_ms: number("sleep_ms")?,
             fail_times: number("fail_times")?,
             fail_until_unix_ms: number("fail_until_unix_ms")?,
+            fail_percent: number("fail_percent")?,
             action,
         })
     }
@@ -211,6 +222,11 @@ impl Action {
             other => return Err(format!("faulty: unknown action `{other}` (expected one of {ACTIONS})")),
         })
     }
+}
+
+/// A stable hash of a payload (FNV-1a), so a payload's fate does not change between attempts or versions.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn invalid(key: &str, expected: &str, found: &Value) -> String {
