@@ -73,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Memory => scenarios::memory::run(&bench).await,
             Scenario::Neighbour => scenarios::neighbour::run(&bench).await,
             Scenario::Telemetry => scenarios::telemetry::run(&bench).await,
+            Scenario::Shadow => scenarios::shadow::run(&bench).await,
         };
         match result {
             Ok(mut found) => figures.append(&mut found),

@@ -39,6 +39,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top { once, interval, wait, conn, seed } => commands::top::run(&conn, &seed, once, interval, wait).await,
         Command::Deploy { name, file, args } => commands::deploy::deploy(&args, &name, &file).await,
         Command::Rollback { name, args } => commands::deploy::rollback(&args, &name).await,
+        Command::Rollout { action, name, wait, json, conn, seed } => {
+            commands::control::rollout(&conn, &seed, action, &name, wait, json).await
+        }
         Command::Reload { wait, conn, seed } => commands::control::reload(&conn, &seed, wait).await,
         Command::ControlKey { action } => commands::control::control_key(action),
         Command::CompileModule { out, max_memory, fuel, fresh, functions } => {
@@ -128,6 +131,12 @@ pub async fn serve(path: &Path, overrides: Overrides) -> anyhow::Result<()> {
                 }
             }
             Request::Status { reply } => control::respond(&host.out.client, reply, &host.status()).await,
+            Request::Rollout { request, reply } => {
+                let answer = host.rollout(&request);
+                if let Some(reply) = reply {
+                    control::respond(&host.out.client, reply, &answer).await;
+                }
+            }
         }
     }
     control.abort();

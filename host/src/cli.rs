@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::reload::RolloutAction;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -140,6 +141,25 @@ pub enum Command {
         /// How long each refresh collects answers (every host answers); at most --interval.
         #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
         wait: Duration,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        seed: ControlSeed,
+    },
+    /// A plugin's new version on trial (canary or shadow, see
+    /// `[plugins.NAME.rollout]`), on every host: how it fares, promote it,
+    /// abort it, or show a shadow's differences from the current version.
+    Rollout {
+        #[arg(value_enum)]
+        action: RolloutAction,
+        /// The plugin's name in runtime.toml.
+        name: String,
+        /// How long to collect answers (every host answers).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+        /// Print the hosts' answers as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         conn: ConnArgs,
         #[command(flatten)]

@@ -100,7 +100,7 @@ pub(crate) async fn host_with<T>(bench: &Bench, n: usize, sections: &str, during
 
 /// Publish `n` messages as fast as one client can, then wait for `counter` to
 /// reach `n`. Time runs from the first publish to the last message counted.
-async fn publish_and_wait(bench: &Bench, subject: &str, n: usize, counter: impl Fn() -> u64) -> anyhow::Result<Run> {
+pub(crate) async fn publish_and_wait(bench: &Bench, subject: &str, n: usize, counter: impl Fn() -> u64) -> anyhow::Result<Run> {
     let publisher = bench.plain_client().await?;
     let payload = setup::payload();
     let subject = async_nats::Subject::from(subject);

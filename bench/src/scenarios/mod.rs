@@ -11,6 +11,7 @@ pub(crate) mod memory;
 pub(crate) mod neighbour;
 pub(crate) mod reload;
 pub(crate) mod request;
+pub(crate) mod shadow;
 pub(crate) mod telemetry;
 
 use clap::ValueEnum;
@@ -25,10 +26,11 @@ pub(crate) enum Scenario {
     Memory,
     Neighbour,
     Telemetry,
+    Shadow,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 8] = [
+    pub(crate) const ALL: [Scenario; 9] = [
         Scenario::Core,
         Scenario::Jetstream,
         Scenario::Request,
@@ -37,5 +39,6 @@ impl Scenario {
         Scenario::Memory,
         Scenario::Neighbour,
         Scenario::Telemetry,
+        Scenario::Shadow,
     ];
 }

@@ -156,7 +156,7 @@ async fn wait_for_version(samples: &Mutex<Vec<Sample>>, since: Instant, echo: bo
 }
 
 /// `module` with a custom section naming `version`: the same code, a new file.
-fn versioned(module: &[u8], version: usize) -> Vec<u8> {
+pub(crate) fn versioned(module: &[u8], version: usize) -> Vec<u8> {
     let name = b"switchyard-bench-version";
     let payload = format!("{version}:{:?}", Instant::now());
     let mut body = leb128(name.len());

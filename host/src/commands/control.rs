@@ -14,7 +14,7 @@ use super::{client, fleet, top};
 use crate::cli::{ConnArgs, ControlKeyAction, ControlSeed};
 use crate::config;
 use crate::reload::signature::{Signer, now_millis};
-use crate::reload::{ReloadReport, Status, registry};
+use crate::reload::{ReloadReport, RolloutAction, RolloutAnswer, RolloutRequest, Status, registry};
 
 /// The seed of `--control-seed-file`, else `--control-seed`, if any.
 fn signer(seed: &ControlSeed) -> anyhow::Result<Option<Signer>> {
@@ -60,16 +60,21 @@ impl Control {
 
     /// Like `ask`, but done as soon as `hosts` answers came.
     async fn ask_until(&self, verb: &str, wait: Duration, hosts: usize) -> anyhow::Result<Vec<Answer>> {
+        self.ask_with(verb, b"", wait, hosts).await
+    }
+
+    /// Send the `verb` request with `body`; collect answers until `hosts` came or `wait` passed.
+    async fn ask_with(&self, verb: &str, body: &[u8], wait: Duration, hosts: usize) -> anyhow::Result<Vec<Answer>> {
         let prefix = &self.prefix;
         let inbox = self.client.new_inbox();
         let mut answers = self.client.subscribe(inbox.clone()).await?;
         let subject = format!("{prefix}.{verb}");
         match &self.signer {
             Some(signer) => {
-                let headers = signer.headers(&subject, Some(&inbox), b"", now_millis())?;
-                self.client.publish_with_reply_and_headers(subject, inbox, headers, Default::default()).await?;
+                let headers = signer.headers(&subject, Some(&inbox), body, now_millis())?;
+                self.client.publish_with_reply_and_headers(subject, inbox, headers, body.to_vec().into()).await?;
             }
-            None => self.client.publish_with_reply(subject, inbox, Default::default()).await?,
+            None => self.client.publish_with_reply(subject, inbox, body.to_vec().into()).await?,
         }
         self.client.flush().await?;
         let mut out = Vec::new();
@@ -172,6 +177,50 @@ pub(crate) async fn reload(conn: &ConnArgs, seed: &ControlSeed, wait: Duration) 
                 all_ok = false;
                 eprintln!("refused: {reason}");
             }
+        }
+    }
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `switchyard rollout status|promote|abort|diff NAME`: every host answers for
+/// its routes of the plugin; fails when a host refused, none serves the plugin,
+/// or a promote or abort found nothing on trial anywhere.
+pub(crate) async fn rollout(
+    conn: &ConnArgs,
+    seed: &ControlSeed,
+    action: RolloutAction,
+    plugin: &str,
+    wait: Duration,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let control = Control::connect(conn, seed).await?;
+    let body = serde_json::to_vec(&RolloutRequest { action, plugin: plugin.to_owned() })?;
+    let mut all_ok = true;
+    let mut answers = Vec::new();
+    for answer in control.ask_with("rollout", &body, wait, usize::MAX).await? {
+        match answer.map(|body| serde_json::from_slice::<RolloutAnswer>(&body)) {
+            Ok(Ok(answer)) => answers.push(answer),
+            Ok(Err(err)) => eprintln!("an answer that is not a rollout answer: {err}"),
+            Err(reason) => {
+                all_ok = false;
+                eprintln!("refused: {reason}");
+            }
+        }
+    }
+    answers.sort_by(|a, b| a.host.cmp(&b.host));
+    let routes = || answers.iter().flat_map(|answer| &answer.routes);
+    if routes().next().is_none() {
+        eprintln!("no host serves plugin `{plugin}`");
+        all_ok = false;
+    }
+    if matches!(action, RolloutAction::Promote | RolloutAction::Abort) && !routes().any(|route| matches!(route.done, Some(Ok(_)))) {
+        all_ok = false;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answers)?);
+    } else {
+        for answer in &answers {
+            print!("{}", answer.render());
         }
     }
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })

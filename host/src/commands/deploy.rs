@@ -132,6 +132,8 @@ fn waited_a_moment(deadline: Instant, timeout: Duration) -> bool {
 /// What one host made of the deploy.
 enum Answer {
     Serving,
+    /// A canary or shadow of the version runs beside the current one.
+    OnTrial(crate::config::Strategy),
     Refused(String),
 }
 
@@ -177,18 +179,22 @@ impl<'a> Fleet<'a> {
         let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs().saturating_sub(1));
         loop {
             for status in self.control.statuses(POLL).await.unwrap_or_default().into_iter().flatten() {
-                let serves: Vec<&String> = status.routes.iter().filter(|r| r.plugin == name).map(|r| &r.version).collect();
-                if serves.is_empty() {
+                let routes: Vec<_> = status.routes.iter().filter(|r| r.plugin == name).collect();
+                if routes.is_empty() {
                     continue;
                 }
+                // A canary or shadow of the version counts as taken: it is on trial.
+                let on_trial = routes.iter().find_map(|r| r.trial.as_ref().filter(|t| t.candidate == version).map(|t| t.strategy));
                 // A refusal counts from a reload this change caused, not an older one.
                 let refused = status
                     .last_reload
                     .as_ref()
                     .filter(|report| report.at >= since && report.cause.contains(&format!("/{name} changed")))
                     .and_then(|report| report.refused.iter().find(|line| line.starts_with(&format!("plugin `{name}`"))));
-                let answer = if serves.iter().all(|v| *v == version) {
+                let answer = if routes.iter().all(|r| r.version == version) {
                     Some(Answer::Serving)
+                } else if let Some(strategy) = on_trial.filter(|_| routes.iter().all(|r| r.version == version || r.trial.is_some())) {
+                    Some(Answer::OnTrial(strategy))
                 } else {
                     refused.map(|why| Answer::Refused(why.clone()))
                 };
@@ -207,6 +213,9 @@ impl<'a> Fleet<'a> {
         for (host, answer) in hosts {
             match answer {
                 Some(Answer::Serving) => println!("{host}: serving {name} {version}"),
+                Some(Answer::OnTrial(strategy)) => {
+                    println!("{host}: trying {name} {version} as a {strategy} (`switchyard rollout status {name}`)");
+                }
                 Some(Answer::Refused(why)) => {
                     ok = false;
                     println!("{host}: REFUSED: {why}");

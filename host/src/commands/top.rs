@@ -266,6 +266,7 @@ mod tests {
             p99_ms: p50.map(|ms| ms * 8.0),
             breaker: Some("closed".into()),
             consumer_pending: None,
+            trial: None,
         }
     }
 

@@ -107,6 +107,30 @@ pub fn rollout_messages() -> u32 {
 pub fn rollout_failure_rate() -> f64 {
     0.5
 }
+pub fn canary_steps() -> Vec<u32> {
+    vec![1, 10, 50, 100]
+}
+pub fn canary_step_for() -> Duration {
+    Duration::from_secs(60)
+}
+pub fn canary_step_messages() -> u32 {
+    100
+}
+pub fn canary_failure_rate_increase() -> f64 {
+    0.05
+}
+pub fn canary_latency_ratio() -> f64 {
+    2.0
+}
+pub fn shadow_sample() -> f64 {
+    1.0
+}
+pub fn shadow_concurrency() -> u32 {
+    2
+}
+pub fn shadow_keep_diffs() -> u32 {
+    20
+}
 pub fn core_attempts() -> u32 {
     3
 }

@@ -8,6 +8,7 @@ mod gauges;
 mod plan;
 #[cfg(test)]
 mod plan_tests;
+mod rollout;
 mod routes;
 mod status;
 mod window;

@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{RouteConfig, RouteSpec};
 use crate::plugin::{Instance, Plugin, Pool};
 use crate::route::{Outputs, Route};
-use crate::telemetry::ReloadResult;
 use crate::workers::Workers;
 
 pub(crate) struct RunningRoute {
@@ -33,8 +32,7 @@ impl RunningRoute {
                 .await
                 .map_err(|e| anyhow::anyhow!("plugin `{}`: cannot make an instance: {e:?}", plugin.spec.name))?,
         };
-        let rollbacks = out.metrics.reloads_counter(ReloadResult::RolledBack);
-        let pool = Arc::new(Pool::new(plugin, first, spec.concurrency).counting_rollbacks_in(rollbacks));
+        let pool = Arc::new(Pool::new(plugin, first, spec.concurrency).counting_in(out.metrics.rollout(&name)));
         let route = Arc::new(Route::new(spec, pool, out.metrics.route(&name)));
         let cancel = CancellationToken::new();
         let mut workers = Workers::default();

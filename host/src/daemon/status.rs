@@ -63,6 +63,7 @@ impl Host {
                             Kind::JetStream(_) => self.metrics.consumer_pending(&route.name),
                             Kind::Core(_) => None,
                         },
+                        trial: route.pool.trial().0,
                     }
                 })
                 .collect(),

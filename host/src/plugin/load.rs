@@ -50,7 +50,7 @@ impl PluginSpec {
             timeout: config.timeout,
             fuel: config.fuel,
             isolation: config.isolation,
-            rollout: config.rollout,
+            rollout: config.rollout.clone(),
             publish: config.publish.clone(),
             env: config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             config: switchyard_abi::encode(&config.config)?,

@@ -17,6 +17,7 @@ mod load;
 mod log_budget;
 mod pool;
 mod rollout;
+mod shadow;
 mod state;
 mod stdio;
 #[cfg(test)]
@@ -28,5 +29,7 @@ pub use engine::Runtime;
 pub use error::{CallError, LoadError};
 pub use instance::{Handled, Instance};
 pub use load::{Plugin, PluginSpec, file_hash};
-pub use pool::{Call, Pool};
+pub use pool::{Call, Pick, Pool, Role};
+pub use rollout::{ShadowCounts, TrialStatus};
+pub use shadow::{Diff, Observed, Shadow, Shown};
 pub(crate) use text::printable;

@@ -7,6 +7,7 @@
 pub(crate) mod control;
 mod objects;
 pub(crate) mod registry;
+mod rollout;
 pub(crate) mod signature;
 mod status;
 mod watch;
@@ -16,6 +17,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use objects::ObjectWatcher;
+pub(crate) use rollout::{RolloutAction, RolloutAnswer, RolloutRequest, RouteRollout};
 pub(crate) use status::{PluginStatus, RouteStatus, Status};
 pub(crate) use watch::Watcher;
 
@@ -27,6 +29,8 @@ pub(crate) enum Request {
     Reload { cause: String, reply: Option<String> },
     /// Send a [`Status`] to `reply`.
     Status { reply: String },
+    /// Act on a plugin's version on trial; send a [`RolloutAnswer`] to `reply`.
+    Rollout { request: RolloutRequest, reply: Option<String> },
 }
 
 /// What a reload did.

@@ -56,6 +56,9 @@ pub struct RouteStatus {
     /// consumer, as last read (`[admin] consumer_info_interval`).
     #[serde(default)]
     pub consumer_pending: Option<u64>,
+    /// A new version on trial (canary, shadow or swap on probation).
+    #[serde(default)]
+    pub trial: Option<crate::plugin::TrialStatus>,
 }
 
 impl RouteStatus {
@@ -131,6 +134,10 @@ impl Status {
                 "  route {}: {} -> {} {} (rollbacks: {})",
                 route.name, route.serves, route.plugin, route.version, route.rollbacks
             );
+            if let Some(trial) = &route.trial {
+                let _ =
+                    writeln!(out, "    version {} on trial ({}, {} % of messages)", trial.candidate, trial.strategy, trial.share_percent);
+            }
         }
         for plugin in &self.plugins {
             let _ =
@@ -182,6 +189,7 @@ mod tests {
             p99_ms: Some(6.4),
             breaker: Some("closed".into()),
             consumer_pending: Some(17),
+            trial: None,
         };
         assert_eq!(
             (route.show_rate(), route.show_error_rate(), route.show_p50(), route.show_p99(), route.show_breaker(), route.show_pending()),

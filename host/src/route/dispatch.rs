@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use switchyard_abi::{Header, Message, Outcome, Publish, header};
 
 use super::Route;
-use crate::plugin::{Call, Handled, Plugin, printable};
+use crate::plugin::{Call, Handled, Observed, Pick, Plugin, Role, printable};
 use crate::telemetry::trace::MessageTrace;
 use crate::telemetry::{self, Metrics};
 
@@ -37,12 +37,29 @@ impl Reply {
     }
 }
 
-/// Run the route's plugin on `msg`: the version that ran, the verdict, and
-/// whether that version is on probation (the pipeline decides what that means).
-pub(crate) async fn run(route: &Route, msg: &Message, trace: &MessageTrace, metrics: &Metrics) -> (Arc<Plugin>, Verdict, bool) {
+/// What one call of the route's plugin came to.
+pub(crate) struct Dispatched {
+    pub plugin: Arc<Plugin>,
+    pub verdict: Verdict,
+    /// What the version that ran was: the pipeline decides what that means.
+    pub role: Role,
+    /// What it did, as a shadow compares it (only when `observe` was asked).
+    pub observed: Option<Observed>,
+}
+
+/// Run the route's plugin on `msg`, on a version `pick` allows.
+pub(crate) async fn run(
+    route: &Route,
+    msg: &Message,
+    trace: &MessageTrace,
+    metrics: &Metrics,
+    pick: Pick<'_>,
+    observe: bool,
+) -> Dispatched {
     let calling = Instant::now();
-    let Call { plugin, result, on_probation } = route.pool.call_traced(msg, Some(trace.trace_id)).await;
+    let Call { plugin, result, role } = route.pool.call_traced(msg, Some(trace.trace_id), pick).await;
     route.metrics.handler_took(calling.elapsed());
+    let observed = observe.then(|| Observed::of(&result));
     let verdict = match result {
         Ok(Handled { outcome, publishes }) => match outcome {
             Outcome::Ack => Verdict::Done { reply: None, publishes },
@@ -61,7 +78,7 @@ pub(crate) async fn run(route: &Route, msg: &Message, trace: &MessageTrace, metr
             Verdict::Retry { delay: None, reason }
         }
     };
-    (plugin, verdict, on_probation)
+    Dispatched { plugin, verdict, role, observed }
 }
 
 /// Why NATS would refuse a message with these headers and a payload of

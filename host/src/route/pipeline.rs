@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use switchyard_abi::{Message, Publish};
 
-use super::dispatch::{self, Reply, Verdict};
+use super::dispatch::{self, Dispatched, Reply, Verdict};
 use super::{Outputs, Route};
-use crate::plugin::Plugin;
+use crate::plugin::{Observed, Pick, Plugin, Role, Shadow};
 use crate::policy::{DeadLetter, Permit, RateLimit};
 use crate::telemetry::Outcome;
 use crate::telemetry::otlp::SpanFacts;
@@ -69,11 +69,24 @@ pub(super) fn begin_trace(out: &Outputs, msg: &Message) -> MessageTrace {
     MessageTrace::begin(msg, ratio, out.spans.is_some())
 }
 
+/// A message a shadow version runs on too, and what the current version did
+/// with it on its first call.
+struct ShadowRun {
+    to: Arc<Shadow>,
+    copy: Message,
+    observed: Option<Observed>,
+}
+
 /// Handle `msg` on `route` in the span `trace`, settling it through `settle`;
 /// the span is exported when `[telemetry.otlp]` is set.
 pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, trace: &MessageTrace, settle: &mut impl Settle) {
     let _in_flight = route.metrics.in_flight();
-    let (outcome, plugin) = attempts(route, out, &mut msg, trace, settle).await;
+    // A shadow runs on a copy of a first delivery once the current version settled it.
+    let mut shadow = route.pool.shadow_for(&msg).map(|to| ShadowRun { to, copy: msg.clone(), observed: None });
+    let (outcome, plugin) = attempts(route, out, &mut msg, trace, settle, &mut shadow).await;
+    if let Some(ShadowRun { to, copy, observed: Some(observed) }) = shadow {
+        to.spawn(copy, observed, route.pool.metrics());
+    }
     if let Some(spans) = &out.spans {
         let plugin = plugin.unwrap_or_else(|| route.pool.plugin());
         let facts = SpanFacts {
@@ -97,6 +110,7 @@ async fn attempts(
     msg: &mut Message,
     trace: &MessageTrace,
     settle: &mut impl Settle,
+    shadow: &mut Option<ShadowRun>,
 ) -> (Outcome, Option<Arc<Plugin>>) {
     if let Some(limit) = &route.rate_limit {
         let waiting = Instant::now();
@@ -107,6 +121,9 @@ async fn attempts(
             return (Outcome::Shed, None);
         }
     }
+    // The message's `order_by` key keeps it on one version while a canary runs.
+    let key = route.spec.order_by.as_ref().and_then(|order_by| order_by.extract(msg)).map(str::to_owned);
+    let mut pick = Pick::Any { key: key.as_deref() };
     loop {
         if let Some(breaker) = &route.breaker
             && let Permit::Denied(wait) = breaker.try_acquire()
@@ -115,11 +132,22 @@ async fn attempts(
             settle.breaker_open(msg, wait).await;
             return (Outcome::BreakerOpen, None);
         }
-        let (plugin, verdict, on_probation) = settle.call(dispatch::run(route, msg, trace, &out.metrics)).await;
+        let observe = shadow.as_ref().is_some_and(|run| run.observed.is_none());
+        let Dispatched { plugin, verdict, role, observed } =
+            settle.call(dispatch::run(route, msg, trace, &out.metrics, pick, observe)).await;
+        if let Some(run) = shadow.as_mut().filter(|_| observed.is_some()) {
+            run.observed = observed;
+        }
         let verdict = match verdict {
+            // A canary's failure is not the message's: it goes to the current
+            // version at once, counting no attempt and tripping no breaker.
+            Verdict::Retry { .. } | Verdict::Reject { .. } if role == Role::Canary => {
+                pick = Pick::Current;
+                continue;
+            }
             // A version on probation may be the one at fault: retry the message
             // (on whichever version then serves) rather than dead-letter it.
-            Verdict::Reject { reason } if on_probation => {
+            Verdict::Reject { reason } if role == Role::Probation => {
                 Verdict::Retry { delay: None, reason: format!("rejected by version {} on probation: {reason}", plugin.hash) }
             }
             verdict => verdict,

@@ -93,6 +93,12 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteResult {
+    route: String,
+    result: &'static str,
+}
+
 /// What a reload came to: the `result` label of `switchyard_reloads_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReloadResult {
@@ -128,6 +134,8 @@ pub struct Metrics {
     consumer_redelivered: Family<RouteLabel, Gauge>,
     traps: Family<PluginKind, Counter>,
     reloads: Family<ResultLabel, Counter>,
+    rollout_share: Family<RouteLabel, Gauge>,
+    shadow_comparisons: Family<RouteResult, Counter>,
     pub nats_connected: Gauge,
     /// 1 while `/readyz` would answer 200.
     pub ready: Gauge,
@@ -164,6 +172,8 @@ impl Metrics {
             consumer_redelivered: Family::default(),
             traps: Family::default(),
             reloads: Family::default(),
+            rollout_share: Family::default(),
+            shadow_comparisons: Family::default(),
             nats_connected: Gauge::default(),
             ready: Gauge::default(),
             nats_reconnects: Counter::default(),
@@ -196,6 +206,16 @@ impl Metrics {
         registry.register("consumer_redelivered", "Messages the route's consumer delivered more than once", m.consumer_redelivered.clone());
         registry.register("plugin_traps", "Plugin calls that failed, by kind: trap, timeout, memory, fuel, abi", m.traps.clone());
         registry.register("reloads", "Reloads by result: applied, refused, rolled_back", m.reloads.clone());
+        registry.register(
+            "rollout_share_percent",
+            "Share of a route's messages that a canary version gets (0 without one)",
+            m.rollout_share.clone(),
+        );
+        registry.register(
+            "shadow_comparisons",
+            "Messages a shadow version also handled, by result: same, different (outcome, publishes or reply), dropped (not run: the shadow was busy)",
+            m.shadow_comparisons.clone(),
+        );
         registry.register("nats_connected", "1 while the NATS connection is up", m.nats_connected.clone());
         registry.register("ready", "1 while the host is ready (/readyz answers 200)", m.ready.clone());
         registry.register("nats_reconnects", "Reconnections to NATS", m.nats_reconnects.clone());
@@ -272,9 +292,20 @@ impl Metrics {
         self.reloads_counter(result).inc();
     }
 
-    /// The counter of `result`, for a pool to count its rollbacks in.
-    pub fn reloads_counter(&self, result: ReloadResult) -> Counter {
+    fn reloads_counter(&self, result: ReloadResult) -> Counter {
         self.reloads.get_or_create_owned(&ResultLabel { result: result.label() })
+    }
+
+    /// The figures `route`'s pool keeps of its rollouts.
+    pub fn rollout(&self, route: &str) -> RolloutMetrics {
+        let result = |result| self.shadow_comparisons.get_or_create_owned(&RouteResult { route: route.to_owned(), result });
+        RolloutMetrics {
+            rolled_back: self.reloads_counter(ReloadResult::RolledBack),
+            share: self.rollout_share.get_or_create_owned(&RouteLabel { route: route.to_owned() }),
+            shadow_same: result("same"),
+            shadow_different: result("different"),
+            shadow_dropped: result("dropped"),
+        }
     }
 
     /// The exposition, in the Prometheus text format.
@@ -327,6 +358,16 @@ pub struct RouteMetrics {
     pub dead_letters: Counter,
     pub dead_letter_failures: Counter,
     pub publish_failures: Counter,
+}
+
+/// See [`Metrics::rollout`]; by default counted nowhere (a pool in unit tests).
+#[derive(Debug, Clone, Default)]
+pub struct RolloutMetrics {
+    pub rolled_back: Counter,
+    pub share: Gauge,
+    pub shadow_same: Counter,
+    pub shadow_different: Counter,
+    pub shadow_dropped: Counter,
 }
 
 /// See [`Metrics::consumer`].

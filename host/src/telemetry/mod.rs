@@ -9,4 +9,4 @@ mod process;
 pub mod trace;
 
 pub use health::Health;
-pub use metrics::{Metrics, Outcome, ReloadResult, RouteMetrics};
+pub use metrics::{Metrics, Outcome, ReloadResult, RolloutMetrics, RouteMetrics};

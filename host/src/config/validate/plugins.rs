@@ -5,7 +5,7 @@
 use bytesize::ByteSize;
 
 use super::super::problems::Problems;
-use super::super::schema::Config;
+use super::super::schema::{Config, RolloutConfig};
 use super::super::subject::subject_problem;
 use super::file_problem;
 use super::names::{env_name_problem, plugin_name_problem};
@@ -67,6 +67,35 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
                 problems.push_at_key(&["plugins", name, "env", var], format!("{label}: invalid environment variable name `{var}`: {why}"));
             }
         }
+        rollout(&label, name, &plugin.rollout, problems);
+    }
+}
+
+/// `[plugins.NAME.rollout]`: shares within range, steps that climb to 100 %.
+fn rollout(label: &str, name: &str, rollout: &RolloutConfig, problems: &mut Problems) {
+    let at = |key: &'static str| ["plugins", name, "rollout", key];
+    let share = |value: f64| (0.0..=1.0).contains(&value);
+    if !share(rollout.max_failure_rate) {
+        problems.push_at(&at("max_failure_rate"), format!("{label}: `rollout.max_failure_rate` must be between 0.0 and 1.0"));
+    }
+    if !share(rollout.max_failure_rate_increase) {
+        let what = "`rollout.max_failure_rate_increase` must be between 0.0 and 1.0";
+        problems.push_at(&at("max_failure_rate_increase"), format!("{label}: {what}"));
+    }
+    if !(1.0..=f64::INFINITY).contains(&rollout.max_latency_ratio) {
+        problems.push_at(&at("max_latency_ratio"), format!("{label}: `rollout.max_latency_ratio` must be at least 1.0"));
+    }
+    if !(rollout.sample > 0.0 && rollout.sample <= 1.0) {
+        problems.push_at(&at("sample"), format!("{label}: `rollout.sample` must be greater than 0.0 and at most 1.0"));
+    }
+    if rollout.concurrency == 0 {
+        problems.push_at(&at("concurrency"), format!("{label}: `rollout.concurrency` must be at least 1"));
+    }
+    let climbs = rollout.steps.windows(2).all(|pair| pair[0] < pair[1]);
+    let in_range = rollout.steps.iter().all(|step| (1..=100).contains(step));
+    if !climbs || !in_range || rollout.steps.last() != Some(&100) {
+        let what = "`rollout.steps` must be percentages from 1 to 100 that climb, ending at 100, like [1, 10, 50, 100]";
+        problems.push_at(&at("steps"), format!("{label}: {what}, got {:?}", rollout.steps));
     }
 }
 
