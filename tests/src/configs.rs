@@ -7,6 +7,11 @@ use crate::plugin;
 /// may publish to `done.>` and `seen.>`. `plugin_extra` and `route_extra` are
 /// appended to the plugin's and the route's tables.
 pub fn faulty_jobs(url: &str, plugin_extra: &str, route_extra: &str) -> String {
+    faulty_jobs_at(url, &plugin("faulty"), plugin_extra, route_extra)
+}
+
+/// [`faulty_jobs`] with the plugin at `wasm` (a copy a test replaces).
+pub fn faulty_jobs_at(url: &str, wasm: &std::path::Path, plugin_extra: &str, route_extra: &str) -> String {
     format!(
         r#"{}
 [[streams]]
@@ -27,7 +32,7 @@ stream = "JOBS"
 {route_extra}
 "#,
         preamble(url),
-        plugin("faulty").display()
+        wasm.display()
     )
 }
 
