@@ -106,7 +106,7 @@ impl Pool {
     pub fn swap(&self, plugin: Arc<Plugin>, first: Option<Instance>) {
         // The trial starts before the first message can reach the new version.
         let mut trial = lock(&self.trial);
-        *trial = Trial::start(self.current.load_full(), plugin.clone());
+        *trial = Trial::start(self.current.load_full(), plugin.clone(), &self.metrics);
         let becomes_current = matches!(*trial, None | Some(Trial::Probation(_)));
         // A shadow keeps its own instances.
         let first = first.filter(|_| !matches!(*trial, Some(Trial::Shadow(_))));
@@ -267,11 +267,6 @@ impl Pool {
             Some(Trial::Shadow(shadow)) if shadow.samples() => Some(shadow.clone()),
             _ => None,
         }
-    }
-
-    /// The host's rollout metrics this pool counts in.
-    pub fn metrics(&self) -> &RolloutMetrics {
-        &self.metrics
     }
 
     /// Rollbacks this pool has made.

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::load::Plugin;
 use super::shadow::Shadow;
 use crate::config::Strategy;
+use crate::telemetry::RolloutMetrics;
 
 /// A version being tried, and how.
 #[derive(Debug)]
@@ -29,13 +30,13 @@ pub(super) enum Trial {
 impl Trial {
     /// The trial `candidate` starts with when it replaces `current`; `None`
     /// for a swap with probation off (`messages = 0`): it is simply current.
-    pub(super) fn start(current: Arc<Plugin>, candidate: Arc<Plugin>) -> Option<Self> {
+    pub(super) fn start(current: Arc<Plugin>, candidate: Arc<Plugin>, metrics: &RolloutMetrics) -> Option<Self> {
         let policy = &candidate.spec.rollout;
         match policy.strategy {
             Strategy::Swap if policy.messages == 0 => None,
             Strategy::Swap => Some(Trial::Probation(Probation::new(current, candidate))),
             Strategy::Canary => Some(Trial::Canary(Canary::new(candidate))),
-            Strategy::Shadow => Some(Trial::Shadow(Arc::new(Shadow::new(candidate)))),
+            Strategy::Shadow => Some(Trial::Shadow(Arc::new(Shadow::new(candidate, metrics.clone())))),
         }
     }
 

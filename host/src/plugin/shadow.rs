@@ -1,6 +1,7 @@
 //! A shadow run: a new version handles copies of live messages after the
-//! current version settled them, in its own instances and with its own bounded
-//! concurrency. What it would have published and replied is captured (a plugin
+//! current version settled them, in its own instances, `concurrency` at a
+//! time from a bounded queue (a message that finds it full is dropped and
+//! counted). What it would have published and replied is captured (a plugin
 //! reaches NATS only through what the host sends for it), compared with what
 //! the current version did, and never sent.
 
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_abi::{Header, Message, Outcome};
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
 
 use super::error::CallError;
 use super::guest_threads;
@@ -84,83 +85,98 @@ pub struct Shown {
     pub reply: Option<String>,
 }
 
+/// Messages waiting for the shadow's calls; one more is dropped (and counted).
+const QUEUE: usize = 256;
+
 pub struct Shadow {
+    state: Arc<State>,
+    queue: mpsc::Sender<(Message, Observed)>,
+}
+
+/// What the shadow's calls share with it.
+struct State {
     candidate: Arc<Plugin>,
-    calls: Arc<Semaphore>,
     idle: Mutex<Vec<Instance>>,
     same: AtomicU64,
     different: AtomicU64,
     dropped: AtomicU64,
     diffs: Mutex<Vec<Diff>>,
+    metrics: RolloutMetrics,
 }
 
 impl std::fmt::Debug for Shadow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shadow").field("candidate", &self.candidate.hash).finish()
+        f.debug_struct("Shadow").field("candidate", &self.state.candidate.hash).finish()
     }
 }
 
 impl Shadow {
-    pub(super) fn new(candidate: Arc<Plugin>) -> Self {
+    /// A shadow of `candidate`, its calls started: they end once it is
+    /// dropped and what it queued is done.
+    pub(super) fn new(candidate: Arc<Plugin>, metrics: RolloutMetrics) -> Self {
         let concurrency = candidate.spec.rollout.concurrency.max(1) as usize;
-        Self {
+        let state = Arc::new(State {
             candidate,
-            calls: Arc::new(Semaphore::new(concurrency)),
             idle: Mutex::new(Vec::new()),
             same: AtomicU64::new(0),
             different: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             diffs: Mutex::new(Vec::new()),
+            metrics,
+        });
+        let (queue, jobs) = mpsc::channel::<(Message, Observed)>(QUEUE);
+        // `concurrency` callers take turns at the queue.
+        let jobs = Arc::new(tokio::sync::Mutex::new(jobs));
+        for _ in 0..concurrency {
+            let (jobs, state) = (jobs.clone(), state.clone());
+            tokio::spawn(async move {
+                loop {
+                    let job = jobs.lock().await.recv().await;
+                    let Some((msg, current)) = job else { return };
+                    let shadow = state.run(&msg).await;
+                    state.compare(&msg, &current, &shadow);
+                }
+            });
         }
+        Self { state, queue }
     }
 
     pub(super) fn candidate(&self) -> &Arc<Plugin> {
-        &self.candidate
+        &self.state.candidate
     }
 
     /// Whether this message is in the sample.
     pub(super) fn samples(&self) -> bool {
-        let sample = self.candidate.spec.rollout.sample;
+        let sample = self.state.candidate.spec.rollout.sample;
         sample >= 1.0 || fastrand::f64() < sample
     }
 
     pub(super) fn counts(&self) -> ShadowCounts {
+        let state = &self.state;
         ShadowCounts {
-            same: self.same.load(Ordering::Relaxed),
-            different: self.different.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
+            same: state.same.load(Ordering::Relaxed),
+            different: state.different.load(Ordering::Relaxed),
+            dropped: state.dropped.load(Ordering::Relaxed),
         }
     }
 
     pub(super) fn diffs(&self) -> Vec<Diff> {
-        lock(&self.diffs).clone()
+        lock(&self.state.diffs).clone()
     }
 
-    /// Run `msg` on the candidate in the background and compare with `current`;
-    /// dropped (and counted) when all the shadow's calls are busy.
-    pub fn spawn(self: Arc<Self>, msg: Message, current: Observed, metrics: &RolloutMetrics) {
-        let Ok(permit) = self.calls.clone().try_acquire_owned() else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics.shadow_dropped.inc();
-            return;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let shadow = self.run(&msg).await;
-            drop(permit);
-            if shadow == current {
-                self.same.fetch_add(1, Ordering::Relaxed);
-                metrics.shadow_same.inc();
-            } else {
-                self.different.fetch_add(1, Ordering::Relaxed);
-                metrics.shadow_different.inc();
-                self.keep(&msg, &current, &shadow);
-            }
-        });
+    /// Queue `msg` for the candidate, to compare with `current`; dropped (and
+    /// counted) when the shadow's calls cannot keep up.
+    pub fn spawn(&self, msg: Message, current: Observed) {
+        if self.queue.try_send((msg, current)).is_err() {
+            self.state.dropped.fetch_add(1, Ordering::Relaxed);
+            self.state.metrics.shadow_dropped.inc();
+        }
     }
+}
 
-    /// One call of the candidate, on the guest threads: off the threads that
-    /// carry live messages.
+impl State {
+    /// One call of the candidate, where live calls run (a call busy for a
+    /// whole epoch tick moves to the guest threads).
     async fn run(&self, msg: &Message) -> Observed {
         let instance = lock(&self.idle).pop();
         let instance = match instance {
@@ -177,18 +193,24 @@ impl Shadow {
         Observed::of(&result)
     }
 
-    fn keep(&self, msg: &Message, current: &Observed, shadow: &Observed) {
-        let mut diffs = lock(&self.diffs);
-        if diffs.len() >= self.candidate.spec.rollout.keep_diffs as usize {
+    fn compare(&self, msg: &Message, current: &Observed, shadow: &Observed) {
+        if shadow == current {
+            self.same.fetch_add(1, Ordering::Relaxed);
+            self.metrics.shadow_same.inc();
             return;
         }
-        diffs.push(Diff {
-            subject: msg.subject.clone(),
-            payload: text(&msg.payload),
-            current: current.shown(),
-            shadow: shadow.shown(),
-            changes: changes(current, shadow),
-        });
+        self.different.fetch_add(1, Ordering::Relaxed);
+        self.metrics.shadow_different.inc();
+        let mut diffs = lock(&self.diffs);
+        if diffs.len() < self.candidate.spec.rollout.keep_diffs as usize {
+            diffs.push(Diff {
+                subject: msg.subject.clone(),
+                payload: text(&msg.payload),
+                current: current.shown(),
+                shadow: shadow.shown(),
+                changes: changes(current, shadow),
+            });
+        }
     }
 }
 

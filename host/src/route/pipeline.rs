@@ -85,7 +85,7 @@ pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, trace
     let mut shadow = route.pool.shadow_for(&msg).map(|to| ShadowRun { to, copy: msg.clone(), observed: None });
     let (outcome, plugin) = attempts(route, out, &mut msg, trace, settle, &mut shadow).await;
     if let Some(ShadowRun { to, copy, observed: Some(observed) }) = shadow {
-        to.spawn(copy, observed, route.pool.metrics());
+        to.spawn(copy, observed);
     }
     if let Some(spans) = &out.spans {
         let plugin = plugin.unwrap_or_else(|| route.pool.plugin());
