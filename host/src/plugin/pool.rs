@@ -17,7 +17,7 @@ use super::instance::{Handled, Instance, NewError};
 use super::load::Plugin;
 use super::rollout::{Judgement, Trial, TrialStatus};
 use super::shadow::{Diff, Shadow};
-use crate::config::Isolation;
+use crate::config::{Isolation, Strategy};
 use crate::telemetry::RolloutMetrics;
 use crate::telemetry::trace::TraceId;
 
@@ -193,7 +193,11 @@ impl Pool {
     fn decide(&self, trial: &mut Option<Trial>, judgement: Judgement) {
         let Some(on) = trial.as_ref() else { return };
         let candidate = on.candidate().clone();
-        let (name, version, strategy) = (&candidate.spec.name, &candidate.hash, candidate.spec.rollout.strategy);
+        let (name, version) = (&candidate.spec.name, &candidate.hash);
+        let strategy = match candidate.spec.rollout.strategy {
+            Strategy::Swap => "probation".to_owned(),
+            other => other.to_string(),
+        };
         match judgement {
             Judgement::Undecided => return,
             Judgement::Advanced(share) => {
