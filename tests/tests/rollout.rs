@@ -247,7 +247,7 @@ async fn rollout_settings_out_of_range_are_each_reported() {
 }
 
 #[tokio::test]
-async fn a_deployed_version_runs_as_a_shadow_until_promoted() {
+async fn a_deployed_version_runs_as_a_shadow_on_every_host_until_promoted() {
     let nats = NatsServer::start();
     let url = nats.url();
     let deploy = |module: &str| {
@@ -265,9 +265,9 @@ async fn a_deployed_version_runs_as_a_shadow_until_promoted() {
     let (ok, out) = deploy("noop").await;
     assert!(ok, "{out}");
     let config = format!(
-        "[nats]\nurl = \"{url}\"\n\n[host]\ncache_dir = \".switchyard/cache\"\n\n[plugins.greeter]\nsource = \"object:SWITCHYARD_PLUGINS/greeter\"\nrollout = {{ strategy = \"shadow\" }}\n\n[[routes]]\nname = \"greet\"\nplugin = \"greeter\"\nsubjects = [\"greet.>\"]\n"
+        "[nats]\nurl = \"{url}\"\n\n[host]\ncache_dir = \".switchyard/cache\"\n\n[plugins.greeter]\nsource = \"object:SWITCHYARD_PLUGINS/greeter\"\nrollout = {{ strategy = \"shadow\" }}\n\n[[routes]]\nname = \"greet\"\nplugin = \"greeter\"\nsubjects = [\"greet.>\"]\nqueue = \"greeters\"\n"
     );
-    let host = Host::start(&config).await;
+    let hosts = [Host::start(&config).await, Host::start(&config).await];
     let client = nats.client().await;
 
     // `echo` replies with the payload and an `echoed-by` header; `noop` replies bare.
@@ -277,19 +277,27 @@ async fn a_deployed_version_runs_as_a_shadow_until_promoted() {
         let reply = within(WAIT, "a reply", client.request("greet.x", "hi".into())).await.expect("request");
         reply.headers.as_ref().and_then(|h| h.get("echoed-by")).is_some()
     };
-    for _ in 0..5 {
+    for _ in 0..20 {
         assert!(!ask().await, "the current version (noop) answers while echo is a shadow");
     }
-    eventually(WAIT, "the shadow's differences counted", || async {
-        let status = ask_rollout(&client, "status", "greeter").await;
-        (status["routes"][0]["trial"]["shadow"]["different"].as_u64() == Some(5)).then_some(())
+    let (ok, out) = switchyard(&["rollout", "status", "greeter", "--url", url]).await;
+    assert!(ok && out.matches("(shadow)").count() == 2, "a shadow on each host:\n{out}");
+    eventually(WAIT, "every request compared on its host", || async {
+        let (_, out) = switchyard(&["rollout", "status", "greeter", "--url", url, "--json"]).await;
+        let answers: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let different = |answer: &serde_json::Value| answer["routes"][0]["trial"]["shadow"]["different"].as_u64().unwrap_or(0);
+        (answers.as_array()?.iter().map(different).sum::<u64>() == 20).then_some(())
     })
     .await;
     let (ok, out) = switchyard(&["rollout", "diff", "greeter", "--url", url]).await;
     assert!(ok && out.contains("reply headers: [] -> [echoed-by: echo]"), "{out}");
     let (ok, out) = switchyard(&["rollout", "promote", "greeter", "--url", url]).await;
-    assert!(ok && out.contains("promoted"), "{out}");
-    assert!(ask().await, "the promoted version (echo) answers");
-    let (status, output) = host.stop().await;
-    assert!(status.success(), "{output}");
+    assert!(ok && out.matches("promoted").count() == 2, "promoted on every host:\n{out}");
+    for _ in 0..10 {
+        assert!(ask().await, "the promoted version (echo) answers, whichever host takes the request");
+    }
+    for host in hosts {
+        let (status, output) = host.stop().await;
+        assert!(status.success(), "{output}");
+    }
 }
