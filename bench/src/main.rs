@@ -67,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         let result = match scenario {
             Scenario::Core => scenarios::core::run(&bench).await,
             Scenario::Jetstream => scenarios::jetstream::run(&bench).await,
+            Scenario::Forward => scenarios::forward::run(&bench).await,
             Scenario::Request => scenarios::request::run(&bench).await,
             Scenario::Isolation => scenarios::isolation::run(&bench).await,
             Scenario::Reload => scenarios::reload::run(&bench).await,

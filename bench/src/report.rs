@@ -16,6 +16,8 @@ pub(crate) enum Target {
     RatioAtMost(f64),
     /// The host figure itself at most this (µs, MiB).
     HostAtMost(f64),
+    /// host − raw at most this (CPU per message over the baseline's).
+    OverRawAtMost(f64),
     /// Both sides must be exactly zero (dropped messages).
     BothZero,
 }
@@ -51,6 +53,7 @@ impl Figure {
             Target::RatioAtLeast(t) => self.ratio().map(|r| r >= t),
             Target::RatioAtMost(t) => self.ratio().map(|r| r <= t),
             Target::HostAtMost(t) => self.host.map(|h| h <= t),
+            Target::OverRawAtMost(t) => self.host.zip(self.raw).map(|(h, r)| h - r <= t),
             Target::BothZero => self.host.zip(self.raw).map(|(h, r)| h == 0.0 && r == 0.0),
         }
     }
@@ -60,6 +63,7 @@ impl Figure {
             Target::RatioAtLeast(t) => format!("ratio >= {t:.2}"),
             Target::RatioAtMost(t) => format!("ratio <= {t:.2}"),
             Target::HostAtMost(t) => format!("host <= {t} {}", self.unit),
+            Target::OverRawAtMost(t) => format!("host - raw <= {t} {}", self.unit),
             Target::BothZero => "0 on both sides".into(),
         }
     }

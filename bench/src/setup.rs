@@ -167,6 +167,16 @@ impl Progress {
     }
 }
 
+/// CPU seconds this process has used so far (user + system, /proc/self/stat):
+/// the bench's own publisher plus the side it measures in process.
+pub(crate) fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    // The command name is in parentheses and may hold spaces: count fields after it.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else { return f64::NAN };
+    let fields: Vec<f64> = rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse().ok()).collect();
+    if fields.len() == 2 { (fields[0] + fields[1]) / 100.0 } else { f64::NAN }
+}
+
 /// Busy CPU seconds of the whole machine so far (/proc/stat: everything but idle
 /// and iowait), to tell a side that saturates the cores from one that waits.
 pub(crate) fn cpu_busy_seconds() -> f64 {

@@ -25,10 +25,12 @@ pub(crate) struct Run {
     pub rate: f64,
     pub dropped: u64,
     pub cpu_us: f64,
+    /// This process's CPU per message: the publisher and the side measured.
+    pub process_us: f64,
 }
 
 impl Run {
-    const SKIPPED: Run = Run { rate: f64::NAN, dropped: 0, cpu_us: f64::NAN };
+    const SKIPPED: Run = Run { rate: f64::NAN, dropped: 0, cpu_us: f64::NAN, process_us: f64::NAN };
 }
 
 pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
@@ -39,18 +41,23 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
         raw_runs.push(if bench.raw_side() { raw(bench, n).await? } else { Run::SKIPPED });
         host_runs.push(if bench.host_side() { host(bench, n).await? } else { Run::SKIPPED });
         eprintln!(
-            "  core run {}: host {:.0} msg/s ({:.2} µs CPU/msg), raw {:.0} msg/s ({:.2} µs CPU/msg)",
+            "  core run {}: host {:.0} msg/s ({:.2} µs CPU/msg, {:.2} in process), raw {:.0} msg/s ({:.2} µs CPU/msg, {:.2} in process)",
             i + 1,
             host_runs[i].rate,
             host_runs[i].cpu_us,
+            host_runs[i].process_us,
             raw_runs[i].rate,
-            raw_runs[i].cpu_us
+            raw_runs[i].cpu_us,
+            raw_runs[i].process_us
         );
     }
     let rates = |runs: &[Run]| median(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
     let dropped = |runs: &[Run]| runs.iter().map(|r| r.dropped).sum::<u64>() as f64;
+    let process = |runs: &[Run]| median(&runs.iter().map(|r| r.process_us).collect::<Vec<_>>());
     Ok(vec![
         Figure::new(SCENARIO, "throughput", "msg/s", rates(&host_runs), rates(&raw_runs), Target::RatioAtLeast(0.90)),
+        // Publisher and host against publisher and subscriber, in this one process.
+        Figure::new(SCENARIO, "process CPU per message", "µs", process(&host_runs), process(&raw_runs), Target::OverRawAtMost(0.5)),
         Figure::new(SCENARIO, "dropped, all runs", "msgs", dropped(&host_runs), dropped(&raw_runs), Target::BothZero),
     ])
 }
@@ -105,16 +112,19 @@ pub(crate) async fn publish_and_wait(bench: &Bench, subject: &str, n: usize, cou
     let payload = setup::payload();
     let subject = async_nats::Subject::from(subject);
     let cpu_at_start = setup::cpu_busy_seconds();
+    let process_at_start = setup::process_cpu_seconds();
     let started = Instant::now();
     for _ in 0..n {
         publisher.publish(subject.clone(), payload.clone()).await?;
     }
     publisher.flush().await?;
     let progress = setup::wait_for(counter, n as u64).await;
+    let process_seconds = setup::process_cpu_seconds() - process_at_start;
     let elapsed = progress.last.duration_since(started).as_secs_f64();
     Ok(Run {
         rate: progress.reached as f64 / elapsed,
         dropped: n as u64 - progress.reached.min(n as u64),
         cpu_us: (progress.cpu_at_last - cpu_at_start) * 1e6 / progress.reached.max(1) as f64,
+        process_us: process_seconds * 1e6 / progress.reached.max(1) as f64,
     })
 }

@@ -23,7 +23,7 @@ use crate::stats::median;
 pub(crate) const FULL: usize = 200_000;
 const SCENARIO: &str = "jetstream 200k x 128B";
 const STREAM: &str = "BENCH";
-const SUBJECT: &str = "bench.js.in";
+pub(crate) const SUBJECT: &str = "bench.js.in";
 /// Stream acks awaited at once while staging the messages.
 const PUBLISH_WINDOW: usize = 2_000;
 
@@ -37,11 +37,11 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     for i in 0..bench.runs {
         let (mut raw_run, mut host_run) = ((f64::NAN, f64::NAN), (f64::NAN, f64::NAN));
         if bench.raw_side() {
-            stage(&js, &config, n).await?;
+            stage(&js, &config, SUBJECT, n).await?;
             raw_run = raw(&js, &config.routes[0], n).await?;
         }
         if bench.host_side() {
-            stage(&js, &config, n).await?;
+            stage(&js, &config, SUBJECT, n).await?;
             host_run = host(bench, &body, n).await?;
         }
         host_rates.push(host_run.0);
@@ -71,9 +71,12 @@ pub(crate) fn body(bench: &Bench) -> anyhow::Result<(String, Config)> {
     Ok((body, config))
 }
 
-/// A fresh stream holding `n` messages, created exactly as the host creates it.
-pub(crate) async fn stage(js: &jetstream::Context, config: &Config, n: usize) -> anyhow::Result<()> {
-    let _ = js.delete_stream(STREAM).await;
+/// Fresh streams (`config`'s, created exactly as the host creates them), with
+/// `n` messages published to `subject`.
+pub(crate) async fn stage(js: &jetstream::Context, config: &Config, subject: &str, n: usize) -> anyhow::Result<()> {
+    for stream in &config.streams {
+        let _ = js.delete_stream(stream.name.get_ref()).await;
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     switchyard::broker::ensure_streams(js, &config.streams, deadline).await?;
     let payload = setup::payload();
@@ -84,7 +87,7 @@ pub(crate) async fn stage(js: &jetstream::Context, config: &Config, n: usize) ->
         {
             let _: jetstream::publish::PublishAck = ack_of(ack).await?;
         }
-        acks.push_back(js.publish(SUBJECT, payload.clone()).await.context("staging a message")?);
+        acks.push_back(js.publish(subject.to_owned(), payload.clone()).await.context("staging a message")?);
     }
     for ack in acks {
         ack_of(ack).await?;
@@ -147,7 +150,7 @@ pub(crate) async fn host_with<T>(
     rate(&progress, n)
 }
 
-fn rate(progress: &Progress, n: usize) -> anyhow::Result<(f64, f64)> {
+pub(crate) fn rate(progress: &Progress, n: usize) -> anyhow::Result<(f64, f64)> {
     let first = progress.first.context("no message was handled")?;
     anyhow::ensure!(progress.reached >= n as u64, "only {} of {n} messages were acked", progress.reached);
     let rate = (progress.reached - 1) as f64 / progress.last.duration_since(first).as_secs_f64();

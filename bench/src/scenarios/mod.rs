@@ -5,6 +5,7 @@
 //! the baseline setting.
 
 pub(crate) mod core;
+pub(crate) mod forward;
 pub(crate) mod isolation;
 pub(crate) mod jetstream;
 pub(crate) mod memory;
@@ -27,12 +28,14 @@ pub(crate) enum Scenario {
     Neighbour,
     Telemetry,
     Shadow,
+    Forward,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 9] = [
+    pub(crate) const ALL: [Scenario; 10] = [
         Scenario::Core,
         Scenario::Jetstream,
+        Scenario::Forward,
         Scenario::Request,
         Scenario::Isolation,
         Scenario::Reload,

@@ -172,7 +172,7 @@ async fn jetstream_runs(bench: &Bench, outside: &Outside, sink: &Sink) -> anyhow
     let mut runs: Vec<Vec<Measured>> = modes.iter().map(|_| Vec::new()).collect();
     for i in 0..bench.runs {
         for (mode, runs) in modes.iter().zip(runs.iter_mut()) {
-            jetstream::stage(&js, &config, n).await?;
+            jetstream::stage(&js, &config, jetstream::SUBJECT, n).await?;
             let watch = Watch::begin(sink);
             let (rate, cpu_us) =
                 jetstream::host_with(bench, &body, n, &mode.sections(sink), |host| watch.scrapers(outside, host, *mode)).await?;
