@@ -9,12 +9,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
 use futures::StreamExt;
 use switchyard::config::Config;
 use switchyard::telemetry::Outcome;
 
-use super::jetstream::{rate, stage};
+use super::jetstream::{rate, raw_messages, stage};
 use crate::report::{Figure, Target};
 use crate::setup::{self, Bench};
 use crate::stats::median;
@@ -74,18 +74,7 @@ fn body(bench: &Bench) -> anyhow::Result<(String, Config)> {
 
 async fn raw(js: &jetstream::Context, config: &Config, n: usize) -> anyhow::Result<(f64, f64)> {
     let route = &config.routes[0];
-    let consumer = js
-        .get_stream(IN)
-        .await?
-        .create_consumer(pull::Config {
-            durable_name: Some("raw".into()),
-            max_deliver: route.max_deliver,
-            ack_wait: route.ack_wait,
-            max_ack_pending: route.max_ack_pending,
-            ..Default::default()
-        })
-        .await?;
-    let messages = consumer.stream().max_messages_per_batch(route.batch).messages().await?;
+    let messages = raw_messages(js, IN, route).await?;
     let count = Arc::new(AtomicU64::new(0));
     let (counted, js) = (count.clone(), js.clone());
     let concurrency = route.concurrency;

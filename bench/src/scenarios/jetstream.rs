@@ -102,17 +102,7 @@ async fn ack_of(ack: jetstream::context::PublishAckFuture) -> anyhow::Result<jet
 /// A raw pull consumer with the route's settings, acking every message.
 /// Messages per second and busy CPU µs per message.
 async fn raw(js: &jetstream::Context, route: &RouteConfig, n: usize) -> anyhow::Result<(f64, f64)> {
-    let stream = js.get_stream(STREAM).await?;
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("raw".into()),
-            max_deliver: route.max_deliver,
-            ack_wait: route.ack_wait,
-            max_ack_pending: route.max_ack_pending,
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.stream().max_messages_per_batch(route.batch).messages().await?;
+    let mut messages = raw_messages(js, STREAM, route).await?;
     let count = Arc::new(AtomicU64::new(0));
     let counted = count.clone();
     let task = tokio::spawn(async move {
@@ -125,6 +115,23 @@ async fn raw(js: &jetstream::Context, route: &RouteConfig, n: usize) -> anyhow::
     let progress = setup::wait_for(|| count.load(Ordering::Relaxed), n as u64).await;
     task.abort();
     rate(&progress, n)
+}
+
+/// The messages of a raw durable pull consumer on `stream` with `route`'s
+/// consumer settings (max_deliver, ack_wait, max_ack_pending, batch).
+pub(crate) async fn raw_messages(js: &jetstream::Context, stream: &str, route: &RouteConfig) -> anyhow::Result<pull::Stream> {
+    let consumer = js
+        .get_stream(stream)
+        .await?
+        .create_consumer(pull::Config {
+            durable_name: Some("raw".into()),
+            max_deliver: route.max_deliver,
+            ack_wait: route.ack_wait,
+            max_ack_pending: route.max_ack_pending,
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer.stream().max_messages_per_batch(route.batch).messages().await?)
 }
 
 async fn host(bench: &Bench, body: &str, n: usize) -> anyhow::Result<(f64, f64)> {

@@ -17,7 +17,7 @@ use super::instance::{Handled, Instance, NewError};
 use super::load::Plugin;
 use super::rollout::{Judgement, Trial, TrialStatus};
 use super::shadow::{Diff, Shadow};
-use crate::config::{Isolation, Strategy};
+use crate::config::{Isolation, KeySource, Strategy};
 use crate::telemetry::RolloutMetrics;
 use crate::telemetry::trace::TraceId;
 
@@ -52,9 +52,10 @@ impl std::fmt::Debug for Pool {
 /// Which versions a call may go to.
 #[derive(Debug, Clone, Copy)]
 pub enum Pick<'a> {
-    /// The current one, or a canary taking its share; the key is the message's
-    /// `order_by` key, which keeps a key on one version.
-    Any { key: Option<&'a str> },
+    /// The current one, or a canary taking its share; the route's `order_by`
+    /// gives the key that keeps a message's key on one version (read only
+    /// while a canary runs).
+    Any { order_by: Option<&'a KeySource> },
     /// The current one only: a canary failed this message.
     Current,
 }
@@ -127,7 +128,7 @@ impl Pool {
 
     /// Call the plugin on `msg` (the current version, or a canary taking its share).
     pub async fn call(&self, msg: &Message) -> Call {
-        self.call_traced(msg, None, Pick::Any { key: None }).await
+        self.call_traced(msg, None, Pick::Any { order_by: None }).await
     }
 
     /// [`Pool::call`] for a message in the trace `trace_id`, which the guest's
@@ -151,11 +152,11 @@ impl Pool {
     /// The version for this call.
     fn choose(&self, msg: &Message, pick: Pick<'_>) -> (Arc<Plugin>, Role) {
         if self.on_trial.load(Ordering::Acquire)
-            && let Pick::Any { key } = pick
+            && let Pick::Any { order_by } = pick
             // A redelivery goes to the current version: it may be a canary's failure.
             && msg.attempt <= 1
             && let Some(Trial::Canary(canary)) = lock(&self.trial).as_ref()
-            && canary.takes(key)
+            && canary.takes(order_by.and_then(|order_by| order_by.extract(msg)))
         {
             return (canary.candidate.clone(), Role::Canary);
         }

@@ -166,7 +166,7 @@ impl Shadow {
 
     /// Queue `msg` for the candidate, to compare with `current`; dropped (and
     /// counted) when the shadow's calls cannot keep up.
-    pub fn spawn(&self, msg: Message, current: Observed) {
+    pub fn offer(&self, msg: Message, current: Observed) {
         if self.queue.try_send((msg, current)).is_err() {
             self.state.dropped.fetch_add(1, Ordering::Relaxed);
             self.state.metrics.shadow_dropped.inc();

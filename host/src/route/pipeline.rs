@@ -85,7 +85,7 @@ pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, trace
     let mut shadow = route.pool.shadow_for(&msg).map(|to| ShadowRun { to, copy: msg.clone(), observed: None });
     let (outcome, plugin) = attempts(route, out, &mut msg, trace, settle, &mut shadow).await;
     if let Some(ShadowRun { to, copy, observed: Some(observed) }) = shadow {
-        to.spawn(copy, observed);
+        to.offer(copy, observed);
     }
     if let Some(spans) = &out.spans {
         let plugin = plugin.unwrap_or_else(|| route.pool.plugin());
@@ -121,9 +121,7 @@ async fn attempts(
             return (Outcome::Shed, None);
         }
     }
-    // The message's `order_by` key keeps it on one version while a canary runs.
-    let key = route.spec.order_by.as_ref().and_then(|order_by| order_by.extract(msg)).map(str::to_owned);
-    let mut pick = Pick::Any { key: key.as_deref() };
+    let mut pick = Pick::Any { order_by: route.spec.order_by.as_ref() };
     loop {
         if let Some(breaker) = &route.breaker
             && let Permit::Denied(wait) = breaker.try_acquire()
