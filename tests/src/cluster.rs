@@ -12,6 +12,7 @@ use async_nats::jetstream;
 use crate::nats::binary;
 
 const NODES: usize = 3;
+const START_ATTEMPTS: usize = 3;
 
 struct Node {
     name: String,
@@ -28,7 +29,26 @@ pub struct Cluster {
 
 impl Cluster {
     /// Start three nodes and wait until JetStream has a meta leader.
+    ///
+    /// A port picked free may be taken before the node binds it (another
+    /// test's outgoing connection, say), and the node then exits at once:
+    /// the cluster is started again on fresh ports, a few times.
     pub async fn start() -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let mut cluster = Self::on_fresh_ports();
+            match (0..NODES).try_for_each(|i| cluster.spawn(i)) {
+                Ok(()) => {
+                    cluster.ready().await;
+                    return cluster;
+                }
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!("the cluster did not start in {START_ATTEMPTS} attempts:\n{}", failures.join("\n"));
+    }
+
+    fn on_fresh_ports() -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the cluster");
         let nodes = (0..NODES)
             .map(|i| Node {
@@ -39,12 +59,7 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut cluster = Self { nodes, _dir: dir };
-        for i in 0..NODES {
-            cluster.spawn(i);
-        }
-        cluster.ready().await;
-        cluster
+        Self { nodes, _dir: dir }
     }
 
     /// The URL of node `i`.
@@ -81,7 +96,7 @@ impl Cluster {
     /// Start node `i` again on its ports and its data.
     pub fn restart(&mut self, i: usize) {
         self.kill(i);
-        self.spawn(i);
+        self.spawn(i).unwrap_or_else(|failure| panic!("{failure}"));
     }
 
     /// Pause (SIGSTOP) or resume (SIGCONT) node `i`.
@@ -113,14 +128,30 @@ impl Cluster {
         .await
     }
 
-    fn spawn(&mut self, i: usize) {
+    /// Start node `i` and wait (bounded) until it accepts connections; the
+    /// error names the node and quotes its log when it exited or hung.
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
         let routes: Vec<String> = self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.cluster_port)).collect();
         let node = &mut self.nodes[i];
-        let child = command(node, &routes.join(","))
+        let log = node.store.with_extension("log");
+        let child = command(node, &routes.join(","), &log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make tools`)", binary().display()));
-        node.child = Some(child);
-        wait_listening(node.client_port);
+        let child = node.child.insert(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", node.client_port)).is_err() {
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || std::time::Instant::now() >= deadline {
+                let how = exited.map_or_else(|| "did not listen within 15 s".to_owned(), |status| format!("exited ({status})"));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                let failure = format!("node {} on port {} {how}; its log ends:\n  {}", node.name, node.client_port, tail.join("\n  "));
+                self.kill(i);
+                return Err(failure);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 }
 
@@ -133,7 +164,7 @@ impl Drop for Cluster {
     }
 }
 
-fn command(node: &Node, routes: &str) -> Command {
+fn command(node: &Node, routes: &str, log: &Path) -> Command {
     let mut command = Command::new(binary());
     command
         .args(["--addr", "127.0.0.1", "--port", &node.client_port.to_string()])
@@ -142,6 +173,8 @@ fn command(node: &Node, routes: &str) -> Command {
         .args(["--jetstream", "--store_dir"])
         .arg(store_dir(&node.store))
         .stdin(Stdio::null())
+        .arg("--log")
+        .arg(log)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
@@ -155,13 +188,4 @@ fn store_dir(path: &Path) -> &Path {
 /// A port nothing listens on now (the OS picks it; it is released at once).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
-}
-
-/// Wait (bounded) until a node accepts TCP connections on its client port.
-fn wait_listening(port: u16) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "nats-server on port {port} did not start within 15s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
