@@ -101,9 +101,13 @@ async fn twenty_swaps_under_load_lose_nothing() {
     let js = jetstream::new(client.clone());
     create_stream(&js, "DONE", &["done.>"]).await;
 
-    let publisher = {
+    // Published a twentieth before each swap and the last after it, so the
+    // load spans the versions however fast the host is.
+    const CHUNK: u64 = JOBS / 21;
+    let publish_chunk = |chunk: u64| {
         let js = js.clone();
-        tokio::spawn(async move { publish_many(&js, "jobs.n", JOBS as usize, |i| format!(r#"{{"n":{i}}}"#).into_bytes()).await })
+        let (first, last) = (chunk * CHUNK, if chunk == 20 { JOBS } else { (chunk + 1) * CHUNK });
+        async move { publish_many(&js, "jobs.n", (last - first) as usize, |i| format!(r#"{{"n":{}}}"#, first + i as u64).into_bytes()).await }
     };
     let requester = {
         let client = client.clone();
@@ -123,6 +127,7 @@ async fn twenty_swaps_under_load_lose_nothing() {
 
     let mut swap_times = Vec::new();
     for version in 1..=20 {
+        publish_chunk(version - 1).await;
         let tag = format!("v{version}");
         replace_file(&wasm, &with_custom_section(&original, "switchyard-test", tag.as_bytes()));
         let text = config(nats.url(), dir.path(), false, &format!("tag = \"{tag}\""), &routes);
@@ -136,7 +141,7 @@ async fn twenty_swaps_under_load_lose_nothing() {
         tokio::time::sleep(Duration::from_millis(150)).await; // let traffic flow between swaps
     }
 
-    within(WAIT, "the publisher", publisher).await.expect("publisher");
+    publish_chunk(20).await;
     let (mut latencies, failures) = within(WAIT, "the requester", requester).await.expect("requester");
     eventually(WAIT, "every job handled", || async { (count(&js, "DONE").await >= JOBS).then_some(()) }).await;
     eventually(WAIT, "nothing pending", || async { (pending(&js, "JOBS", "jobs").await == (0, 0)).then_some(()) }).await;
