@@ -107,7 +107,7 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
             "µs",
             median(&swaps.around_p99),
             median(&swaps.steady_p99),
-            Target::RatioAtMost(2.0),
+            Target::RatioAtMost(1.5),
         ),
         Figure::new(
             SCENARIO,
