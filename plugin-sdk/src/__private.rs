@@ -15,7 +15,7 @@ use crate::{Context, IntoOutcome, PluginConfig};
 #[cfg(target_arch = "wasm32")]
 mod guest;
 #[cfg(target_arch = "wasm32")]
-pub use guest::{abi_features, abi_version, alloc, free, handle, init};
+pub use guest::{abi_features, abi_version, alloc, free, handle, handle_batch, init};
 
 /// Compile-time check emitted by `#[handler]` for its return type.
 pub const fn require_into_outcome<T: IntoOutcome>() {}
@@ -140,13 +140,27 @@ pub(crate) fn dispatch<S: Settings>(
     configured: &Configured,
     handler: impl FnOnce(&Message, &mut Context, &S) -> Outcome,
 ) -> Dispatched {
+    match switchyard_abi::decode::<Message>(input) {
+        Ok(msg) => run(&msg, configured, handler),
+        Err(e) => {
+            let outcome = Outcome::Reject { reason: format!("message did not decode: {e}") };
+            Dispatched { bytes: encode_outcome(&outcome), outcome }
+        }
+    }
+}
+
+/// Run the handler on a decoded message and encode its outcome.
+pub(crate) fn run<S: Settings>(
+    msg: &Message,
+    configured: &Configured,
+    handler: impl FnOnce(&Message, &mut Context, &S) -> Outcome,
+) -> Dispatched {
     let mut ctx = Context::new(Rc::clone(&configured.config));
-    let outcome = match (switchyard_abi::decode::<Message>(input), configured.settings::<S>()) {
-        (Err(e), _) => Outcome::Reject { reason: format!("message did not decode: {e}") },
+    let outcome = match configured.settings::<S>() {
         // Unreachable behind the daemon, whose init refuses such a table; the message is fine,
         // the configuration must be fixed and the dead letter replayed.
-        (Ok(_), Err(e)) => Outcome::Reject { reason: format!("plugin configuration: {e}") },
-        (Ok(msg), Ok(settings)) => handler(&msg, &mut ctx, &settings),
+        Err(e) => Outcome::Reject { reason: format!("plugin configuration: {e}") },
+        Ok(settings) => handler(msg, &mut ctx, &settings),
     };
     let bytes = ctx.take_outcome_override().unwrap_or_else(|| encode_outcome(&outcome));
     Dispatched { outcome, bytes }

@@ -3,13 +3,13 @@
 //! so a handler behaves the same under `cargo test` as in the daemon.
 
 #[cfg(target_arch = "wasm32")]
-pub(crate) use wasm::{log, publish};
+pub(crate) use wasm::{begin_message, log, publish};
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use crate::testing::mock::{log, publish};
 
 #[cfg(target_arch = "wasm32")]
-// Declaring and calling foreign functions is `unsafe`; these two are the whole host surface.
+// Declaring and calling foreign functions is `unsafe`; these are the whole host surface.
 #[allow(unsafe_code)]
 mod wasm {
     use switchyard_abi::Publish;
@@ -33,6 +33,12 @@ mod wasm {
         let (ptr, len) = region(line.as_bytes());
         // SAFETY: `ptr`/`len` describe `line`, alive for the whole call; the host only reads it.
         unsafe { host_log(level, ptr, len) }
+    }
+
+    /// Tell the host that message `index` of the batch being handled begins.
+    pub(crate) fn begin_message(index: i32) -> i32 {
+        // SAFETY: takes and returns plain integers.
+        unsafe { host_begin_message(index) }
     }
 
     /// A slice as the (pointer, length) pair of wasm32's 32-bit address space.

@@ -7,7 +7,7 @@
 use switchyard_abi::{IMPORT_MODULE, Publish, header, level, names, status};
 use wasmtime::{Caller, Extern, Linker};
 
-use super::state::{HostState, MAX_PUBLISH_BYTES_PER_CALL, MAX_PUBLISHES_PER_CALL};
+use super::state::{HostState, MAX_PUBLISH_BYTES_PER_CALL, MAX_PUBLISHES_PER_CALL, NotBegun};
 use crate::config::subject;
 
 /// Longest log line kept from a plugin; the rest is cut.
@@ -16,6 +16,7 @@ const MAX_LOG_LINE: usize = 8 * 1024;
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(IMPORT_MODULE, names::PUBLISH, publish)?;
     linker.func_wrap(IMPORT_MODULE, names::LOG, log)?;
+    linker.func_wrap(IMPORT_MODULE, names::BEGIN_MESSAGE, begin_message)?;
     Ok(())
 }
 
@@ -88,6 +89,22 @@ fn stamp_msg_id(prefix: &str, n: usize, msg: &mut Publish) {
 fn oversize(msg: &Publish, max_payload: Option<usize>) -> Option<i32> {
     let size = header::wire_size(&msg.headers, msg.payload.len());
     max_payload.is_some_and(|max| size > max).then_some(status::TOO_LARGE)
+}
+
+/// During a batch call, message `index` begins: it gets its own publish
+/// buffer, message id numbering, log fields, deadline and fuel.
+fn begin_message(mut caller: Caller<'_, HostState>, index: i32) -> i32 {
+    match caller.data_mut().begin_message(index) {
+        Ok(fuel) => {
+            if let Some(fuel) = fuel {
+                // Only fails on an engine without fuel, which a fuel plugin never uses.
+                let _ = caller.set_fuel(fuel);
+            }
+            status::OK
+        }
+        Err(NotBegun::NoBatch) => status::UNAVAILABLE,
+        Err(NotBegun::OutOfOrder) => status::BAD_ARGUMENT,
+    }
 }
 
 fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> i32 {

@@ -13,7 +13,7 @@ use super::engine::EPOCH_TICK;
 use super::error::CallError;
 use super::load::Plugin;
 use super::log_budget::LogBudget;
-use super::state::{DeadlineHit, HostState, MemoryLimitHit};
+use super::state::{Batch, DeadlineHit, HostState, MemoryLimitHit};
 use super::stdio::LogStream;
 use super::text::printable;
 use crate::telemetry::trace::TraceId;
@@ -39,6 +39,8 @@ pub struct Instance {
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
     handle: TypedFunc<(i32, i32), i64>,
+    /// `switchyard_handle_batch`, when the module exports it.
+    handle_batch: Option<TypedFunc<(i32, i32), i64>>,
     abi_version: TypedFunc<(), i32>,
     /// For the exports read once per version (at load), not once per instance.
     exports: wasmtime::Instance,
@@ -73,6 +75,7 @@ impl Instance {
             plugin: plugin.name.clone(),
             version: plugin.hash.as_str().into(),
             message: Default::default(),
+            batch: None,
             memory_cap: spec.memory,
             allow: plugin.allow.clone(),
             publishes: None,
@@ -123,6 +126,8 @@ impl Instance {
         Ok(Self {
             alloc: instance.get_typed_func(&mut store, names::ALLOC).map_err(abi)?,
             handle: instance.get_typed_func(&mut store, names::HANDLE).map_err(abi)?,
+            // Type-checked by the loader: present means usable.
+            handle_batch: instance.get_typed_func(&mut store, names::HANDLE_BATCH).ok(),
             abi_version: instance.get_typed_func(&mut store, names::ABI_VERSION).map_err(abi)?,
             exports: instance,
             init: if plugin.has_init { Some(instance.get_typed_func(&mut store, names::INIT).map_err(abi)?) } else { None },
@@ -147,6 +152,11 @@ impl Instance {
     pub async fn abi_version(&mut self) -> Result<i64, CallError> {
         let version = self.abi_version.clone();
         self.call_export(version).await.map(i64::from)
+    }
+
+    /// Whether the module exports `switchyard_handle_batch`.
+    pub(super) fn exports_batch(&self) -> bool {
+        self.handle_batch.is_some()
     }
 
     /// The value of the optional `switchyard_abi_features` export; 0 without it.
@@ -211,6 +221,48 @@ impl Instance {
         }
     }
 
+    /// [`Instance::call`] for several messages in one `switchyard_handle_batch`
+    /// call: a result for each, in order, or the error that failed the whole
+    /// call (a trap in any of them, a bad result). Each message has the
+    /// plugin's timeout and fuel from the moment the guest begins it.
+    pub(super) fn call_batch(
+        mut self,
+        msgs: &[&Message],
+        trace_ids: &[Option<TraceId>],
+    ) -> impl Future<Output = (Self, Result<Vec<Handled>, CallError>)> + Send + 'static {
+        let prepared = self.prepare_batch(msgs, trace_ids);
+        let count = msgs.len();
+        async move {
+            let timeout = self.plugin.spec.timeout.saturating_mul(count as u32);
+            let call = async {
+                prepared?;
+                let export = self.handle_batch.clone().ok_or_else(|| CallError::Abi(format!("no `{}` export", names::HANDLE_BATCH)))?;
+                let packed = self.call_input(&export).await?;
+                let publishes = self.store.data_mut().finish_batch().map_err(CallError::Abi)?;
+                let outcomes = decode_outcomes(self.output(packed)?, count)?;
+                Ok(outcomes.into_iter().zip(publishes).map(|(outcome, publishes)| Handled { outcome, publishes }).collect())
+            };
+            let result = tokio::time::timeout(timeout, call).await.unwrap_or(Err(CallError::Timeout(timeout)));
+            self.stdio.iter().for_each(LogStream::finish_line);
+            self.store.data().log_budget.report(&self.plugin.name);
+            (self, result)
+        }
+    }
+
+    fn prepare_batch(&mut self, msgs: &[&Message], trace_ids: &[Option<TraceId>]) -> Result<(), CallError> {
+        let positional = self.plugin.positional.load(Ordering::Relaxed);
+        self.input.clear();
+        switchyard_abi::batch::write_len(&mut self.input, msgs.len());
+        for msg in msgs {
+            switchyard_abi::encode_message_into(&mut self.input, msg, positional)
+                .map_err(|err| CallError::Abi(format!("encoding the message: {err}")))?;
+        }
+        begin(&mut self.store, &self.plugin, true);
+        let items = msgs.iter().copied().zip(trace_ids.iter().copied());
+        self.store.data_mut().batch = Some(Batch::new(items, self.plugin.spec.timeout, self.plugin.spec.fuel));
+        Ok(())
+    }
+
     /// Encode `msg` into the input buffer and reset the per-call state.
     fn prepare(&mut self, msg: &Message, trace_id: Option<TraceId>) -> Result<(), CallError> {
         encode_message(msg, &mut self.input, self.plugin.positional.load(Ordering::Relaxed))?;
@@ -233,15 +285,21 @@ impl Instance {
     }
 
     async fn call_handle(&mut self) -> Result<Handled, CallError> {
-        let input = std::mem::take(&mut self.input);
-        let written = self.write_input(&input).await;
-        self.input = input;
-        let (ptr, len) = written?;
-        let packed = self.handle.call_async(&mut self.store, (ptr, len)).await.map_err(|err| self.classify(err))?;
+        let handle = self.handle.clone();
+        let packed = self.call_input(&handle).await?;
         // Decoded in place: the outcome is read straight out of guest memory.
         let outcome = decode_outcome(self.output(packed)?)?;
         let publishes = self.store.data_mut().publishes.take().unwrap_or_default();
         Ok(Handled { outcome, publishes })
+    }
+
+    /// Hand the input buffer to `export`: the packed location of its result.
+    async fn call_input(&mut self, export: &TypedFunc<(i32, i32), i64>) -> Result<i64, CallError> {
+        let input = std::mem::take(&mut self.input);
+        let written = self.write_input(&input).await;
+        self.input = input;
+        let (ptr, len) = written?;
+        export.call_async(&mut self.store, (ptr, len)).await.map_err(|err| self.classify(err))
     }
 
     /// Allocate guest memory for `bytes` and copy them in. Runs inside the call's
@@ -292,6 +350,28 @@ const ENCODING_OVERHEAD: usize = 192;
 /// `{"kind":"ack"}` as MessagePack: the outcome of most calls, recognised without
 /// the generic decoder (an internally tagged enum buffers its fields first).
 const ACK: &[u8] = b"\x81\xa4kind\xa3ack";
+
+/// The array of `count` outcomes a batch call returned, each read like a
+/// single call's.
+fn decode_outcomes(mut bytes: &[u8], count: usize) -> Result<Vec<Outcome>, CallError> {
+    use switchyard_abi::batch;
+    let bad = |err: rmp_serde::decode::Error| CallError::BadOutcome(printable(&err.to_string()));
+    let len = batch::read_len(&mut bytes).map_err(bad)?;
+    if len != count {
+        return Err(CallError::BadOutcome(format!("{len} outcomes for a batch of {count} messages")));
+    }
+    let mut outcomes = Vec::with_capacity(count);
+    for _ in 0..count {
+        outcomes.push(match bytes.strip_prefix(ACK) {
+            Some(rest) => {
+                bytes = rest;
+                Outcome::Ack
+            }
+            None => batch::read_item::<Outcome>(&mut bytes).map_err(bad)?,
+        });
+    }
+    Ok(outcomes)
+}
 
 fn decode_outcome(bytes: &[u8]) -> Result<Outcome, CallError> {
     if bytes == ACK {

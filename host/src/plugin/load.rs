@@ -72,6 +72,8 @@ pub struct Plugin {
     /// Whether the module decodes positional messages (`features::POSITIONAL_MESSAGE`),
     /// learnt from its first instance before the version serves anything.
     pub(super) positional: AtomicBool,
+    /// Whether the module handles batches (`features::BATCH` and the export), learnt likewise.
+    pub(super) batch: AtomicBool,
     /// The runtime's, so a limit learnt after the load still applies.
     pub(super) max_payload: PayloadLimit,
     /// Log lines per second, shared by all instances of this version.
@@ -138,6 +140,7 @@ impl Plugin {
             pre,
             has_init,
             positional: AtomicBool::new(false),
+            batch: AtomicBool::new(false),
             max_payload: runtime.max_payload.clone(),
             log_rate: super::log_budget::LogBudget::rate(),
             _ticker: runtime.ticker.clone(),
@@ -153,6 +156,7 @@ impl Plugin {
         }
         let features = instance.abi_features().await.map_err(|call| LoadError::Call { plugin: plugin.clone(), call })?;
         version.positional.store(features & features::POSITIONAL_MESSAGE != 0, Ordering::Relaxed);
+        version.batch.store(features & features::BATCH != 0 && instance.exports_batch(), Ordering::Relaxed);
         instance.init().await.map_err(refused)?;
         Ok((version, instance))
     }
@@ -306,7 +310,7 @@ mod tests {
         let unknown = module(&minimal, &[("sleep", "(param i32)")]);
         assert_eq!(
             check_imports(&unknown).err().as_deref(),
-            Some("import `switchyard.sleep` is not a host function of ABI v1 (`publish`, `log`)")
+            Some("import `switchyard.sleep` is not a host function of ABI v1 (`publish`, `log`, `begin_message`)")
         );
         let bad_log = module(&minimal, &[("log", "(param i32 i32) (result i32)")]);
         assert_eq!(

@@ -149,6 +149,41 @@ impl Pool {
         Call { plugin, result, role }
     }
 
+    /// Call the current version once on all of `msgs` (`switchyard_handle_batch`):
+    /// a result for each, in order, and how long the whole call took. `None`
+    /// when they must be called one by one: the version does not handle
+    /// batches, it is fresh isolation, a version is on trial (whose choices are
+    /// per message), or no instance is idle (a new one comes from a single
+    /// call). `Some(Err)` when the batch call failed: a trap or a timeout in
+    /// any message discards the instance and its results, and only single calls
+    /// can then say which message was at fault (the publishes it buffered were
+    /// never sent).
+    pub async fn call_batch(&self, msgs: &[&Message], trace_ids: &[Option<TraceId>]) -> Option<Result<(Vec<Call>, Duration), CallError>> {
+        let plugin = self.current.load_full();
+        if msgs.len() < 2 || !self.batches() {
+            return None;
+        }
+        let instance = self.take(&plugin)?;
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let _busy = Busy(&self.busy);
+        let here_first = !self.slow.load(Ordering::Relaxed);
+        let calling = Instant::now();
+        let ((instance, result), slow) = guest_threads::run(instance.call_batch(msgs, trace_ids), here_first).await;
+        let took = calling.elapsed();
+        self.slow.store(slow, Ordering::Relaxed);
+        Some(result.map(|handled| {
+            self.put(instance);
+            let calls = handled.into_iter().map(|handled| Call { plugin: plugin.clone(), result: Ok(handled), role: Role::Current });
+            (calls.collect(), took)
+        }))
+    }
+
+    /// Whether [`Pool::call_batch`] would call a batch now.
+    pub fn batches(&self) -> bool {
+        let plugin = self.current.load();
+        plugin.batch.load(Ordering::Relaxed) && plugin.spec.isolation == Isolation::Pooled && !self.on_trial.load(Ordering::Acquire)
+    }
+
     /// The version for this call.
     fn choose(&self, msg: &Message, pick: Pick<'_>) -> (Arc<Plugin>, Role) {
         if self.on_trial.load(Ordering::Acquire)
@@ -302,7 +337,7 @@ impl Pool {
         let instance = match self.take(&plugin) {
             Some(instance) => instance,
             // `init` is guest code too: it runs where calls do.
-            None => match guest_threads::run(Instance::new(plugin.clone()), here_first).await.0 {
+            None => match Box::pin(guest_threads::run(Instance::new(plugin.clone()), here_first)).await.0 {
                 Ok(instance) => instance,
                 Err(err) => {
                     let reason = match err {

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use switchyard_abi::{Delivery, Message, Publish};
 use wasmtime::ResourceLimiter;
@@ -71,6 +71,50 @@ pub(super) struct HostState {
     pub log_budget: LogBudget,
     /// The message being handled, as the guest's log lines name it.
     pub message: CurrentMessage,
+    /// While `switchyard_handle_batch` runs: its messages, and the publishes of
+    /// those the guest is done with.
+    pub batch: Option<Batch>,
+}
+
+/// The messages of a batch call, as `begin_message` switches from one to the next.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    items: Vec<BatchItem>,
+    /// The index the next `begin_message` must name.
+    next: usize,
+    /// Publishes of the messages before the current one, in order.
+    done: Vec<Vec<Publish>>,
+    /// Each message's own budget: wall clock and fuel.
+    timeout: Duration,
+    fuel: Option<u64>,
+}
+
+#[derive(Debug)]
+struct BatchItem {
+    subject: String,
+    delivery: Option<(String, u64)>,
+    trace_id: Option<TraceId>,
+}
+
+/// Why `begin_message` was refused.
+pub(super) enum NotBegun {
+    /// No batch call is running.
+    NoBatch,
+    /// Not the next index.
+    OutOfOrder,
+}
+
+impl Batch {
+    pub(super) fn new<'a>(msgs: impl Iterator<Item = (&'a Message, Option<TraceId>)>, timeout: Duration, fuel: Option<u64>) -> Self {
+        let items = msgs
+            .map(|(msg, trace_id)| BatchItem {
+                subject: msg.subject.clone(),
+                delivery: msg.delivery.as_ref().map(|d| (d.stream.clone(), d.stream_sequence)),
+                trace_id,
+            })
+            .collect();
+        Self { items, next: 0, done: Vec::new(), timeout, fuel }
+    }
 }
 
 /// What a guest's log line says of the message it was handling: buffers
@@ -90,6 +134,7 @@ impl HostState {
         self.publish_bytes = 0;
         self.msg_id_prefix.clear();
         self.last_error = None;
+        self.batch = None;
         self.log_budget.begin_call();
     }
 
@@ -106,11 +151,54 @@ impl HostState {
     }
 
     pub(super) fn number_publishes_after(&mut self, delivery: Option<&Delivery>) {
+        self.set_msg_id_prefix(delivery.map(|d| (d.stream.as_str(), d.stream_sequence)));
+    }
+
+    fn set_msg_id_prefix(&mut self, delivery: Option<(&str, u64)>) {
         self.msg_id_prefix.clear();
-        if let Some(delivery) = delivery {
+        if let Some((stream, sequence)) = delivery {
             // Writing into a String cannot fail.
-            let _ = write!(self.msg_id_prefix, "{}:{}", delivery.stream, delivery.stream_sequence);
+            let _ = write!(self.msg_id_prefix, "{stream}:{sequence}");
         }
+    }
+
+    /// `begin_message(index)`: the publishes, log lines and budget that follow
+    /// are message `index`'s. Returns the fuel to give it.
+    pub(super) fn begin_message(&mut self, index: i32) -> Result<Option<u64>, NotBegun> {
+        let Some(mut batch) = self.batch.take() else { return Err(NotBegun::NoBatch) };
+        let result = self.switch_to(&mut batch, index);
+        self.batch = Some(batch);
+        result
+    }
+
+    fn switch_to(&mut self, batch: &mut Batch, index: i32) -> Result<Option<u64>, NotBegun> {
+        let Some(item) = usize::try_from(index).ok().filter(|&i| i == batch.next).and_then(|i| batch.items.get(i)) else {
+            return Err(NotBegun::OutOfOrder);
+        };
+        if batch.next > 0 {
+            batch.done.push(self.publishes.replace(Vec::new()).unwrap_or_default());
+        }
+        batch.next += 1;
+        self.publish_bytes = 0;
+        self.set_msg_id_prefix(item.delivery.as_ref().map(|(stream, sequence)| (stream.as_str(), *sequence)));
+        self.message.subject.clear();
+        self.message.subject.push_str(&item.subject);
+        self.message.stream_sequence = item.delivery.as_ref().map(|(_, sequence)| *sequence);
+        self.message.trace_id = item.trace_id;
+        self.started = Instant::now();
+        self.deadline = self.started + batch.timeout;
+        Ok(batch.fuel)
+    }
+
+    /// The batch call returned: each message's publishes, in order, or why the
+    /// guest's account does not hold (a message it never began).
+    pub(super) fn finish_batch(&mut self) -> Result<Vec<Vec<Publish>>, String> {
+        let mut batch = self.batch.take().unwrap_or_default();
+        if batch.next != batch.items.len() {
+            return Err(format!("began {} of the batch's {} messages", batch.next, batch.items.len()));
+        }
+        batch.done.extend(self.publishes.take());
+        Ok(batch.done)
     }
 }
 

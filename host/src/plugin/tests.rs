@@ -335,3 +335,76 @@ async fn the_publishes_of_a_jetstream_message_carry_its_id() {
     let core = instance.handle(&Message::default()).await.expect("handle");
     assert!(core.publishes[0].headers.is_empty(), "a core message's publishes carry no id");
 }
+
+/// A module that handles batches of two: `body` runs in `switchyard_handle_batch`
+/// with `$begin` (the `begin_message` import) and `$publish` at hand; offset
+/// 512 holds the array of two acks, `TWO_ACKS` its packed pointer/length.
+fn batch_module(body: &str, publish: &Publish) -> Vec<u8> {
+    let bytes = switchyard_abi::encode(publish).expect("encode");
+    let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+    let wat = format!(
+        r#"(module
+          (import "switchyard" "publish" (func $publish (param i32 i32) (result i32)))
+          (import "switchyard" "begin_message" (func $begin (param i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 16) "\81\a4kind\a3ack")
+          (data (i32.const 256) "{escaped}")
+          (data (i32.const 512) "\92\81\a4kind\a3ack\81\a4kind\a3ack")
+          (func (export "switchyard_abi_version") (result i32) i32.const 1)
+          (func (export "switchyard_abi_features") (result i32) i32.const 2)
+          (func (export "switchyard_alloc") (param i32) (result i32) i32.const 1024)
+          (func (export "switchyard_handle") (param i32 i32) (result i64) {ACK})
+          (func (export "switchyard_handle_batch") (param i32 i32) (result i64) {body}))"#
+    );
+    wat::parse_str(wat).expect("valid wat")
+}
+
+const TWO_ACKS: &str = "i64.const 2199023255573"; // (512 << 32) | 21
+
+/// `publish` once, trapping unless the host says OK.
+fn publish_once(publish: &Publish) -> String {
+    let len = switchyard_abi::encode(publish).expect("encode").len();
+    format!("(if (i32.ne (call $publish (i32.const 256) (i32.const {len})) (i32.const 0)) (then unreachable))")
+}
+
+/// `begin_message(index)`, trapping unless the host answers `expected`.
+fn begin(index: i32, expected: i32) -> String {
+    format!("(if (i32.ne (call $begin (i32.const {index})) (i32.const {expected})) (then unreachable))")
+}
+
+async fn batch_of_two(body: &str) -> Result<Vec<super::Handled>, CallError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = Runtime::new(None).expect("runtime");
+    let publish = Publish { subject: "out.a".into(), headers: Vec::new(), payload: b"x".to_vec() };
+    let (plugin, first) = Plugin::load(&runtime, spec(dir.path(), &batch_module(body, &publish))).await.expect("load");
+    let pool = Pool::new(plugin, first, 1);
+    let job = |sequence| Message {
+        delivery: Some(Delivery { stream: "JOBS".into(), stream_sequence: sequence, ..Delivery::default() }),
+        ..Message::default()
+    };
+    let (a, b) = (job(7), job(8));
+    let calls = pool.call_batch(&[&a, &b], &[None, None]).await.expect("a batch call");
+    calls.map(|(calls, _)| calls.into_iter().map(|call| call.result.expect("each message handled")).collect())
+}
+
+#[tokio::test]
+async fn each_message_of_a_batch_gets_its_own_publishes_and_ids() {
+    let publish = Publish { subject: "out.a".into(), headers: Vec::new(), payload: b"x".to_vec() };
+    let once = publish_once(&publish);
+    // Message 0 publishes once, message 1 twice; an index out of order is refused.
+    let body =
+        format!("{} {once} {} {} {once} {once} {TWO_ACKS}", begin(0, status::OK), begin(0, status::BAD_ARGUMENT), begin(1, status::OK));
+    let handled = batch_of_two(&body).await.expect("the batch call");
+    let ids = |h: &super::Handled| h.publishes.iter().map(|p| p.headers[0].1.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&handled[0]), ["JOBS:7:0"]);
+    assert_eq!(ids(&handled[1]), ["JOBS:8:0", "JOBS:8:1"]);
+    assert!(handled.iter().all(|h| h.outcome == Outcome::Ack));
+}
+
+#[tokio::test]
+async fn a_batch_whose_messages_were_not_all_begun_fails_whole() {
+    let err = batch_of_two(&format!("{} {TWO_ACKS}", begin(0, status::OK))).await.expect_err("refused");
+    assert_eq!(err.to_string(), "broke the ABI: began 1 of the batch's 2 messages");
+    let err = batch_of_two(&format!("{} {} {ACK}", begin(0, status::OK), begin(1, status::OK))).await.expect_err("refused");
+    assert!(err.to_string().contains("outcome"), "one outcome, not an array of two: {err}");
+}

@@ -65,6 +65,11 @@ impl Breaker {
         }
     }
 
+    /// Whether every call is let through now (no probing, nothing refused).
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(self.lock().phase, Phase::Closed)
+    }
+
     /// While open: how long until probes are let through. `None` otherwise.
     pub(crate) fn blocked_for(&self) -> Option<Duration> {
         match self.lock().phase {

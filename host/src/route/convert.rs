@@ -8,8 +8,9 @@ use switchyard_abi::{Delivery, Header, Message};
 /// A core NATS message as the plugin sees it.
 pub(super) fn from_core(msg: &async_nats::Message) -> Message {
     Message {
-        subject: msg.subject.to_string(),
-        reply: msg.reply.as_ref().map(|r| r.to_string()),
+        // `as_str`, not `to_string`: the latter goes through the formatter.
+        subject: msg.subject.as_str().to_owned(),
+        reply: msg.reply.as_ref().map(|r| r.as_str().to_owned()),
         headers: msg.headers.as_ref().map(headers_of).unwrap_or_default(),
         payload: msg.payload.to_vec(),
         attempt: 1,
@@ -34,7 +35,7 @@ pub(super) fn from_jetstream(msg: &async_nats::jetstream::Message, max_deliver: 
         Err(_) => (1, None),
     };
     Message {
-        subject: msg.subject.to_string(),
+        subject: msg.subject.as_str().to_owned(),
         reply: None,
         headers: msg.headers.as_ref().map(headers_of).unwrap_or_default(),
         payload: msg.payload.to_vec(),

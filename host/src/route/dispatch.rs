@@ -57,8 +57,37 @@ pub(crate) async fn run(
     observe: bool,
 ) -> Dispatched {
     let calling = Instant::now();
-    let Call { plugin, result, role } = route.pool.call_traced(msg, Some(trace.trace_id), pick).await;
+    let call = route.pool.call_traced(msg, Some(trace.trace_id), pick).await;
     route.metrics.handler_took(calling.elapsed());
+    judge(route, msg, trace, metrics, call, observe)
+}
+
+/// Run the route's plugin once on all of `msgs` (each in its span), when its
+/// pool can (`Pool::call_batch`): what each call came to, in order.
+pub(crate) async fn run_batch(route: &Route, msgs: &[&Message], traces: &[&MessageTrace], metrics: &Metrics) -> Option<Vec<Dispatched>> {
+    let trace_ids: Vec<_> = traces.iter().map(|trace| Some(trace.trace_id)).collect();
+    let result = route.pool.call_batch(msgs, &trace_ids).await?;
+    route.metrics.batch_calls.inc();
+    let (calls, took) = match result {
+        Ok(done) => done,
+        Err(err) => {
+            let plugin = route.pool.plugin();
+            tracing::debug!(route = %route.name, plugin = %plugin.spec.name, "a batch call failed ({err}); its messages are called one by one");
+            return None;
+        }
+    };
+    route.metrics.batched_messages.inc_by(msgs.len() as u64);
+    let each = took / msgs.len() as u32;
+    let judged = calls.into_iter().zip(msgs.iter().zip(traces)).map(|(call, (msg, trace))| {
+        route.metrics.handler_took(each);
+        judge(route, msg, trace, metrics, call, false)
+    });
+    Some(judged.collect())
+}
+
+/// What a call's result means for the message.
+fn judge(route: &Route, msg: &Message, trace: &MessageTrace, metrics: &Metrics, call: Call, observe: bool) -> Dispatched {
+    let Call { plugin, result, role } = call;
     let observed = observe.then(|| Observed::of(&result));
     let verdict = match result {
         Ok(Handled { outcome, publishes }) => match outcome {

@@ -18,9 +18,9 @@ use super::dispatch::{self, Dispatched, Reply, Verdict};
 use super::{Outputs, Route};
 use crate::plugin::{Observed, Pick, Plugin, Role, Shadow};
 use crate::policy::{DeadLetter, Permit, RateLimit};
-use crate::telemetry::Outcome;
 use crate::telemetry::otlp::SpanFacts;
 use crate::telemetry::trace::MessageTrace;
+use crate::telemetry::{InFlight, Outcome};
 
 /// What became of a failed attempt.
 pub(super) enum Failed {
@@ -77,13 +77,65 @@ struct ShadowRun {
     observed: Option<Observed>,
 }
 
-/// Handle `msg` on `route` in the span `trace`, settling it through `settle`;
-/// the span is exported when `[telemetry.otlp]` is set.
-pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, trace: &MessageTrace, settle: &mut impl Settle) {
-    let _in_flight = route.metrics.in_flight();
+/// The most messages a worker takes together for one batch call.
+pub(super) const MAX_TOGETHER: usize = 32;
+
+/// Whether a worker should take more than one message at a time: the plugin
+/// handles batches now, and nothing decides message by message before the
+/// call (no rate limit, no breaker but a closed one).
+pub(super) fn takes_together(route: &Route) -> bool {
+    route.rate_limit.is_none() && route.breaker.as_ref().is_none_or(|breaker| breaker.is_closed()) && route.pool.batches()
+}
+
+/// A message's first call, made in a batch with others a worker held: the
+/// pipeline goes on from its verdict.
+pub(super) struct Called<'r> {
+    /// Since the message was taken, before the batch call.
+    in_flight: InFlight<'r>,
+    dispatched: Dispatched,
+}
+
+/// The first call of each of `msgs` (each in its span `traces`), made as one
+/// batch call (`switchyard_handle_batch`) when nothing decides message by
+/// message before a call: no rate limit, a closed breaker (or none), and a
+/// pool that can (`Pool::call_batch`). All `None` otherwise (the call failed,
+/// or things changed since the messages were taken): each message is then
+/// called alone by [`handle`], one after the other.
+pub(super) async fn call_together<'r>(
+    route: &'r Route,
+    out: &Outputs,
+    msgs: &[Message],
+    traces: &[MessageTrace],
+) -> Vec<Option<Called<'r>>> {
+    if msgs.len() > 1 && takes_together(route) {
+        let in_flight: Vec<_> = msgs.iter().map(|_| route.metrics.in_flight()).collect();
+        let msgs: Vec<&Message> = msgs.iter().collect();
+        let traces: Vec<&MessageTrace> = traces.iter().collect();
+        if let Some(dispatched) = dispatch::run_batch(route, &msgs, &traces, &out.metrics).await {
+            return in_flight.into_iter().zip(dispatched).map(|(in_flight, dispatched)| Some(Called { in_flight, dispatched })).collect();
+        }
+    }
+    msgs.iter().map(|_| None).collect()
+}
+
+/// Handle `msg` on `route` in the span `trace`, settling it through `settle`,
+/// from its first call's verdict when a batch call made it (`called`); the
+/// span is exported when `[telemetry.otlp]` is set.
+pub(super) async fn handle(
+    route: &Route,
+    out: &Outputs,
+    mut msg: Message,
+    trace: &MessageTrace,
+    settle: &mut impl Settle,
+    called: Option<Called<'_>>,
+) {
+    let (_in_flight, first) = match called {
+        Some(Called { in_flight, dispatched }) => (in_flight, Some(dispatched)),
+        None => (route.metrics.in_flight(), None),
+    };
     // A shadow runs on a copy of a first delivery once the current version settled it.
     let mut shadow = route.pool.shadow_for(&msg).map(|to| ShadowRun { to, copy: msg.clone(), observed: None });
-    let (outcome, plugin) = attempts(route, out, &mut msg, trace, settle, &mut shadow).await;
+    let (outcome, plugin) = attempts(route, out, &mut msg, trace, settle, &mut shadow, first).await;
     if let Some(ShadowRun { to, copy, observed: Some(observed) }) = shadow {
         to.offer(copy, observed);
     }
@@ -104,6 +156,9 @@ pub(super) async fn handle(route: &Route, out: &Outputs, mut msg: Message, trace
 
 /// The gates, the calls and the settlement; what the message came to last,
 /// and the plugin version that handled it (none when a gate turned it away).
+/// The rare paths (a gate's wait, a failure, a dead letter) are boxed: their
+/// futures would otherwise make every message's future kilobytes larger, and
+/// it is moved and copied on the way to being polled.
 async fn attempts(
     route: &Route,
     out: &Outputs,
@@ -111,10 +166,11 @@ async fn attempts(
     trace: &MessageTrace,
     settle: &mut impl Settle,
     shadow: &mut Option<ShadowRun>,
+    mut first: Option<Dispatched>,
 ) -> (Outcome, Option<Arc<Plugin>>) {
     if let Some(limit) = &route.rate_limit {
         let waiting = Instant::now();
-        let permitted = settle.permit(limit, msg).await;
+        let permitted = Box::pin(settle.permit(limit, msg)).await;
         route.metrics.waited_for_permit(waiting.elapsed());
         if !permitted {
             route.metrics.count(Outcome::Shed);
@@ -123,16 +179,22 @@ async fn attempts(
     }
     let mut pick = Pick::Any { order_by: route.spec.order_by.as_ref() };
     loop {
-        if let Some(breaker) = &route.breaker
-            && let Permit::Denied(wait) = breaker.try_acquire()
-        {
-            route.metrics.count(Outcome::BreakerOpen);
-            settle.breaker_open(msg, wait).await;
-            return (Outcome::BreakerOpen, None);
-        }
-        let observe = shadow.as_ref().is_some_and(|run| run.observed.is_none());
-        let Dispatched { plugin, verdict, role, observed } =
-            settle.call(dispatch::run(route, msg, trace, &out.metrics, pick, observe)).await;
+        // A batch call made the first call: its gates were passed then.
+        let dispatched = match first.take() {
+            Some(dispatched) => dispatched,
+            None => {
+                if let Some(breaker) = &route.breaker
+                    && let Permit::Denied(wait) = breaker.try_acquire()
+                {
+                    route.metrics.count(Outcome::BreakerOpen);
+                    Box::pin(settle.breaker_open(msg, wait)).await;
+                    return (Outcome::BreakerOpen, None);
+                }
+                let observe = shadow.as_ref().is_some_and(|run| run.observed.is_none());
+                settle.call(dispatch::run(route, msg, trace, &out.metrics, pick, observe)).await
+            }
+        };
+        let Dispatched { plugin, verdict, role, observed } = dispatched;
         if let Some(run) = shadow.as_mut().filter(|_| observed.is_some()) {
             run.observed = observed;
         }
@@ -169,7 +231,7 @@ async fn attempts(
                         return (outcome, Some(plugin));
                     }
                     Err(Unsent::Reply(reason)) => {
-                        return (dead_letter(route, out, settle, &plugin, msg, Some(trace), reason).await, Some(plugin));
+                        return (Box::pin(dead_letter(route, out, settle, &plugin, msg, Some(trace), reason)).await, Some(plugin));
                     }
                     Err(Unsent::Publish(reason)) => (None, reason),
                 }
@@ -178,16 +240,18 @@ async fn attempts(
             Verdict::Reject { reason } => {
                 route.metrics.count(Outcome::Reject);
                 settle.rejected();
-                return (dead_letter(route, out, settle, &plugin, msg, Some(trace), reason).await, Some(plugin));
+                return (Box::pin(dead_letter(route, out, settle, &plugin, msg, Some(trace), reason)).await, Some(plugin));
             }
         };
-        match settle.failed(msg, delay, reason).await {
+        match Box::pin(settle.failed(msg, delay, reason)).await {
             Failed::CallAgain => route.metrics.count(Outcome::Retry),
             Failed::Later => {
                 route.metrics.count(Outcome::Retry);
                 return (Outcome::Retry, Some(plugin));
             }
-            Failed::GiveUp(reason) => return (dead_letter(route, out, settle, &plugin, msg, Some(trace), reason).await, Some(plugin)),
+            Failed::GiveUp(reason) => {
+                return (Box::pin(dead_letter(route, out, settle, &plugin, msg, Some(trace), reason)).await, Some(plugin));
+            }
         }
     }
 }

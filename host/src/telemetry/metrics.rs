@@ -129,6 +129,8 @@ pub struct Metrics {
     dead_letters: Family<RouteLabel, Counter>,
     dead_letter_failures: Family<RouteLabel, Counter>,
     publish_failures: Family<RouteLabel, Counter>,
+    batch_calls: Family<RouteLabel, Counter>,
+    batched_messages: Family<RouteLabel, Counter>,
     consumer_pending: Family<RouteLabel, Gauge>,
     consumer_ack_pending: Family<RouteLabel, Gauge>,
     consumer_redelivered: Family<RouteLabel, Gauge>,
@@ -167,6 +169,8 @@ impl Metrics {
             dead_letters: Family::default(),
             dead_letter_failures: Family::default(),
             publish_failures: Family::default(),
+            batch_calls: Family::default(),
+            batched_messages: Family::default(),
             consumer_pending: Family::default(),
             consumer_ack_pending: Family::default(),
             consumer_redelivered: Family::default(),
@@ -193,6 +197,12 @@ impl Metrics {
             m.dead_letter_failures.clone(),
         );
         registry.register("publish_failures", "Plugin publishes or replies NATS did not take", m.publish_failures.clone());
+        registry.register(
+            "batch_calls",
+            "Plugin calls made with several messages at once (a failed one is followed by single calls)",
+            m.batch_calls.clone(),
+        );
+        registry.register("batched_messages", "Messages whose outcome came from a batch call", m.batched_messages.clone());
         registry.register(
             "consumer_pending",
             "Messages in the stream not yet delivered to the route's consumer",
@@ -252,6 +262,8 @@ impl Metrics {
             dead_letters: self.dead_letters.get_or_create_owned(&label),
             dead_letter_failures: self.dead_letter_failures.get_or_create_owned(&label),
             publish_failures: self.publish_failures.get_or_create_owned(&label),
+            batch_calls: self.batch_calls.get_or_create_owned(&label),
+            batched_messages: self.batched_messages.get_or_create_owned(&label),
         };
         routes.insert(route.to_owned(), handles.clone());
         handles
@@ -358,6 +370,8 @@ pub struct RouteMetrics {
     pub dead_letters: Counter,
     pub dead_letter_failures: Counter,
     pub publish_failures: Counter,
+    pub batch_calls: Counter,
+    pub batched_messages: Counter,
 }
 
 /// See [`Metrics::rollout`]; by default counted nowhere (a pool in unit tests).

@@ -9,4 +9,4 @@ mod process;
 pub mod trace;
 
 pub use health::Health;
-pub use metrics::{Metrics, Outcome, ReloadResult, RolloutMetrics, RouteMetrics};
+pub use metrics::{InFlight, Metrics, Outcome, ReloadResult, RolloutMetrics, RouteMetrics};

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod batch;
 mod bounded;
 pub mod subject;
 
@@ -35,6 +36,12 @@ pub mod names {
     pub const HANDLE: &str = "switchyard_handle";
     /// `() -> i32`: optional; the [`crate::features`] the module understands.
     pub const FEATURES: &str = "switchyard_abi_features";
+    /// `(ptr: i32, len: i32) -> i64`: optional ([`crate::features::BATCH`]); handle a
+    /// MessagePack array of messages; returns a packed ptr/len of an array of outcomes.
+    pub const HANDLE_BATCH: &str = "switchyard_handle_batch";
+    /// Host import `(index: i32) -> i32`: during `switchyard_handle_batch`, the guest
+    /// now handles message `index` (0, 1, 2 … in order).
+    pub const BEGIN_MESSAGE: &str = "begin_message";
     /// Host import `(ptr: i32, len: i32) -> i32`: buffer one encoded [`crate::Publish`].
     pub const PUBLISH: &str = "publish";
     /// Host import `(level: i32, ptr: i32, len: i32) -> i32`: log a UTF-8 line.
@@ -76,13 +83,15 @@ pub mod functions {
     pub const HANDLE: Function = Function { name: names::HANDLE, params: &[I32, I32], results: &[I64], required: true };
     pub const INIT: Function = Function { name: names::INIT, params: &[I32, I32], results: &[I64], required: false };
     pub const FEATURES: Function = Function { name: names::FEATURES, params: &[], results: &[I32], required: false };
+    pub const HANDLE_BATCH: Function = Function { name: names::HANDLE_BATCH, params: &[I32, I32], results: &[I64], required: false };
     pub const PUBLISH: Function = Function { name: names::PUBLISH, params: &[I32, I32], results: &[I32], required: false };
     pub const LOG: Function = Function { name: names::LOG, params: &[I32, I32, I32], results: &[I32], required: false };
+    pub const BEGIN_MESSAGE: Function = Function { name: names::BEGIN_MESSAGE, params: &[I32], results: &[I32], required: false };
 
     /// What a module exports (besides `memory`), in the order `docs/ABI.md` lists them.
-    pub const EXPORTS: [Function; 6] = [ABI_VERSION, ALLOC, FREE, HANDLE, INIT, FEATURES];
+    pub const EXPORTS: [Function; 7] = [ABI_VERSION, ALLOC, FREE, HANDLE, INIT, FEATURES, HANDLE_BATCH];
     /// The host functions of module [`crate::IMPORT_MODULE`].
-    pub const IMPORTS: [Function; 2] = [PUBLISH, LOG];
+    pub const IMPORTS: [Function; 3] = [PUBLISH, LOG, BEGIN_MESSAGE];
 }
 
 /// Optional ABI features, bits of what `switchyard_abi_features` returns. A
@@ -93,6 +102,10 @@ pub mod features {
     /// serde-derived decoders do: the guest then skips decoding and checking
     /// every field name on every message.
     pub const POSITIONAL_MESSAGE: u32 = 1;
+    /// The module exports `switchyard_handle_batch`: the host may hand it several
+    /// messages in one call (those it already holds; it never waits to fill a
+    /// batch). See `docs/ABI.md`.
+    pub const BATCH: u32 = 2;
 }
 
 /// Encode a message for a module, positionally if it said it decodes that.
@@ -438,9 +451,12 @@ mod tests {
     #[test]
     fn the_function_table_names_every_export_and_import_once() {
         let exports: Vec<_> = functions::EXPORTS.iter().map(|f| f.name).collect();
-        assert_eq!(exports, [names::ABI_VERSION, names::ALLOC, names::FREE, names::HANDLE, names::INIT, names::FEATURES]);
+        assert_eq!(
+            exports,
+            [names::ABI_VERSION, names::ALLOC, names::FREE, names::HANDLE, names::INIT, names::FEATURES, names::HANDLE_BATCH]
+        );
         let imports: Vec<_> = functions::IMPORTS.iter().map(|f| f.name).collect();
-        assert_eq!(imports, [names::PUBLISH, names::LOG]);
+        assert_eq!(imports, [names::PUBLISH, names::LOG, names::BEGIN_MESSAGE]);
         assert!(functions::IMPORTS.iter().all(|f| !f.required), "a module imports only what it uses");
         // The pointer/length pairs and the packed i64 results described in ABI.md.
         assert_eq!((functions::HANDLE.params.len(), functions::HANDLE.results), (2, &[functions::ValType::I64][..]));

@@ -168,6 +168,9 @@ fn export(function: &Function, call: &TokenStream) -> TokenStream {
         names::HANDLE => quote! {
             unsafe { #glue::handle::<#hook>(#(#args,)* |msg, ctx, settings| ::switchyard_sdk::IntoOutcome::into_outcome(#call)) }
         },
+        names::HANDLE_BATCH => quote! {
+            unsafe { #glue::handle_batch::<#hook>(#(#args,)* |msg, ctx, settings| ::switchyard_sdk::IntoOutcome::into_outcome(#call)) }
+        },
         other => {
             let message = format!("the SDK has no glue for the ABI export `{other}`");
             return quote!(::core::compile_error!(#message););

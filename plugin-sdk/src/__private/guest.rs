@@ -16,7 +16,7 @@ use std::sync::Once;
 
 use switchyard_abi::{ABI_VERSION, Message, Outcome, level};
 
-use super::{Configured, Settings, configure, dispatch};
+use super::{Configured, Settings, configure, dispatch, run};
 use crate::{Context, PluginConfig};
 
 thread_local! {
@@ -35,10 +35,11 @@ pub fn abi_version() -> i32 {
 }
 
 /// `switchyard_abi_features`: the SDK decodes messages with serde, which reads
-/// positional messages as well as named ones.
+/// positional messages as well as named ones, and handles batches.
 pub fn abi_features() -> i32 {
+    use switchyard_abi::features::{BATCH, POSITIONAL_MESSAGE};
     // A small constant bit set; the export's type is i32.
-    switchyard_abi::features::POSITIONAL_MESSAGE as i32
+    (POSITIONAL_MESSAGE | BATCH) as i32
 }
 
 /// `switchyard_alloc`: `len` bytes, or 0 when `len` is negative or memory is exhausted. Zero
@@ -79,6 +80,36 @@ pub unsafe fn handle<S: Settings>(ptr: i32, len: i32, handler: impl FnOnce(&Mess
     let dispatched = dispatch(input.bytes(), &configured, handler);
     drop(input);
     set_result(dispatched.bytes)
+}
+
+/// `switchyard_handle_batch`: [`handle`] for each message of the array, in order, each announced
+/// to the host first (`begin_message`) so its publishes and log lines are counted as its own.
+/// Returns the array of their outcomes; `0` (no result) when the input is not an array of
+/// messages, which makes the host hand them over one by one instead.
+///
+/// # Safety
+/// As for [`handle`]: `ptr`/`len` is an `alloc` buffer holding the encoded array; ownership
+/// passes to this function.
+pub unsafe fn handle_batch<S: Settings>(ptr: i32, len: i32, mut handler: impl FnMut(&Message, &mut Context, &S) -> Outcome) -> i64 {
+    use switchyard_abi::batch;
+    install_panic_hook();
+    // SAFETY: forwarded from this function's contract.
+    let input = unsafe { Input::take(ptr, len) };
+    let mut rest = input.bytes();
+    let Ok(count) = batch::read_len(&mut rest) else { return 0 };
+    let configured = CONFIGURED.with(|c| c.borrow().clone());
+    let mut outcomes = Vec::with_capacity(16 * count.min(1024));
+    batch::write_len(&mut outcomes, count);
+    for index in 0..count {
+        // An item that does not decode leaves the rest unreadable: no result.
+        let Ok(msg) = batch::read_item::<Message>(&mut rest) else { return 0 };
+        if crate::host::begin_message(index as i32) != switchyard_abi::status::OK {
+            return 0;
+        }
+        outcomes.extend(run(&msg, &configured, &mut handler).bytes);
+    }
+    drop(input);
+    set_result(outcomes)
 }
 
 /// `switchyard_init`: 0 when `hook` accepts the configuration (returning the settings parsed from

@@ -10,12 +10,12 @@ mod settle;
 use std::sync::Arc;
 
 use async_nats::Subscriber;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use switchyard_abi::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::lanes::Lanes;
-use super::{Outputs, Route, convert};
+use super::{Outputs, Route, convert, pipeline};
 use crate::config::CoreSpec;
 use crate::workers::Workers;
 
@@ -49,6 +49,19 @@ impl Feed {
                 msg = self.subscriber.next() => return msg,
             }
         }
+    }
+
+    /// The next message and those that arrived with it, up to `max`: what the
+    /// subscription already holds, never waiting for more.
+    async fn next_together(&mut self, cancel: &CancellationToken, max: usize) -> Vec<Message> {
+        let Some(first) = self.next(cancel).await else { return Vec::new() };
+        let mut msgs = vec![convert::from_core(&first)];
+        while msgs.len() < max
+            && let Some(Some(msg)) = self.subscriber.next().now_or_never()
+        {
+            msgs.push(convert::from_core(&msg));
+        }
+        msgs
     }
 }
 
@@ -101,8 +114,13 @@ pub(super) async fn start(
                     let mut feed = Feed::subscribe(&out, subject, queue.as_deref()).await?;
                     let (s, out, cancel) = (s.clone(), out.clone(), cancel.clone());
                     workers.spawn(name.clone(), async move {
-                        while let Some(msg) = feed.next(&cancel).await {
-                            settle::handle(&s, &out, &cancel, convert::from_core(&msg)).await;
+                        loop {
+                            let max = if pipeline::takes_together(&s.route) { pipeline::MAX_TOGETHER } else { 1 };
+                            let msgs = feed.next_together(&cancel, max).await;
+                            if msgs.is_empty() {
+                                break;
+                            }
+                            settle::handle_together(&s, &out, &cancel, msgs).await;
                         }
                     });
                 }

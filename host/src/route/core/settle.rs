@@ -24,7 +24,19 @@ use crate::telemetry::trace::MessageTrace;
 pub(super) async fn handle(s: &Subscriptions, out: &Outputs, cancel: &CancellationToken, msg: Message) {
     let trace = pipeline::begin_trace(out, &msg);
     let mut settle = Core { route: &s.route, spec: &s.spec, out, cancel, trace: &trace, started: Instant::now(), rejected: false };
-    pipeline::handle(&s.route, out, msg, &trace, &mut settle).await;
+    pipeline::handle(&s.route, out, msg, &trace, &mut settle, None).await;
+}
+
+/// Handle messages a worker took together, in the order they came: their first
+/// calls in one batch call when the pipeline can (`pipeline::call_together`),
+/// then each settled as alone.
+pub(super) async fn handle_together(s: &Subscriptions, out: &Outputs, cancel: &CancellationToken, msgs: Vec<Message>) {
+    let traces: Vec<MessageTrace> = msgs.iter().map(|msg| pipeline::begin_trace(out, msg)).collect();
+    let called = pipeline::call_together(&s.route, out, &msgs, &traces).await;
+    for ((msg, trace), called) in msgs.into_iter().zip(&traces).zip(called) {
+        let mut settle = Core { route: &s.route, spec: &s.spec, out, cancel, trace, started: Instant::now(), rejected: false };
+        pipeline::handle(&s.route, out, msg, trace, &mut settle, called).await;
+    }
 }
 
 struct Core<'a> {
