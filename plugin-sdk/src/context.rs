@@ -96,6 +96,12 @@ impl Context {
         &self.config
     }
 
+    /// The key-value bucket `name`, which the plugin's `kv` list in runtime.toml must name (see
+    /// [`Bucket`](crate::kv::Bucket)). Fails only on a name that cannot be a bucket's.
+    pub fn kv(&self, name: &str) -> Result<crate::kv::Bucket, crate::kv::KvError> {
+        crate::kv::Bucket::new(name)
+    }
+
     /// Publish `payload` to `subject` once the outcome is Ack or Reply. The subject must match the
     /// route's publish allow-list.
     pub fn publish(&mut self, subject: &str, payload: impl Into<Vec<u8>>) -> Result<(), PublishError> {

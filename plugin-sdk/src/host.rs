@@ -3,10 +3,19 @@
 //! so a handler behaves the same under `cargo test` as in the daemon.
 
 #[cfg(target_arch = "wasm32")]
-pub(crate) use wasm::{begin_message, log, publish};
+pub(crate) use wasm::{begin_message, kv_delete, kv_get, kv_keys, kv_write, log, publish};
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use crate::testing::mock::{log, publish};
+pub(crate) use crate::testing::mock::{kv_delete, kv_get, kv_keys, kv_write, log, publish};
+
+/// How `kv_write` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    Put,
+    Create,
+    /// Only if the key's revision is still this one.
+    Update(i64),
+}
 
 #[cfg(target_arch = "wasm32")]
 // Declaring and calling foreign functions is `unsafe`; these are the whole host surface.
@@ -39,6 +48,56 @@ mod wasm {
     pub(crate) fn begin_message(index: i32) -> i32 {
         // SAFETY: takes and returns plain integers.
         unsafe { host_begin_message(index) }
+    }
+
+    /// `kv_get`: the entry, or a status code (`NOT_FOUND` among them).
+    pub(crate) fn kv_get(bucket: &str, key: &str) -> Result<switchyard_abi::KvEntry, i32> {
+        let ((bp, bl), (kp, kl)) = (region(bucket.as_bytes()), region(key.as_bytes()));
+        // SAFETY: the regions describe live strings; the host only reads them.
+        let len = unsafe { host_kv_get(bp, bl, kp, kl) };
+        let bytes = take_result(len)?;
+        switchyard_abi::decode(&bytes).map_err(|_| switchyard_abi::status::BAD_ENCODING)
+    }
+
+    /// `kv_put`, `kv_create` or `kv_update`: the new revision, or a status code.
+    pub(crate) fn kv_write(bucket: &str, key: &str, value: &[u8], how: super::Write) -> Result<u64, i32> {
+        let ((bp, bl), (kp, kl), (vp, vl)) = (region(bucket.as_bytes()), region(key.as_bytes()), region(value));
+        // SAFETY: the regions describe live buffers; the host only reads them.
+        let revision = unsafe {
+            match how {
+                super::Write::Put => host_kv_put(bp, bl, kp, kl, vp, vl),
+                super::Write::Create => host_kv_create(bp, bl, kp, kl, vp, vl),
+                super::Write::Update(revision) => host_kv_update(bp, bl, kp, kl, vp, vl, revision),
+            }
+        };
+        u64::try_from(revision).map_err(|_| revision as i32)
+    }
+
+    /// `kv_delete`.
+    pub(crate) fn kv_delete(bucket: &str, key: &str) -> Result<(), i32> {
+        let ((bp, bl), (kp, kl)) = (region(bucket.as_bytes()), region(key.as_bytes()));
+        // SAFETY: the regions describe live strings; the host only reads them.
+        let code = unsafe { host_kv_delete(bp, bl, kp, kl) };
+        if code < 0 { Err(code as i32) } else { Ok(()) }
+    }
+
+    /// `kv_keys`: the keys, or a status code.
+    pub(crate) fn kv_keys(bucket: &str, prefix: &str) -> Result<Vec<String>, i32> {
+        let ((bp, bl), (pp, pl)) = (region(bucket.as_bytes()), region(prefix.as_bytes()));
+        // SAFETY: the regions describe live strings; the host only reads them.
+        let len = unsafe { host_kv_keys(bp, bl, pp, pl) };
+        let bytes = take_result(len)?;
+        switchyard_abi::decode(&bytes).map_err(|_| switchyard_abi::status::BAD_ENCODING)
+    }
+
+    /// The result a call left (`len` bytes, as it returned), or its negative status.
+    fn take_result(len: i64) -> Result<Vec<u8>, i32> {
+        let len = usize::try_from(len).map_err(|_| len as i32)?;
+        let mut bytes = vec![0u8; len];
+        let (ptr, len) = region(&bytes);
+        // SAFETY: `bytes` is a live, writable buffer of exactly `len` bytes for the whole call.
+        let code = unsafe { host_take_result(ptr, len) };
+        if code < 0 { Err(code) } else { Ok(std::mem::take(&mut bytes)) }
     }
 
     /// A slice as the (pointer, length) pair of wasm32's 32-bit address space.

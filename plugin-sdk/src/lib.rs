@@ -132,6 +132,7 @@ mod context;
 mod envelope;
 mod host;
 pub mod ids;
+pub mod kv;
 mod logging;
 mod message;
 mod outcome;
@@ -150,6 +151,7 @@ pub use builder::MessageBuilder;
 pub use config::{ConfigError, PluginConfig};
 pub use context::{Context, PublishError};
 pub use envelope::{Envelope, EnvelopeError, EnvelopeKind, Expect, Metadata, SchemaVersion};
+pub use kv::{Bucket, KvError};
 pub use logging::{Level, log};
 pub use message::{MessageExt, PayloadError};
 pub use outcome::{IntoOutcome, OutcomeExt};
@@ -164,8 +166,8 @@ pub use validate::{FieldProblem, Validate, ValidationError, Validator, validate,
 /// Everything a handler usually needs: `use switchyard_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ConfigError, Context, Delivery, Envelope, EnvelopeError, EnvelopeKind, Expect, Header, Level, Message, MessageExt, Outcome,
-        OutcomeExt, PayloadError, PluginConfig, Publish, PublishError, PublishExt, SchemaVersion, Stop, StopExt, Timestamp, TraceContext,
-        Validate, ValidationError, Validator, handler, init, validated_json,
+        Bucket, ConfigError, Context, Delivery, Envelope, EnvelopeError, EnvelopeKind, Expect, Header, KvError, Level, Message, MessageExt,
+        Outcome, OutcomeExt, PayloadError, PluginConfig, Publish, PublishError, PublishExt, SchemaVersion, Stop, StopExt, Timestamp,
+        TraceContext, Validate, ValidationError, Validator, handler, init, validated_json,
     };
 }

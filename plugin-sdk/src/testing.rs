@@ -136,6 +136,7 @@ pub struct MockHost {
     publish_limit: Option<usize>,
     max_payload: Option<usize>,
     init_logs: Vec<(Level, String)>,
+    buckets: mock::Buckets,
 }
 
 impl MockHost {
@@ -146,6 +147,14 @@ impl MockHost {
     /// Add a publish allow-list pattern (NATS wildcards: `*` one token, `>` the rest).
     pub fn allow(mut self, pattern: impl Into<String>) -> Self {
         self.allow.push(pattern.into());
+        self
+    }
+
+    /// Declare a key-value bucket the plugin may use (`ctx.kv(name)`), empty, in memory, shared by
+    /// every call through this host (and its clones). Buckets not declared answer
+    /// `KvError::NotAllowed`, as the daemon does for one not on the plugin's `kv` list.
+    pub fn bucket(self, name: impl Into<String>) -> Self {
+        self.buckets.borrow_mut().entry(name.into()).or_default();
         self
     }
 
@@ -220,6 +229,7 @@ impl MockHost {
             publish_limit: self.publish_limit,
             max_payload: self.max_payload,
             can_publish: true,
+            buckets: self.buckets.clone(),
             ..mock::State::default()
         });
         let dispatched = dispatch(&input, &self.configured, |msg, ctx, settings| handler.call(msg, ctx, settings));

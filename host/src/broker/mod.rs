@@ -3,6 +3,7 @@
 //! runtime.toml declares.
 
 mod barrier;
+mod buckets;
 mod connect;
 mod consumers;
 mod embedded;
@@ -12,6 +13,7 @@ mod stream_index;
 mod streams;
 
 pub use barrier::barrier;
+pub use buckets::ensure_buckets;
 pub use connect::{client_options, connect, describe_failure};
 pub use consumers::ensure_consumer;
 pub use embedded::EmbeddedServer;

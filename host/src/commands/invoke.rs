@@ -30,6 +30,7 @@ pub(crate) async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         fuel: args.fuel,
         isolation: Isolation::default(),
         publish: args.allow.clone(),
+        kv: Vec::new(),
         env: BTreeMap::new(),
         config: config_table(&args)?,
         rollout: RolloutConfig::default(),

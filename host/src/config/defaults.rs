@@ -42,6 +42,9 @@ pub fn dlq_max_age() -> Duration {
 pub fn replicas() -> usize {
     1
 }
+pub fn kv_history() -> i64 {
+    1
+}
 pub fn max_compile_time() -> Duration {
     Duration::from_secs(60)
 }

@@ -19,7 +19,7 @@ use super::schema::Config;
 use super::source::Source;
 
 /// The top-level keys of `runtime.toml`, in the order the docs present them.
-const SECTIONS: &[&str] = &["nats", "host", "dead_letter", "admin", "telemetry", "streams", "plugins", "routes"];
+const SECTIONS: &[&str] = &["nats", "host", "dead_letter", "admin", "telemetry", "streams", "buckets", "plugins", "routes"];
 
 /// What [`parse_source`] produced: the items that deserialized, what did not,
 /// and the problems found so far.
@@ -45,6 +45,9 @@ pub(super) struct Broken {
     /// parsed index after an entry that failed), to place their problems.
     pub stream_positions: Vec<usize>,
     pub route_positions: Vec<usize>,
+    pub buckets: BTreeSet<String>,
+    pub unnamed_bucket: bool,
+    pub bucket_positions: Vec<usize>,
 }
 
 impl Broken {
@@ -56,6 +59,15 @@ impl Broken {
     /// Where the `i`-th parsed route is in the file.
     pub(super) fn route_position(&self, i: usize) -> usize {
         self.route_positions.get(i).copied().unwrap_or(i)
+    }
+
+    /// Where the `i`-th parsed bucket is in the file.
+    pub(super) fn bucket_position(&self, i: usize) -> usize {
+        self.bucket_positions.get(i).copied().unwrap_or(i)
+    }
+
+    pub(super) fn bucket(&self, name: &str) -> bool {
+        self.unnamed_bucket || self.buckets.contains(name)
     }
 
     pub(super) fn plugin(&self, name: &str) -> bool {
@@ -119,6 +131,13 @@ pub(super) fn parse_source(source: &Source) -> Parsed {
                 }
             }
             "routes" => (config.routes, broken.route_positions, _) = array_items(value, "routes", "route", p),
+            "buckets" => {
+                let (buckets, positions, failed) = array_items(value, "buckets", "bucket", p);
+                config.buckets = buckets;
+                broken.bucket_positions = positions;
+                broken.unnamed_bucket = failed.iter().any(Option::is_none);
+                broken.buckets.extend(failed.into_iter().flatten());
+            }
             "plugins" => match value.into_inner() {
                 DeValue::Table(table) => {
                     for (name, plugin) in table {

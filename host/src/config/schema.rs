@@ -34,6 +34,9 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub streams: Vec<StreamConfig>,
+    /// Key-value buckets plugins may use (`[plugins.NAME] kv`).
+    #[serde(default)]
+    pub buckets: Vec<BucketConfig>,
     /// Plugins by name; routes refer to them by that name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -196,6 +199,27 @@ pub struct StreamConfig {
     pub update: bool,
 }
 
+/// A JetStream key-value bucket, created when missing and, like a stream,
+/// never silently rewritten when it exists with other settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    pub name: Spanned<String>,
+    /// How long a value lives after it was written; absent = forever.
+    #[serde(default, deserialize_with = "super::units::option_duration")]
+    pub ttl: Option<Duration>,
+    /// Values kept per key (1–64).
+    #[serde(default = "defaults::kv_history")]
+    pub history: i64,
+    #[serde(default = "defaults::replicas")]
+    pub replicas: usize,
+    #[serde(default)]
+    pub storage: Storage,
+    /// The largest value the bucket takes; absent = the server's limit.
+    #[serde(default, deserialize_with = "super::units::option_byte_size")]
+    pub max_value_size: Option<ByteSize>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Retention {
@@ -239,6 +263,9 @@ pub struct PluginConfig {
     /// Subject patterns the plugin may publish to (NATS wildcards). Empty = none.
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Key-value buckets (`[[buckets]]`) the plugin may read and write. Empty = none.
+    #[serde(default)]
+    pub kv: Vec<Spanned<String>>,
     /// Environment variables visible to the plugin (nothing else is).
     #[serde(default)]
     pub env: BTreeMap<String, String>,

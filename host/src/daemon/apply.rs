@@ -102,13 +102,19 @@ impl Host {
         if plan.needs_restart {
             report.changes.push("[nats], [dead_letter], [host], [admin] and [telemetry] changes take effect at the next restart".into());
         }
+        let deadline = match occasion {
+            Occasion::Start { deadline } => deadline,
+            Occasion::Reload => Instant::now() + new.nats.startup_timeout,
+        };
         if !plan.streams.is_empty() {
-            let deadline = match occasion {
-                Occasion::Start { deadline } => deadline,
-                Occasion::Reload => Instant::now() + new.nats.startup_timeout,
-            };
             match broker::ensure_streams(&self.out.js, &plan.streams, deadline).await {
                 Ok(()) => report.changes.extend(plan.streams.iter().map(|s| format!("stream `{}` set up", s.name.get_ref()))),
+                Err(err) => occasion.fail(report, "", err)?,
+            }
+        }
+        if !plan.buckets.is_empty() {
+            match broker::ensure_buckets(&self.out.js, &plan.buckets, deadline).await {
+                Ok(()) => report.changes.extend(plan.buckets.iter().map(|b| format!("bucket `{}` set up", b.name.get_ref()))),
                 Err(err) => occasion.fail(report, "", err)?,
             }
         }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Config, RouteConfig, StreamConfig};
+use crate::config::{BucketConfig, Config, RouteConfig, StreamConfig};
 use crate::plugin::PluginSpec;
 
 /// The running state, as far as it decides what a new config changes: no
@@ -37,6 +37,8 @@ pub(super) struct Plan {
     pub needs_restart: bool,
     /// Streams that are new or whose settings changed.
     pub streams: Vec<StreamConfig>,
+    /// Key-value buckets that are new or whose settings changed.
+    pub buckets: Vec<BucketConfig>,
     /// Plugins that are new, or whose settings or file changed: a version to load.
     pub plugins: Vec<PluginStep>,
     /// Every configured route, in config order, with what it needs.
@@ -94,6 +96,7 @@ pub(super) fn diff(running: &Running<'_>, new: &Config, hashes: &BTreeMap<String
             || old.telemetry != new.telemetry
     });
     let streams = new.streams.iter().filter(|stream| !running.config.is_some_and(|old| old.streams.contains(stream))).cloned().collect();
+    let buckets = new.buckets.iter().filter(|bucket| !running.config.is_some_and(|old| old.buckets.contains(bucket))).cloned().collect();
 
     let mut plugins = Vec::new();
     for (name, config) in &new.plugins {
@@ -133,7 +136,7 @@ pub(super) fn diff(running: &Running<'_>, new: &Config, hashes: &BTreeMap<String
         .collect();
     let removed_plugins = running.plugins.keys().filter(|name| !new.plugins.contains_key(**name)).map(|name| (*name).to_owned()).collect();
 
-    let mut plan = Plan { needs_restart, streams, plugins, routes, removed_routes, removed_plugins };
+    let mut plan = Plan { needs_restart, streams, buckets, plugins, routes, removed_routes, removed_plugins };
     let unusable: Vec<String> = plan.plugins.iter().filter(|step| step.spec.is_err()).map(|step| step.name.clone()).collect();
     for name in unusable {
         plan.not_loaded(&name);

@@ -20,6 +20,7 @@ use wasmtime::{CacheStore, Config, Enabled, Engine, InstanceAllocationStrategy, 
 
 use super::compiler::CompileLimits;
 use super::function_cache::FunctionCache;
+use super::kv::Buckets;
 use super::state::PayloadLimit;
 use crate::config::Isolation;
 
@@ -56,6 +57,8 @@ pub struct Runtime {
     /// The NATS server's `max_payload`, shared with every plugin version loaded
     /// here, so `publish` refuses what no server would take.
     pub(super) max_payload: PayloadLimit,
+    /// The key-value stores plugins use, once the daemon has a connection.
+    pub(super) buckets: Arc<Buckets>,
     pub(super) limits: CompileLimits,
     /// The `switchyard` binary that compiles modules in a child process; `None`:
     /// compile in this process (see `compiler.rs`).
@@ -100,6 +103,7 @@ impl Runtime {
             ticker: Arc::new(TickerGuard(stop)),
             functions,
             max_payload: PayloadLimit::default(),
+            buckets: Arc::default(),
             limits: CompileLimits::default(),
             compiler: super::compiler::binary(),
         })
@@ -119,6 +123,13 @@ impl Runtime {
     /// Call it again when a reconnect lands on a server with another limit.
     pub fn set_max_payload(&self, bytes: usize) {
         self.max_payload.set(bytes);
+    }
+
+    /// Give every plugin version loaded here (before or after) access to the
+    /// key-value buckets through `js`, counting the calls in `metrics`; without
+    /// it, KV calls answer `UNAVAILABLE`.
+    pub fn set_jetstream(&self, js: async_nats::jetstream::Context, metrics: Arc<crate::telemetry::Metrics>) {
+        self.buckets.connect(js, metrics);
     }
 
     /// The engine for a plugin with these settings.

@@ -17,11 +17,11 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(IMPORT_MODULE, names::PUBLISH, publish)?;
     linker.func_wrap(IMPORT_MODULE, names::LOG, log)?;
     linker.func_wrap(IMPORT_MODULE, names::BEGIN_MESSAGE, begin_message)?;
-    Ok(())
+    super::kv::add_to_linker(linker)
 }
 
 /// Copy `len` bytes at `ptr` out of the guest's exported memory.
-fn guest_bytes(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<Vec<u8>, i32> {
+pub(super) fn guest_bytes(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<Vec<u8>, i32> {
     let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
         return Err(status::UNAVAILABLE);
     };

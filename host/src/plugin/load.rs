@@ -17,6 +17,7 @@ use super::engine::{Runtime, TickerGuard};
 use super::error::LoadError;
 use super::host_fns;
 use super::instance::{Instance, NewError};
+use super::kv::Buckets;
 use super::state::{HostState, PayloadLimit};
 use crate::config::{Isolation, PluginConfig, RolloutConfig};
 
@@ -31,6 +32,8 @@ pub struct PluginSpec {
     /// Reuse instances across messages, or make a fresh one for each.
     pub isolation: Isolation,
     pub publish: Vec<String>,
+    /// Key-value buckets the plugin may use.
+    pub kv: Vec<String>,
     pub env: Vec<(String, String)>,
     /// The `[plugins.NAME.config]` table, encoded as a MessagePack map for `init`.
     pub config: Vec<u8>,
@@ -52,6 +55,7 @@ impl PluginSpec {
             isolation: config.isolation,
             rollout: config.rollout.clone(),
             publish: config.publish.clone(),
+            kv: config.kv.iter().map(|bucket| bucket.get_ref().clone()).collect(),
             env: config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             config: switchyard_abi::encode(&config.config)?,
         })
@@ -76,6 +80,8 @@ pub struct Plugin {
     pub(super) batch: AtomicBool,
     /// The runtime's, so a limit learnt after the load still applies.
     pub(super) max_payload: PayloadLimit,
+    /// The runtime's key-value stores (open once the daemon is connected).
+    pub(super) buckets: Arc<Buckets>,
     /// Log lines per second, shared by all instances of this version.
     pub(super) log_rate: Arc<governor::DefaultDirectRateLimiter>,
     _ticker: Arc<TickerGuard>,
@@ -142,6 +148,7 @@ impl Plugin {
             positional: AtomicBool::new(false),
             batch: AtomicBool::new(false),
             max_payload: runtime.max_payload.clone(),
+            buckets: runtime.buckets.clone(),
             log_rate: super::log_budget::LogBudget::rate(),
             _ticker: runtime.ticker.clone(),
         });
@@ -310,7 +317,9 @@ mod tests {
         let unknown = module(&minimal, &[("sleep", "(param i32)")]);
         assert_eq!(
             check_imports(&unknown).err().as_deref(),
-            Some("import `switchyard.sleep` is not a host function of ABI v1 (`publish`, `log`, `begin_message`)")
+            Some(
+                "import `switchyard.sleep` is not a host function of ABI v1 (`publish`, `log`, `begin_message`, `kv_get`, `kv_put`, `kv_create`, `kv_update`, `kv_delete`, `kv_keys`, `take_result`)"
+            )
         );
         let bad_log = module(&minimal, &[("log", "(param i32 i32) (result i32)")]);
         assert_eq!(

@@ -13,6 +13,7 @@ mod function_cache;
 mod guest_threads;
 mod host_fns;
 mod instance;
+mod kv;
 mod load;
 mod log_budget;
 mod pool;

@@ -12,6 +12,7 @@ use switchyard_abi::{Delivery, Message, Publish};
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use super::kv::Buckets;
 use super::log_budget::LogBudget;
 use crate::telemetry::trace::TraceId;
 
@@ -74,6 +75,13 @@ pub(super) struct HostState {
     /// While `switchyard_handle_batch` runs: its messages, and the publishes of
     /// those the guest is done with.
     pub batch: Option<Batch>,
+    /// Buckets this plugin may use, and the runtime's stores.
+    pub kv_allow: Arc<[String]>,
+    pub buckets: Arc<Buckets>,
+    /// KV calls made for the current message (or `init`).
+    pub kv_calls: usize,
+    /// What the last `kv_get` or `kv_keys` left for `take_result`.
+    pub result: Vec<u8>,
 }
 
 /// The messages of a batch call, as `begin_message` switches from one to the next.
@@ -135,6 +143,8 @@ impl HostState {
         self.msg_id_prefix.clear();
         self.last_error = None;
         self.batch = None;
+        self.kv_calls = 0;
+        self.result = Vec::new();
         self.log_budget.begin_call();
     }
 
@@ -180,6 +190,7 @@ impl HostState {
         }
         batch.next += 1;
         self.publish_bytes = 0;
+        self.kv_calls = 0;
         self.set_msg_id_prefix(item.delivery.as_ref().map(|(stream, sequence)| (stream.as_str(), *sequence)));
         self.message.subject.clear();
         self.message.subject.push_str(&item.subject);

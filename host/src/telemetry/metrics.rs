@@ -89,6 +89,19 @@ struct PluginKind {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KvCall {
+    plugin: String,
+    op: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginOp {
+    plugin: String,
+    op: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -135,6 +148,8 @@ pub struct Metrics {
     consumer_ack_pending: Family<RouteLabel, Gauge>,
     consumer_redelivered: Family<RouteLabel, Gauge>,
     traps: Family<PluginKind, Counter>,
+    kv_calls: Family<KvCall, Counter>,
+    kv_duration: Family<PluginOp, Latency>,
     reloads: Family<ResultLabel, Counter>,
     rollout_share: Family<RouteLabel, Gauge>,
     shadow_comparisons: Family<RouteResult, Counter>,
@@ -175,6 +190,8 @@ impl Metrics {
             consumer_ack_pending: Family::default(),
             consumer_redelivered: Family::default(),
             traps: Family::default(),
+            kv_calls: Family::default(),
+            kv_duration: Family::default(),
             reloads: Family::default(),
             rollout_share: Family::default(),
             shadow_comparisons: Family::default(),
@@ -215,6 +232,12 @@ impl Metrics {
         );
         registry.register("consumer_redelivered", "Messages the route's consumer delivered more than once", m.consumer_redelivered.clone());
         registry.register("plugin_traps", "Plugin calls that failed, by kind: trap, timeout, memory, fuel, abi", m.traps.clone());
+        registry.register(
+            "kv_calls",
+            "Key-value calls plugins made, by operation and result: ok, not_found, conflict, not_allowed, unavailable, invalid, limit, other",
+            m.kv_calls.clone(),
+        );
+        registry.register("kv_duration_seconds", "Time a plugin's key-value call took", m.kv_duration.clone());
         registry.register("reloads", "Reloads by result: applied, refused, rolled_back", m.reloads.clone());
         registry.register(
             "rollout_share_percent",
@@ -298,6 +321,12 @@ impl Metrics {
     /// A failed plugin call, by kind (rare: the family lookup is fine here).
     pub fn trap(&self, plugin: &str, kind: &'static str) {
         self.traps.get_or_create(&PluginKind { plugin: plugin.to_owned(), kind }).inc();
+    }
+
+    /// A plugin's key-value call `op` ended with `result` after `took`.
+    pub fn kv_call(&self, plugin: &str, op: &'static str, result: &'static str, took: Duration) {
+        self.kv_calls.get_or_create(&KvCall { plugin: plugin.to_owned(), op, result }).inc();
+        self.kv_duration.get_or_create(&PluginOp { plugin: plugin.to_owned(), op }).observe(took);
     }
 
     pub fn reload(&self, result: ReloadResult) {

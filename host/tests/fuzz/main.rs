@@ -101,6 +101,7 @@ impl Host {
             fuel: None,
             isolation: Isolation::Pooled,
             publish: vec![ALLOW.into()],
+            kv: Vec::new(),
             env: Vec::new(),
             config: vec![0x80], // an empty map
             rollout: Default::default(),

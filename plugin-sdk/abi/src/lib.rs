@@ -46,6 +46,24 @@ pub mod names {
     pub const PUBLISH: &str = "publish";
     /// Host import `(level: i32, ptr: i32, len: i32) -> i32`: log a UTF-8 line.
     pub const LOG: &str = "log";
+    /// Host import `(bucket_ptr, bucket_len, key_ptr, key_len) -> i64`: read a key; the length of
+    /// an encoded [`crate::KvEntry`] to fetch with `take_result`, or a negative status.
+    pub const KV_GET: &str = "kv_get";
+    /// Host import `(bucket…, key…, value_ptr, value_len) -> i64`: write a key; its new revision.
+    pub const KV_PUT: &str = "kv_put";
+    /// Host import, as `kv_put`, only when the key has no value: else `status::CONFLICT`.
+    pub const KV_CREATE: &str = "kv_create";
+    /// Host import `(bucket…, key…, value…, revision: i64) -> i64`: write a key only if its
+    /// revision is still `revision` (compare and set): else `status::CONFLICT`.
+    pub const KV_UPDATE: &str = "kv_update";
+    /// Host import `(bucket…, key…) -> i64`: delete a key; 0.
+    pub const KV_DELETE: &str = "kv_delete";
+    /// Host import `(bucket…, prefix…) -> i64`: the length of an encoded array of the keys that
+    /// start with the prefix (sorted, at most [`crate::MAX_KV_KEYS`]), to fetch with `take_result`.
+    pub const KV_KEYS: &str = "kv_keys";
+    /// Host import `(ptr: i32, len: i32) -> i32`: copy the result of the last call that left one
+    /// (`len` must be its length) into guest memory.
+    pub const TAKE_RESULT: &str = "take_result";
     /// The exported linear memory the host reads and writes.
     pub const MEMORY: &str = "memory";
 }
@@ -87,11 +105,22 @@ pub mod functions {
     pub const PUBLISH: Function = Function { name: names::PUBLISH, params: &[I32, I32], results: &[I32], required: false };
     pub const LOG: Function = Function { name: names::LOG, params: &[I32, I32, I32], results: &[I32], required: false };
     pub const BEGIN_MESSAGE: Function = Function { name: names::BEGIN_MESSAGE, params: &[I32], results: &[I32], required: false };
+    pub const KV_GET: Function = Function { name: names::KV_GET, params: &[I32, I32, I32, I32], results: &[I64], required: false };
+    pub const KV_PUT: Function =
+        Function { name: names::KV_PUT, params: &[I32, I32, I32, I32, I32, I32], results: &[I64], required: false };
+    pub const KV_CREATE: Function =
+        Function { name: names::KV_CREATE, params: &[I32, I32, I32, I32, I32, I32], results: &[I64], required: false };
+    pub const KV_UPDATE: Function =
+        Function { name: names::KV_UPDATE, params: &[I32, I32, I32, I32, I32, I32, I64], results: &[I64], required: false };
+    pub const KV_DELETE: Function = Function { name: names::KV_DELETE, params: &[I32, I32, I32, I32], results: &[I64], required: false };
+    pub const KV_KEYS: Function = Function { name: names::KV_KEYS, params: &[I32, I32, I32, I32], results: &[I64], required: false };
+    pub const TAKE_RESULT: Function = Function { name: names::TAKE_RESULT, params: &[I32, I32], results: &[I32], required: false };
 
     /// What a module exports (besides `memory`), in the order `docs/ABI.md` lists them.
     pub const EXPORTS: [Function; 7] = [ABI_VERSION, ALLOC, FREE, HANDLE, INIT, FEATURES, HANDLE_BATCH];
     /// The host functions of module [`crate::IMPORT_MODULE`].
-    pub const IMPORTS: [Function; 3] = [PUBLISH, LOG, BEGIN_MESSAGE];
+    pub const IMPORTS: [Function; 10] =
+        [PUBLISH, LOG, BEGIN_MESSAGE, KV_GET, KV_PUT, KV_CREATE, KV_UPDATE, KV_DELETE, KV_KEYS, TAKE_RESULT];
 }
 
 /// Optional ABI features, bits of what `switchyard_abi_features` returns. A
@@ -107,6 +136,17 @@ pub mod features {
     /// batch). See `docs/ABI.md`.
     pub const BATCH: u32 = 2;
 }
+
+/// What `kv_get` leaves for `take_result`: a key's value and its revision.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+    pub revision: u64,
+}
+
+/// The most keys `kv_keys` returns.
+pub const MAX_KV_KEYS: usize = 1000;
 
 /// Encode a message for a module, positionally if it said it decodes that.
 pub fn encode_message_into(buf: &mut Vec<u8>, msg: &Message, positional: bool) -> Result<(), rmp_serde::encode::Error> {
@@ -136,6 +176,13 @@ pub mod status {
     pub const TOO_LARGE: i32 = -8;
     /// A header name or value NATS cannot carry (see [`crate::header`]).
     pub const INVALID_HEADER: i32 = -9;
+    /// The key has no value.
+    pub const NOT_FOUND: i32 = -10;
+    /// `kv_create` of a key that has a value, or `kv_update` with a revision that is no longer the
+    /// key's: someone else wrote it first.
+    pub const CONFLICT: i32 = -11;
+    /// The key-value store did not answer (its server down, a timeout): try again later.
+    pub const STORE_UNAVAILABLE: i32 = -12;
 
     /// A short human name for a status code, for error messages on both sides.
     pub fn describe(code: i32) -> &'static str {
@@ -150,6 +197,9 @@ pub mod status {
             BAD_ARGUMENT => "bad argument",
             TOO_LARGE => "larger than the server's max_payload",
             INVALID_HEADER => "invalid header name or value",
+            NOT_FOUND => "no such key",
+            CONFLICT => "the key was written by someone else first",
+            STORE_UNAVAILABLE => "the key-value store is unavailable",
             _ => "unknown status",
         }
     }
@@ -456,7 +506,7 @@ mod tests {
             [names::ABI_VERSION, names::ALLOC, names::FREE, names::HANDLE, names::INIT, names::FEATURES, names::HANDLE_BATCH]
         );
         let imports: Vec<_> = functions::IMPORTS.iter().map(|f| f.name).collect();
-        assert_eq!(imports, [names::PUBLISH, names::LOG, names::BEGIN_MESSAGE]);
+        assert_eq!(&imports[..3], [names::PUBLISH, names::LOG, names::BEGIN_MESSAGE]);
         assert!(functions::IMPORTS.iter().all(|f| !f.required), "a module imports only what it uses");
         // The pointer/length pairs and the packed i64 results described in ABI.md.
         assert_eq!((functions::HANDLE.params.len(), functions::HANDLE.results), (2, &[functions::ValType::I64][..]));

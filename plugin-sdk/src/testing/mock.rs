@@ -24,6 +24,73 @@ pub(crate) struct State {
     pub(crate) can_publish: bool,
     pub(crate) publishes: Vec<Publish>,
     pub(crate) logs: Vec<(Level, String)>,
+    /// The mock host's buckets, shared across its calls.
+    pub(crate) buckets: Buckets,
+}
+
+/// In-memory key-value buckets: bucket → key → (value, revision). Only buckets the test
+/// declared (`MockHost::bucket`) exist, standing in for the plugin's `kv` list.
+pub(crate) type Buckets = std::rc::Rc<RefCell<std::collections::BTreeMap<String, Bucket>>>;
+
+/// One mock bucket: its keys, and the last revision given (revisions grow per bucket, as in
+/// JetStream).
+#[derive(Debug, Default)]
+pub(crate) struct Bucket {
+    keys: std::collections::BTreeMap<String, (Vec<u8>, u64)>,
+    revision: u64,
+}
+
+/// Run `op` on `bucket` of the installed mock, with the daemon's key rules.
+fn with_bucket<T>(bucket: &str, key: &str, op: impl FnOnce(&mut Bucket) -> Result<T, i32>) -> Result<T, i32> {
+    MOCK.with(|m| {
+        let mock = m.borrow();
+        let Some(state) = mock.as_ref() else { return Err(status::UNAVAILABLE) };
+        let mut buckets = state.buckets.borrow_mut();
+        let bucket = buckets.get_mut(bucket).ok_or(status::NOT_ALLOWED)?;
+        if key.is_empty() || key.starts_with('.') || key.ends_with('.') {
+            return Err(status::BAD_ARGUMENT);
+        }
+        op(bucket)
+    })
+}
+
+/// The native `kv_get` import.
+pub(crate) fn kv_get(bucket: &str, key: &str) -> Result<switchyard_abi::KvEntry, i32> {
+    with_bucket(bucket, key, |b| {
+        let (value, revision) = b.keys.get(key).ok_or(status::NOT_FOUND)?;
+        Ok(switchyard_abi::KvEntry { value: value.clone(), revision: *revision })
+    })
+}
+
+/// The native `kv_put`, `kv_create` and `kv_update` imports.
+pub(crate) fn kv_write(bucket: &str, key: &str, value: &[u8], how: crate::host::Write) -> Result<u64, i32> {
+    with_bucket(bucket, key, |b| {
+        let current = b.keys.get(key).map(|(_, revision)| *revision);
+        let allowed = match how {
+            crate::host::Write::Put => true,
+            crate::host::Write::Create => current.is_none(),
+            crate::host::Write::Update(revision) => current.is_some_and(|current| i64::try_from(current) == Ok(revision)),
+        };
+        if !allowed {
+            return Err(status::CONFLICT);
+        }
+        b.revision += 1;
+        b.keys.insert(key.to_owned(), (value.to_vec(), b.revision));
+        Ok(b.revision)
+    })
+}
+
+/// The native `kv_delete` import.
+pub(crate) fn kv_delete(bucket: &str, key: &str) -> Result<(), i32> {
+    with_bucket(bucket, key, |b| {
+        b.keys.remove(key);
+        Ok(())
+    })
+}
+
+/// The native `kv_keys` import.
+pub(crate) fn kv_keys(bucket: &str, prefix: &str) -> Result<Vec<String>, i32> {
+    with_bucket(bucket, "x", |b| Ok(b.keys.keys().filter(|k| k.starts_with(prefix)).take(switchyard_abi::MAX_KV_KEYS).cloned().collect()))
 }
 
 /// Installs a [`State`] on this thread for the duration of one call; restores whatever was there

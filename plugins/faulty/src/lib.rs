@@ -15,6 +15,7 @@
 //! | `fail_percent` | integer P       | then `Retry { reason: "fail percent" }` for P % of payloads (by a hash of the payload: the same payload always fails or never) |
 //! | `payload_bytes` | integer        | publishes and the reply carry this many bytes (`x`) instead of the message payload |
 //! | `headers`    | object of strings | add these headers to every publish and to the reply (names and values unchecked) |
+//! | `kv`         | array of objects  | key-value operations, run first (message only; see `kv.rs`): their results become the payload of the publishes and the reply |
 //! | `action`     | string            | then: `ack` (default), `reply` (the payload), `reject` (reason `rejected by request`), `retry` (reason `retry by request`), `trap` (wasm `unreachable`), `panic` (`faulty: asked to panic`), `loop` (spin forever), `alloc` (grow memory until the limit), `garbage` (return bytes that are not an outcome), `log` (log the payload at INFO, ack) |
 //!
 //! Config only: `tag` (string) is added to every publish as header `faulty-tag`;
@@ -31,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use switchyard_sdk::prelude::*;
+
+mod kv;
 
 /// What `action = "garbage"` returns instead of an encoded outcome.
 pub const GARBAGE: &[u8] = b"\xc1garbage";
@@ -59,7 +62,13 @@ fn handle(msg: &Message, ctx: &mut Context) -> Outcome {
         Ok(plan) => plan,
         Err(reason) => return Outcome::reject(reason),
     };
+    let kv_results = from_message.as_ref().and_then(|m| m.get("kv")).and_then(Value::as_array).map(|ops| kv::run(ops, ctx));
+    // A store that is down is worth another try, as a plugin's `?` would make it.
+    if kv_results.as_ref().is_some_and(kv::unavailable) {
+        return Outcome::retry("faulty: key-value store unavailable");
+    }
     let payload = match (plan.payload_bytes, from_message, ctx.config().value("set")) {
+        _ if kv_results.is_some() => serde_json::to_vec(&kv_results).unwrap_or_default(),
         (Some(size), _, _) => vec![b'x'; size],
         (None, Some(mut object), Some(Value::Object(set))) => {
             object.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -5,6 +5,7 @@
 //! `config/validation.rs`), each at the most precise span available: the value
 //! itself when it is written in the file, else the item that took the default.
 
+mod buckets;
 mod control;
 mod names;
 mod nats;
@@ -29,6 +30,7 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     compile_limits(&config.host, problems);
     telemetry::check(&config.admin, &config.telemetry, problems);
     streams::check(config, broken, problems);
+    buckets::check(config, broken, problems);
     plugins::check(config, problems);
     routes::check(config, broken, problems);
 }
@@ -76,6 +78,32 @@ fn line_of(problems: &Problems, span: &Range<usize>) -> Option<usize> {
 }
 
 /// " (first declared at line N)" or nothing when the line is unknown.
+/// Check the name of the `i`-th `noun` (`stream`, `bucket`, `route`): one
+/// subject token, not used by an earlier one (`seen` keeps those). Returns
+/// how its problems call the entry, and whether the name is valid and unique.
+fn entry_name<'a>(
+    noun: &str,
+    i: usize,
+    name: &'a toml::Spanned<String>,
+    seen: &mut std::collections::HashMap<&'a str, Range<usize>>,
+    problems: &mut Problems,
+) -> (String, bool) {
+    let text = name.get_ref();
+    let label = if text.is_empty() { format!("{noun} #{}", i + 1) } else { format!("{noun} `{text}`") };
+    if let Some(why) = names::token_name_problem(text) {
+        let message = if text.is_empty() { format!("{label}: name {why}") } else { format!("invalid {noun} name `{text}`: {why}") };
+        problems.push_spanned(name.span(), message);
+        return (label, false);
+    }
+    if let Some(first) = seen.get(text.as_str()) {
+        let first = first_declared(problems, first);
+        problems.push_spanned(name.span(), format!("duplicate {noun} name `{text}`{first}"));
+        return (label, false);
+    }
+    seen.insert(text.as_str(), name.span());
+    (label, true)
+}
+
 fn first_declared(problems: &Problems, span: &Range<usize>) -> String {
     line_of(problems, span).map(|l| format!(" (first declared at line {l})")).unwrap_or_default()
 }

@@ -7,7 +7,7 @@ use super::super::load::{Broken, quoted};
 use super::super::problems::Problems;
 use super::super::schema::{Config, Retention, RouteConfig, StreamConfig};
 use super::super::subject::{is_subset, is_valid_subject, overlaps, subject_problem};
-use super::first_declared;
+use super::entry_name;
 use super::names::{queue_problem, token_name_problem};
 
 pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
@@ -22,20 +22,8 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
         let in_file = broken.route_position(i);
         let idx = in_file.to_string();
         let name = route.name.get_ref();
-        let label = if name.is_empty() { format!("route #{}", i + 1) } else { format!("route `{name}`") };
         let at = |key: &'static str| ["routes", idx.as_str(), key];
-
-        let mut unique = false;
-        if let Some(why) = token_name_problem(name) {
-            let message = if name.is_empty() { format!("{label}: name {why}") } else { format!("invalid route name `{name}`: {why}") };
-            problems.push_spanned(route.name.span(), message);
-        } else if let Some(first) = names.get(name.as_str()) {
-            let first = first_declared(problems, first);
-            problems.push_spanned(route.name.span(), format!("duplicate route name `{name}`{first}"));
-        } else {
-            names.insert(name.as_str(), route.name.span());
-            unique = true;
-        }
+        let (label, unique) = entry_name("route", i, &route.name, &mut names, problems);
 
         let plugin = route.plugin.get_ref();
         if !config.plugins.contains_key(plugin) && !broken.plugin(plugin) {

@@ -8,25 +8,14 @@ use super::super::problems::Problems;
 use super::super::schema::Config;
 use super::super::subject::{overlaps, subject_problem};
 use super::names::token_name_problem;
-use super::{first_declared, human};
+use super::{entry_name, human};
 
 pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
     let mut seen = HashMap::new();
     for (i, stream) in config.streams.iter().enumerate() {
         // Its index in the file, to place problems (an earlier entry may have failed to parse).
         let idx = broken.stream_position(i).to_string();
-        let name = stream.name.get_ref();
-        let label = if name.is_empty() { format!("stream #{}", i + 1) } else { format!("stream `{name}`") };
-
-        if let Some(why) = token_name_problem(name) {
-            let message = if name.is_empty() { format!("{label}: name {why}") } else { format!("invalid stream name `{name}`: {why}") };
-            problems.push_spanned(stream.name.span(), message);
-        } else if let Some(first) = seen.get(name.as_str()) {
-            let first = first_declared(problems, first);
-            problems.push_spanned(stream.name.span(), format!("duplicate stream name `{name}`{first}"));
-        } else {
-            seen.insert(name.as_str(), stream.name.span());
-        }
+        let (label, _) = entry_name("stream", i, &stream.name, &mut seen, problems);
 
         if stream.subjects.is_empty() {
             problems.push_at(&["streams", &idx, "subjects"], format!("{label}: `subjects` must not be empty"));

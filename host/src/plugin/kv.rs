@@ -1,0 +1,256 @@
+//! Key-value through the host: the `kv_*` imports over the JetStream key-value
+//! buckets declared in `[[buckets]]`, each plugin limited to those its `kv`
+//! names. The stores are opened once and shared by every instance; until the
+//! daemon is connected (`switchyard invoke`, `check`) every call answers
+//! `UNAVAILABLE`.
+//!
+//! Unlike publishes, which wait for the message to be settled, a write happens
+//! during the call: a redelivered message writes again (docs/ABI.md says how to
+//! make that harmless).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv::{CreateErrorKind, EntryErrorKind, Operation, PutErrorKind, Store, UpdateErrorKind};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use switchyard_abi::{IMPORT_MODULE, KvEntry, MAX_KV_KEYS, names, status};
+use wasmtime::{Caller, Linker};
+
+use super::host_fns::guest_bytes;
+use super::state::HostState;
+use crate::telemetry::Metrics;
+
+/// KV calls one message (or `init`) may make.
+pub(super) const MAX_KV_CALLS_PER_CALL: usize = 1_000;
+
+/// The key-value stores of the runtime, opened on first use.
+#[derive(Default)]
+pub(crate) struct Buckets {
+    js: Mutex<Option<async_nats::jetstream::Context>>,
+    stores: Mutex<HashMap<String, Store>>,
+    /// Where each call is counted, once connected.
+    metrics: Mutex<Option<Arc<Metrics>>>,
+}
+
+impl std::fmt::Debug for Buckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buckets").finish_non_exhaustive()
+    }
+}
+
+impl Buckets {
+    pub(super) fn connect(&self, js: async_nats::jetstream::Context, metrics: Arc<Metrics>) {
+        *lock(&self.js) = Some(js);
+        *lock(&self.metrics) = Some(metrics);
+        lock(&self.stores).clear();
+    }
+
+    /// Count a call of `op` by `plugin` that returned `returned` after `took`.
+    fn count(&self, plugin: &str, op: &'static str, returned: i64, took: Duration) {
+        let result = match i32::try_from(returned) {
+            _ if returned >= 0 => "ok",
+            Ok(status::NOT_FOUND) => "not_found",
+            Ok(status::CONFLICT) => "conflict",
+            Ok(status::NOT_ALLOWED) => "not_allowed",
+            Ok(status::UNAVAILABLE | status::STORE_UNAVAILABLE) => "unavailable",
+            Ok(status::BAD_ARGUMENT | status::BAD_ENCODING) => "invalid",
+            Ok(status::LIMIT_EXCEEDED) => "limit",
+            _ => "other",
+        };
+        if let Some(metrics) = lock(&self.metrics).as_ref() {
+            metrics.kv_call(plugin, op, result, took);
+        }
+    }
+
+    async fn store(&self, bucket: &str) -> Result<Store, i32> {
+        if let Some(store) = lock(&self.stores).get(bucket) {
+            return Ok(store.clone());
+        }
+        let js = lock(&self.js).clone().ok_or(status::UNAVAILABLE)?;
+        let store = js.get_key_value(bucket).await.map_err(|err| {
+            tracing::warn!(bucket, "cannot open the key-value bucket: {err}");
+            status::STORE_UNAVAILABLE
+        })?;
+        lock(&self.stores).insert(bucket.to_owned(), store.clone());
+        Ok(store)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Run one KV call and count it in the metrics.
+macro_rules! counted {
+    ($caller:ident, $op:literal, $call:expr) => {
+        Box::new(async move {
+            let started = Instant::now();
+            let returned = $call.await;
+            let state = $caller.data();
+            state.buckets.count(&state.plugin, $op, returned, started.elapsed());
+            returned
+        })
+    };
+}
+
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap_async(IMPORT_MODULE, names::KV_GET, |mut caller, (bp, bl, kp, kl): (i32, i32, i32, i32)| {
+        counted!(caller, "get", get(&mut caller, [bp, bl, kp, kl]))
+    })?;
+    linker.func_wrap_async(IMPORT_MODULE, names::KV_PUT, |mut caller, (bp, bl, kp, kl, vp, vl): (i32, i32, i32, i32, i32, i32)| {
+        counted!(caller, "put", write(&mut caller, [bp, bl, kp, kl], [vp, vl], Write::Put))
+    })?;
+    linker.func_wrap_async(IMPORT_MODULE, names::KV_CREATE, |mut caller, (bp, bl, kp, kl, vp, vl): (i32, i32, i32, i32, i32, i32)| {
+        counted!(caller, "create", write(&mut caller, [bp, bl, kp, kl], [vp, vl], Write::Create))
+    })?;
+    linker.func_wrap_async(
+        IMPORT_MODULE,
+        names::KV_UPDATE,
+        |mut caller, (bp, bl, kp, kl, vp, vl, revision): (i32, i32, i32, i32, i32, i32, i64)| {
+            counted!(caller, "update", write(&mut caller, [bp, bl, kp, kl], [vp, vl], Write::Update(revision)))
+        },
+    )?;
+    linker.func_wrap_async(IMPORT_MODULE, names::KV_DELETE, |mut caller, (bp, bl, kp, kl): (i32, i32, i32, i32)| {
+        counted!(caller, "delete", delete(&mut caller, [bp, bl, kp, kl]))
+    })?;
+    linker.func_wrap_async(IMPORT_MODULE, names::KV_KEYS, |mut caller, (bp, bl, pp, pl): (i32, i32, i32, i32)| {
+        counted!(caller, "keys", keys(&mut caller, [bp, bl, pp, pl]))
+    })?;
+    linker.func_wrap(IMPORT_MODULE, names::TAKE_RESULT, take_result)?;
+    Ok(())
+}
+
+/// The text at `ptr`/`len` in guest memory.
+fn guest_text(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, i32> {
+    String::from_utf8(guest_bytes(caller, ptr, len)?).map_err(|_| status::BAD_ENCODING)
+}
+
+/// The bucket and key (or prefix) a call names, once the plugin may use the
+/// bucket and has calls left; the bucket's store.
+async fn open(caller: &mut Caller<'_, HostState>, [bp, bl, kp, kl]: [i32; 4]) -> Result<(Store, String), i32> {
+    let bucket = guest_text(caller, bp, bl)?;
+    let key = guest_text(caller, kp, kl)?;
+    let state = caller.data_mut();
+    if !state.kv_allow.contains(&bucket) {
+        return Err(status::NOT_ALLOWED);
+    }
+    if state.kv_calls >= MAX_KV_CALLS_PER_CALL {
+        return Err(status::LIMIT_EXCEEDED);
+    }
+    state.kv_calls += 1;
+    let buckets = state.buckets.clone();
+    Ok((buckets.store(&bucket).await?, key))
+}
+
+/// Leave `value` for `take_result`; its length.
+fn leave_result(caller: &mut Caller<'_, HostState>, value: &impl serde::Serialize) -> i64 {
+    match switchyard_abi::encode(value) {
+        Ok(bytes) => {
+            let len = bytes.len() as i64;
+            caller.data_mut().result = bytes;
+            len
+        }
+        Err(_) => i64::from(status::BAD_ENCODING),
+    }
+}
+
+async fn get(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
+    let (store, key) = match open(caller, at).await {
+        Ok(opened) => opened,
+        Err(code) => return i64::from(code),
+    };
+    match store.entry(key).await {
+        Ok(Some(entry)) if entry.operation == Operation::Put => {
+            leave_result(caller, &KvEntry { value: entry.value.to_vec(), revision: entry.revision })
+        }
+        Ok(_) => i64::from(status::NOT_FOUND),
+        Err(err) if err.kind() == EntryErrorKind::InvalidKey => i64::from(status::BAD_ARGUMENT),
+        Err(_) => i64::from(status::STORE_UNAVAILABLE),
+    }
+}
+
+enum Write {
+    Put,
+    Create,
+    Update(i64),
+}
+
+async fn write(caller: &mut Caller<'_, HostState>, at: [i32; 4], [vp, vl]: [i32; 2], how: Write) -> i64 {
+    let value = match guest_bytes(caller, vp, vl) {
+        Ok(value) => Bytes::from(value),
+        Err(code) => return i64::from(code),
+    };
+    let (store, key) = match open(caller, at).await {
+        Ok(opened) => opened,
+        Err(code) => return i64::from(code),
+    };
+    let written = match how {
+        Write::Put => store.put(key, value).await.map_err(|err| match err.kind() {
+            PutErrorKind::InvalidKey => status::BAD_ARGUMENT,
+            _ => status::STORE_UNAVAILABLE,
+        }),
+        Write::Create => store.create(key, value).await.map_err(|err| match err.kind() {
+            CreateErrorKind::AlreadyExists => status::CONFLICT,
+            CreateErrorKind::InvalidKey => status::BAD_ARGUMENT,
+            _ => status::STORE_UNAVAILABLE,
+        }),
+        Write::Update(revision) => {
+            let Ok(revision) = u64::try_from(revision) else { return i64::from(status::BAD_ARGUMENT) };
+            store.update(key, value, revision).await.map_err(|err| match err.kind() {
+                UpdateErrorKind::WrongLastRevision => status::CONFLICT,
+                UpdateErrorKind::InvalidKey => status::BAD_ARGUMENT,
+                _ => status::STORE_UNAVAILABLE,
+            })
+        }
+    };
+    match written {
+        Ok(revision) => i64::try_from(revision).unwrap_or(i64::MAX),
+        Err(code) => i64::from(code),
+    }
+}
+
+async fn delete(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
+    let (store, key) = match open(caller, at).await {
+        Ok(opened) => opened,
+        Err(code) => return i64::from(code),
+    };
+    match store.delete(key).await {
+        Ok(()) => 0,
+        Err(_) => i64::from(status::STORE_UNAVAILABLE),
+    }
+}
+
+/// The keys starting with the prefix, sorted, at most `MAX_KV_KEYS`.
+async fn keys(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
+    let (store, prefix) = match open(caller, at).await {
+        Ok(opened) => opened,
+        Err(code) => return i64::from(code),
+    };
+    let listed = async {
+        let keys = store.keys().await.map_err(|_| status::STORE_UNAVAILABLE)?;
+        let matching = keys.map_err(|_| status::STORE_UNAVAILABLE).try_filter(|key| std::future::ready(key.starts_with(&prefix)));
+        let mut keys: Vec<String> = matching.take(MAX_KV_KEYS).try_collect().await?;
+        keys.sort();
+        Ok::<_, i32>(keys)
+    };
+    match listed.await {
+        Ok(keys) => leave_result(caller, &keys),
+        Err(code) => i64::from(code),
+    }
+}
+
+/// Copy the result the last call left into guest memory (`len` must be its length).
+fn take_result(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
+    let result = std::mem::take(&mut caller.data_mut().result);
+    if usize::try_from(len).ok() != Some(result.len()) {
+        caller.data_mut().result = result;
+        return status::BAD_ARGUMENT;
+    }
+    let Some(wasmtime::Extern::Memory(memory)) = caller.get_export(names::MEMORY) else { return status::UNAVAILABLE };
+    match memory.write(&mut caller, ptr as u32 as usize, &result) {
+        Ok(()) => status::OK,
+        Err(_) => status::OUT_OF_BOUNDS,
+    }
+}
