@@ -3,10 +3,10 @@
 //! so a handler behaves the same under `cargo test` as in the daemon.
 
 #[cfg(target_arch = "wasm32")]
-pub(crate) use wasm::{begin_message, kv_delete, kv_get, kv_keys, kv_write, log, publish};
+pub(crate) use wasm::{begin_message, kv_delete, kv_get, kv_keys, kv_write, log, publish, request};
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use crate::testing::mock::{kv_delete, kv_get, kv_keys, kv_write, log, publish};
+pub(crate) use crate::testing::mock::{kv_delete, kv_get, kv_keys, kv_write, log, publish, request};
 
 /// How `kv_write` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +88,16 @@ mod wasm {
         let len = unsafe { host_kv_keys(bp, bl, pp, pl) };
         let bytes = take_result(len)?;
         switchyard_abi::decode(&bytes).map_err(|_| switchyard_abi::status::BAD_ENCODING)
+    }
+
+    /// `request`: the reply, or a status code.
+    pub(crate) fn request(request: &switchyard_abi::Request) -> Result<switchyard_abi::Reply, i32> {
+        let bytes = switchyard_abi::encode(request).map_err(|_| switchyard_abi::status::BAD_ENCODING)?;
+        let (ptr, len) = region(&bytes);
+        // SAFETY: `ptr`/`len` describe `bytes`, alive for the whole call; the host only reads them.
+        let len = unsafe { host_request(ptr, len) };
+        let reply = take_result(len)?;
+        switchyard_abi::decode(&reply).map_err(|_| switchyard_abi::status::BAD_ENCODING)
     }
 
     /// The result a call left (`len` bytes, as it returned), or its negative status.

@@ -137,6 +137,7 @@ mod logging;
 mod message;
 mod outcome;
 mod publish;
+mod request;
 mod stop;
 mod timestamp;
 mod trace;
@@ -156,6 +157,7 @@ pub use logging::{Level, log};
 pub use message::{MessageExt, PayloadError};
 pub use outcome::{IntoOutcome, OutcomeExt};
 pub use publish::PublishExt;
+pub use request::RequestError;
 pub use stop::{Stop, StopExt};
 pub use switchyard_abi::{self as abi, Delivery, Header, Message, Outcome, Publish};
 pub use switchyard_sdk_macros::{handler, init};
@@ -167,7 +169,7 @@ pub use validate::{FieldProblem, Validate, ValidationError, Validator, validate,
 pub mod prelude {
     pub use crate::{
         Bucket, ConfigError, Context, Delivery, Envelope, EnvelopeError, EnvelopeKind, Expect, Header, KvError, Level, Message, MessageExt,
-        Outcome, OutcomeExt, PayloadError, PluginConfig, Publish, PublishError, PublishExt, SchemaVersion, Stop, StopExt, Timestamp,
-        TraceContext, Validate, ValidationError, Validator, handler, init, validated_json,
+        Outcome, OutcomeExt, PayloadError, PluginConfig, Publish, PublishError, PublishExt, RequestError, SchemaVersion, Stop, StopExt,
+        Timestamp, TraceContext, Validate, ValidationError, Validator, handler, init, validated_json,
     };
 }

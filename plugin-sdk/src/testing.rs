@@ -137,6 +137,7 @@ pub struct MockHost {
     max_payload: Option<usize>,
     init_logs: Vec<(Level, String)>,
     buckets: mock::Buckets,
+    responders: std::rc::Rc<std::collections::BTreeMap<String, Vec<u8>>>,
 }
 
 impl MockHost {
@@ -155,6 +156,13 @@ impl MockHost {
     /// `KvError::NotAllowed`, as the daemon does for one not on the plugin's `kv` list.
     pub fn bucket(self, name: impl Into<String>) -> Self {
         self.buckets.borrow_mut().entry(name.into()).or_default();
+        self
+    }
+
+    /// Answer requests to `subject` (`ctx.request`) with `reply`. A subject without a responder
+    /// answers `RequestError::NoResponders`.
+    pub fn responder(mut self, subject: impl Into<String>, reply: impl Into<Vec<u8>>) -> Self {
+        std::rc::Rc::make_mut(&mut self.responders).insert(subject.into(), reply.into());
         self
     }
 
@@ -230,6 +238,7 @@ impl MockHost {
             max_payload: self.max_payload,
             can_publish: true,
             buckets: self.buckets.clone(),
+            responders: self.responders.clone(),
             ..mock::State::default()
         });
         let dispatched = dispatch(&input, &self.configured, |msg, ctx, settings| handler.call(msg, ctx, settings));

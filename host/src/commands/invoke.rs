@@ -31,6 +31,7 @@ pub(crate) async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         isolation: Isolation::default(),
         publish: args.allow.clone(),
         kv: Vec::new(),
+        request: Vec::new(),
         env: BTreeMap::new(),
         config: config_table(&args)?,
         rollout: RolloutConfig::default(),

@@ -266,6 +266,9 @@ pub struct PluginConfig {
     /// Key-value buckets (`[[buckets]]`) the plugin may read and write. Empty = none.
     #[serde(default)]
     pub kv: Vec<Spanned<String>>,
+    /// Subject patterns (NATS wildcards) the plugin may send requests to. Empty = none.
+    #[serde(default)]
+    pub request: Vec<String>,
     /// Environment variables visible to the plugin (nothing else is).
     #[serde(default)]
     pub env: BTreeMap<String, String>,

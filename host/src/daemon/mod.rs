@@ -151,7 +151,7 @@ impl Host {
         let runtime = Arc::new(Runtime::new(Some(config.host.cache_dir.clone()))?.with_limits(limits));
         // Plugins learn the server's payload limit at publish() time, not at send time.
         runtime.set_max_payload(client.server_info().max_payload);
-        runtime.set_jetstream(out.js.clone(), out.metrics.clone());
+        runtime.connect(client.clone(), out.metrics.clone());
         let windows = Arc::new(window::Windows::default());
         let mut host = Host {
             config: Config::default(),

@@ -20,7 +20,7 @@ use wasmtime::{CacheStore, Config, Enabled, Engine, InstanceAllocationStrategy, 
 
 use super::compiler::CompileLimits;
 use super::function_cache::FunctionCache;
-use super::kv::Buckets;
+use super::nats::Nats;
 use super::state::PayloadLimit;
 use crate::config::Isolation;
 
@@ -57,8 +57,8 @@ pub struct Runtime {
     /// The NATS server's `max_payload`, shared with every plugin version loaded
     /// here, so `publish` refuses what no server would take.
     pub(super) max_payload: PayloadLimit,
-    /// The key-value stores plugins use, once the daemon has a connection.
-    pub(super) buckets: Arc<Buckets>,
+    /// NATS for the host functions (key-value, requests), once the daemon has a connection.
+    pub(super) nats: Arc<Nats>,
     pub(super) limits: CompileLimits,
     /// The `switchyard` binary that compiles modules in a child process; `None`:
     /// compile in this process (see `compiler.rs`).
@@ -103,7 +103,7 @@ impl Runtime {
             ticker: Arc::new(TickerGuard(stop)),
             functions,
             max_payload: PayloadLimit::default(),
-            buckets: Arc::default(),
+            nats: Arc::default(),
             limits: CompileLimits::default(),
             compiler: super::compiler::binary(),
         })
@@ -125,11 +125,11 @@ impl Runtime {
         self.max_payload.set(bytes);
     }
 
-    /// Give every plugin version loaded here (before or after) access to the
-    /// key-value buckets through `js`, counting the calls in `metrics`; without
-    /// it, KV calls answer `UNAVAILABLE`.
-    pub fn set_jetstream(&self, js: async_nats::jetstream::Context, metrics: Arc<crate::telemetry::Metrics>) {
-        self.buckets.connect(js, metrics);
+    /// Give every plugin version loaded here (before or after) the key-value
+    /// buckets and requests through `client`, counting the calls in `metrics`;
+    /// without it, those calls answer `UNAVAILABLE`.
+    pub fn connect(&self, client: async_nats::Client, metrics: Arc<crate::telemetry::Metrics>) {
+        self.nats.connect(client, metrics);
     }
 
     /// The engine for a plugin with these settings.

@@ -17,7 +17,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(IMPORT_MODULE, names::PUBLISH, publish)?;
     linker.func_wrap(IMPORT_MODULE, names::LOG, log)?;
     linker.func_wrap(IMPORT_MODULE, names::BEGIN_MESSAGE, begin_message)?;
-    super::kv::add_to_linker(linker)
+    linker.func_wrap(IMPORT_MODULE, names::TAKE_RESULT, super::nats::take_result)?;
+    super::kv::add_to_linker(linker)?;
+    super::request::add_to_linker(linker)
 }
 
 /// Copy `len` bytes at `ptr` out of the guest's exported memory.

@@ -1,16 +1,14 @@
 //! Key-value through the host: the `kv_*` imports over the JetStream key-value
 //! buckets declared in `[[buckets]]`, each plugin limited to those its `kv`
-//! names. The stores are opened once and shared by every instance; until the
-//! daemon is connected (`switchyard invoke`, `check`) every call answers
-//! `UNAVAILABLE`.
+//! names. The stores are opened once ([`Nats::store`]) and shared by every
+//! instance; until the daemon is connected (`switchyard invoke`, `check`)
+//! every call answers `UNAVAILABLE`.
 //!
 //! Unlike publishes, which wait for the message to be settled, a write happens
 //! during the call: a redelivered message writes again (docs/ABI.md says how to
 //! make that harmless).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_nats::jetstream::kv::{CreateErrorKind, EntryErrorKind, Operation, PutErrorKind, Store, UpdateErrorKind};
 use bytes::Bytes;
@@ -19,68 +17,7 @@ use switchyard_abi::{IMPORT_MODULE, KvEntry, MAX_KV_KEYS, names, status};
 use wasmtime::{Caller, Linker};
 
 use super::host_fns::guest_bytes;
-use super::state::HostState;
-use crate::telemetry::Metrics;
-
-/// KV calls one message (or `init`) may make.
-pub(super) const MAX_KV_CALLS_PER_CALL: usize = 1_000;
-
-/// The key-value stores of the runtime, opened on first use.
-#[derive(Default)]
-pub(crate) struct Buckets {
-    js: Mutex<Option<async_nats::jetstream::Context>>,
-    stores: Mutex<HashMap<String, Store>>,
-    /// Where each call is counted, once connected.
-    metrics: Mutex<Option<Arc<Metrics>>>,
-}
-
-impl std::fmt::Debug for Buckets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Buckets").finish_non_exhaustive()
-    }
-}
-
-impl Buckets {
-    pub(super) fn connect(&self, js: async_nats::jetstream::Context, metrics: Arc<Metrics>) {
-        *lock(&self.js) = Some(js);
-        *lock(&self.metrics) = Some(metrics);
-        lock(&self.stores).clear();
-    }
-
-    /// Count a call of `op` by `plugin` that returned `returned` after `took`.
-    fn count(&self, plugin: &str, op: &'static str, returned: i64, took: Duration) {
-        let result = match i32::try_from(returned) {
-            _ if returned >= 0 => "ok",
-            Ok(status::NOT_FOUND) => "not_found",
-            Ok(status::CONFLICT) => "conflict",
-            Ok(status::NOT_ALLOWED) => "not_allowed",
-            Ok(status::UNAVAILABLE | status::STORE_UNAVAILABLE) => "unavailable",
-            Ok(status::BAD_ARGUMENT | status::BAD_ENCODING) => "invalid",
-            Ok(status::LIMIT_EXCEEDED) => "limit",
-            _ => "other",
-        };
-        if let Some(metrics) = lock(&self.metrics).as_ref() {
-            metrics.kv_call(plugin, op, result, took);
-        }
-    }
-
-    async fn store(&self, bucket: &str) -> Result<Store, i32> {
-        if let Some(store) = lock(&self.stores).get(bucket) {
-            return Ok(store.clone());
-        }
-        let js = lock(&self.js).clone().ok_or(status::UNAVAILABLE)?;
-        let store = js.get_key_value(bucket).await.map_err(|err| {
-            tracing::warn!(bucket, "cannot open the key-value bucket: {err}");
-            status::STORE_UNAVAILABLE
-        })?;
-        lock(&self.stores).insert(bucket.to_owned(), store.clone());
-        Ok(store)
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use super::state::{HostState, MAX_CALLS_PER_MESSAGE};
 
 /// Run one KV call and count it in the metrics.
 macro_rules! counted {
@@ -89,7 +26,7 @@ macro_rules! counted {
             let started = Instant::now();
             let returned = $call.await;
             let state = $caller.data();
-            state.buckets.count(&state.plugin, $op, returned, started.elapsed());
+            state.nats.count_kv(&state.plugin, $op, returned, started.elapsed());
             returned
         })
     };
@@ -118,7 +55,6 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap_async(IMPORT_MODULE, names::KV_KEYS, |mut caller, (bp, bl, pp, pl): (i32, i32, i32, i32)| {
         counted!(caller, "keys", keys(&mut caller, [bp, bl, pp, pl]))
     })?;
-    linker.func_wrap(IMPORT_MODULE, names::TAKE_RESULT, take_result)?;
     Ok(())
 }
 
@@ -136,16 +72,16 @@ async fn open(caller: &mut Caller<'_, HostState>, [bp, bl, kp, kl]: [i32; 4]) ->
     if !state.kv_allow.contains(&bucket) {
         return Err(status::NOT_ALLOWED);
     }
-    if state.kv_calls >= MAX_KV_CALLS_PER_CALL {
+    if state.calls >= MAX_CALLS_PER_MESSAGE {
         return Err(status::LIMIT_EXCEEDED);
     }
-    state.kv_calls += 1;
-    let buckets = state.buckets.clone();
-    Ok((buckets.store(&bucket).await?, key))
+    state.calls += 1;
+    let nats = state.nats.clone();
+    Ok((nats.store(&bucket).await?, key))
 }
 
 /// Leave `value` for `take_result`; its length.
-fn leave_result(caller: &mut Caller<'_, HostState>, value: &impl serde::Serialize) -> i64 {
+pub(super) fn leave_result(caller: &mut Caller<'_, HostState>, value: &impl serde::Serialize) -> i64 {
     match switchyard_abi::encode(value) {
         Ok(bytes) => {
             let len = bytes.len() as i64;
@@ -238,19 +174,5 @@ async fn keys(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
     match listed.await {
         Ok(keys) => leave_result(caller, &keys),
         Err(code) => i64::from(code),
-    }
-}
-
-/// Copy the result the last call left into guest memory (`len` must be its length).
-fn take_result(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
-    let result = std::mem::take(&mut caller.data_mut().result);
-    if usize::try_from(len).ok() != Some(result.len()) {
-        caller.data_mut().result = result;
-        return status::BAD_ARGUMENT;
-    }
-    let Some(wasmtime::Extern::Memory(memory)) = caller.get_export(names::MEMORY) else { return status::UNAVAILABLE };
-    match memory.write(&mut caller, ptr as u32 as usize, &result) {
-        Ok(()) => status::OK,
-        Err(_) => status::OUT_OF_BOUNDS,
     }
 }

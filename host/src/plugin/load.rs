@@ -17,7 +17,7 @@ use super::engine::{Runtime, TickerGuard};
 use super::error::LoadError;
 use super::host_fns;
 use super::instance::{Instance, NewError};
-use super::kv::Buckets;
+use super::nats::Nats;
 use super::state::{HostState, PayloadLimit};
 use crate::config::{Isolation, PluginConfig, RolloutConfig};
 
@@ -34,6 +34,8 @@ pub struct PluginSpec {
     pub publish: Vec<String>,
     /// Key-value buckets the plugin may use.
     pub kv: Vec<String>,
+    /// Subject patterns the plugin may send requests to.
+    pub request: Vec<String>,
     pub env: Vec<(String, String)>,
     /// The `[plugins.NAME.config]` table, encoded as a MessagePack map for `init`.
     pub config: Vec<u8>,
@@ -56,6 +58,7 @@ impl PluginSpec {
             rollout: config.rollout.clone(),
             publish: config.publish.clone(),
             kv: config.kv.iter().map(|bucket| bucket.get_ref().clone()).collect(),
+            request: config.request.clone(),
             env: config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             config: switchyard_abi::encode(&config.config)?,
         })
@@ -81,7 +84,7 @@ pub struct Plugin {
     /// The runtime's, so a limit learnt after the load still applies.
     pub(super) max_payload: PayloadLimit,
     /// The runtime's key-value stores (open once the daemon is connected).
-    pub(super) buckets: Arc<Buckets>,
+    pub(super) nats: Arc<Nats>,
     /// Log lines per second, shared by all instances of this version.
     pub(super) log_rate: Arc<governor::DefaultDirectRateLimiter>,
     _ticker: Arc<TickerGuard>,
@@ -148,7 +151,7 @@ impl Plugin {
             positional: AtomicBool::new(false),
             batch: AtomicBool::new(false),
             max_payload: runtime.max_payload.clone(),
-            buckets: runtime.buckets.clone(),
+            nats: runtime.nats.clone(),
             log_rate: super::log_budget::LogBudget::rate(),
             _ticker: runtime.ticker.clone(),
         });
@@ -318,7 +321,7 @@ mod tests {
         assert_eq!(
             check_imports(&unknown).err().as_deref(),
             Some(
-                "import `switchyard.sleep` is not a host function of ABI v1 (`publish`, `log`, `begin_message`, `kv_get`, `kv_put`, `kv_create`, `kv_update`, `kv_delete`, `kv_keys`, `take_result`)"
+                "import `switchyard.sleep` is not a host function of ABI v1 (`publish`, `log`, `begin_message`, `kv_get`, `kv_put`, `kv_create`, `kv_update`, `kv_delete`, `kv_keys`, `request`, `take_result`)"
             )
         );
         let bad_log = module(&minimal, &[("log", "(param i32 i32) (result i32)")]);

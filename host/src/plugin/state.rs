@@ -12,14 +12,16 @@ use switchyard_abi::{Delivery, Message, Publish};
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use super::kv::Buckets;
 use super::log_budget::LogBudget;
+use super::nats::Nats;
 use crate::telemetry::trace::TraceId;
 
 /// Caps on what one call may buffer, so a plugin cannot make the host hold
 /// unbounded memory on its behalf.
 pub(super) const MAX_PUBLISHES_PER_CALL: usize = 10_000;
 pub(super) const MAX_PUBLISH_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
+/// KV calls and requests one message (or `init`) may make.
+pub(super) const MAX_CALLS_PER_MESSAGE: usize = 1_000;
 
 /// Set when the memory limiter refused a grow, so the resulting trap is reported
 /// as a memory limit rather than as whatever the guest's allocator did next.
@@ -75,11 +77,13 @@ pub(super) struct HostState {
     /// While `switchyard_handle_batch` runs: its messages, and the publishes of
     /// those the guest is done with.
     pub batch: Option<Batch>,
-    /// Buckets this plugin may use, and the runtime's stores.
+    /// Buckets this plugin may use, and the runtime's way to NATS.
     pub kv_allow: Arc<[String]>,
-    pub buckets: Arc<Buckets>,
-    /// KV calls made for the current message (or `init`).
-    pub kv_calls: usize,
+    pub nats: Arc<Nats>,
+    /// Subject patterns this plugin may send requests to.
+    pub request_allow: Arc<[String]>,
+    /// KV calls and requests made for the current message (or `init`).
+    pub calls: usize,
     /// What the last `kv_get` or `kv_keys` left for `take_result`.
     pub result: Vec<u8>,
 }
@@ -143,7 +147,7 @@ impl HostState {
         self.msg_id_prefix.clear();
         self.last_error = None;
         self.batch = None;
-        self.kv_calls = 0;
+        self.calls = 0;
         self.result = Vec::new();
         self.log_budget.begin_call();
     }
@@ -190,7 +194,7 @@ impl HostState {
         }
         batch.next += 1;
         self.publish_bytes = 0;
-        self.kv_calls = 0;
+        self.calls = 0;
         self.set_msg_id_prefix(item.delivery.as_ref().map(|(stream, sequence)| (stream.as_str(), *sequence)));
         self.message.subject.clear();
         self.message.subject.push_str(&item.subject);

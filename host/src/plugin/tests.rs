@@ -44,6 +44,7 @@ fn spec(dir: &std::path::Path, bytes: &[u8]) -> PluginSpec {
         isolation: Default::default(),
         publish: vec!["out.>".into()],
         kv: Vec::new(),
+        request: Vec::new(),
         env: Vec::new(),
         config: switchyard_abi::encode(&toml::Table::new()).expect("encode"),
         rollout: Default::default(),

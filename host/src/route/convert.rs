@@ -44,7 +44,8 @@ pub(super) fn from_jetstream(msg: &async_nats::jetstream::Message, max_deliver: 
     }
 }
 
-fn headers_of(map: &HeaderMap) -> Vec<Header> {
+/// Headers as the plugin sees them, in a stable order.
+pub(crate) fn headers_of(map: &HeaderMap) -> Vec<Header> {
     let mut headers: Vec<Header> =
         map.iter().flat_map(|(name, values)| values.iter().map(move |v| (name.to_string(), v.to_string()))).collect();
     // HeaderMap iterates in hash order; sort so plugins see a stable order.

@@ -28,7 +28,7 @@ mod jetstream;
 mod lanes;
 mod pipeline;
 
-pub(crate) use convert::header_map as convert_headers;
+pub(crate) use convert::{header_map as convert_headers, headers_of};
 
 use std::sync::Arc;
 

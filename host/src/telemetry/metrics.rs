@@ -96,6 +96,11 @@ struct KvCall {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabel {
+    plugin: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginOp {
     plugin: String,
     op: &'static str,
@@ -150,6 +155,8 @@ pub struct Metrics {
     traps: Family<PluginKind, Counter>,
     kv_calls: Family<KvCall, Counter>,
     kv_duration: Family<PluginOp, Latency>,
+    requests: Family<PluginKind, Counter>,
+    request_duration: Family<PluginLabel, Latency>,
     reloads: Family<ResultLabel, Counter>,
     rollout_share: Family<RouteLabel, Gauge>,
     shadow_comparisons: Family<RouteResult, Counter>,
@@ -192,6 +199,8 @@ impl Metrics {
             traps: Family::default(),
             kv_calls: Family::default(),
             kv_duration: Family::default(),
+            requests: Family::default(),
+            request_duration: Family::default(),
             reloads: Family::default(),
             rollout_share: Family::default(),
             shadow_comparisons: Family::default(),
@@ -238,6 +247,12 @@ impl Metrics {
             m.kv_calls.clone(),
         );
         registry.register("kv_duration_seconds", "Time a plugin's key-value call took", m.kv_duration.clone());
+        registry.register(
+            "plugin_requests",
+            "Requests plugins sent through the host, by result (`kind`): ok, no_responders, timed_out, not_allowed, unavailable, invalid, limit, other",
+            m.requests.clone(),
+        );
+        registry.register("plugin_request_duration_seconds", "Time a plugin's request waited for its reply", m.request_duration.clone());
         registry.register("reloads", "Reloads by result: applied, refused, rolled_back", m.reloads.clone());
         registry.register(
             "rollout_share_percent",
@@ -327,6 +342,12 @@ impl Metrics {
     pub fn kv_call(&self, plugin: &str, op: &'static str, result: &'static str, took: Duration) {
         self.kv_calls.get_or_create(&KvCall { plugin: plugin.to_owned(), op, result }).inc();
         self.kv_duration.get_or_create(&PluginOp { plugin: plugin.to_owned(), op }).observe(took);
+    }
+
+    /// A plugin's request ended with `result` after `took`.
+    pub fn plugin_request(&self, plugin: &str, result: &'static str, took: Duration) {
+        self.requests.get_or_create(&PluginKind { plugin: plugin.to_owned(), kind: result }).inc();
+        self.request_duration.get_or_create(&PluginLabel { plugin: plugin.to_owned() }).observe(took);
     }
 
     pub fn reload(&self, result: ReloadResult) {

@@ -102,6 +102,7 @@ impl Host {
             isolation: Isolation::Pooled,
             publish: vec![ALLOW.into()],
             kv: Vec::new(),
+            request: Vec::new(),
             env: Vec::new(),
             config: vec![0x80], // an empty map
             rollout: Default::default(),

@@ -61,6 +61,9 @@ pub mod names {
     /// Host import `(bucket…, prefix…) -> i64`: the length of an encoded array of the keys that
     /// start with the prefix (sorted, at most [`crate::MAX_KV_KEYS`]), to fetch with `take_result`.
     pub const KV_KEYS: &str = "kv_keys";
+    /// Host import `(ptr: i32, len: i32) -> i64`: send an encoded [`crate::Request`] and wait for
+    /// its reply; the length of an encoded [`crate::Reply`] to fetch with `take_result`.
+    pub const REQUEST: &str = "request";
     /// Host import `(ptr: i32, len: i32) -> i32`: copy the result of the last call that left one
     /// (`len` must be its length) into guest memory.
     pub const TAKE_RESULT: &str = "take_result";
@@ -114,13 +117,14 @@ pub mod functions {
         Function { name: names::KV_UPDATE, params: &[I32, I32, I32, I32, I32, I32, I64], results: &[I64], required: false };
     pub const KV_DELETE: Function = Function { name: names::KV_DELETE, params: &[I32, I32, I32, I32], results: &[I64], required: false };
     pub const KV_KEYS: Function = Function { name: names::KV_KEYS, params: &[I32, I32, I32, I32], results: &[I64], required: false };
+    pub const REQUEST: Function = Function { name: names::REQUEST, params: &[I32, I32], results: &[I64], required: false };
     pub const TAKE_RESULT: Function = Function { name: names::TAKE_RESULT, params: &[I32, I32], results: &[I32], required: false };
 
     /// What a module exports (besides `memory`), in the order `docs/ABI.md` lists them.
     pub const EXPORTS: [Function; 7] = [ABI_VERSION, ALLOC, FREE, HANDLE, INIT, FEATURES, HANDLE_BATCH];
     /// The host functions of module [`crate::IMPORT_MODULE`].
-    pub const IMPORTS: [Function; 10] =
-        [PUBLISH, LOG, BEGIN_MESSAGE, KV_GET, KV_PUT, KV_CREATE, KV_UPDATE, KV_DELETE, KV_KEYS, TAKE_RESULT];
+    pub const IMPORTS: [Function; 11] =
+        [PUBLISH, LOG, BEGIN_MESSAGE, KV_GET, KV_PUT, KV_CREATE, KV_UPDATE, KV_DELETE, KV_KEYS, REQUEST, TAKE_RESULT];
 }
 
 /// Optional ABI features, bits of what `switchyard_abi_features` returns. A
@@ -183,6 +187,10 @@ pub mod status {
     pub const CONFLICT: i32 = -11;
     /// The key-value store did not answer (its server down, a timeout): try again later.
     pub const STORE_UNAVAILABLE: i32 = -12;
+    /// A request found nobody subscribed to its subject.
+    pub const NO_RESPONDERS: i32 = -13;
+    /// A request got no reply within its timeout (or before the call's own deadline).
+    pub const TIMED_OUT: i32 = -14;
 
     /// A short human name for a status code, for error messages on both sides.
     pub fn describe(code: i32) -> &'static str {
@@ -200,6 +208,8 @@ pub mod status {
             NOT_FOUND => "no such key",
             CONFLICT => "the key was written by someone else first",
             STORE_UNAVAILABLE => "the key-value store is unavailable",
+            NO_RESPONDERS => "no responders",
+            TIMED_OUT => "timed out",
             _ => "unknown status",
         }
     }
@@ -358,6 +368,28 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Publish {
     pub subject: String,
+    #[serde(default)]
+    pub headers: Vec<Header>,
+    #[serde(with = "serde_bytes", default)]
+    pub payload: Vec<u8>,
+}
+
+/// A request the handler sends through the host (`request` import), waiting for its reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Request {
+    pub subject: String,
+    #[serde(default)]
+    pub headers: Vec<Header>,
+    #[serde(with = "serde_bytes", default)]
+    pub payload: Vec<u8>,
+    /// How long to wait for the reply; 0 = until the call's deadline. Never past it.
+    #[serde(default)]
+    pub timeout_ms: u64,
+}
+
+/// The reply to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Reply {
     #[serde(default)]
     pub headers: Vec<Header>,
     #[serde(with = "serde_bytes", default)]

@@ -26,6 +26,21 @@ pub(crate) struct State {
     pub(crate) logs: Vec<(Level, String)>,
     /// The mock host's buckets, shared across its calls.
     pub(crate) buckets: Buckets,
+    /// Replies by request subject: the subjects that have a responder.
+    pub(crate) responders: std::rc::Rc<std::collections::BTreeMap<String, Vec<u8>>>,
+}
+
+/// The native `request` import: the reply of the subject's responder, `NO_RESPONDERS` without one.
+pub(crate) fn request(request: &switchyard_abi::Request) -> Result<switchyard_abi::Reply, i32> {
+    MOCK.with(|m| {
+        let mock = m.borrow();
+        let state = mock.as_ref().ok_or(status::UNAVAILABLE)?;
+        if !subject::is_valid_subject(&request.subject, false) {
+            return Err(status::INVALID_SUBJECT);
+        }
+        let payload = state.responders.get(&request.subject).ok_or(status::NO_RESPONDERS)?;
+        Ok(switchyard_abi::Reply { headers: Vec::new(), payload: payload.clone() })
+    })
 }
 
 /// In-memory key-value buckets: bucket → key → (value, revision). Only buckets the test

@@ -1,5 +1,6 @@
-//! The `kv` key of a message: key-value operations run in order, their results
-//! the payload of the reply and publishes, so a test sees what the host answered.
+//! The `kv` and `request` keys of a message: calls through the host (key-value
+//! operations run in order, or one request), their results the payload of the
+//! reply and publishes, so a test sees what the host answered.
 //!
 //! Each operation is an object: `{"op": "get" | "put" | "create" | "update" | "delete" | "keys",
 //! "bucket": "B", "key": "k", "value": "text", "revision": 3, "prefix": "p"}`. Each result is
@@ -44,6 +45,23 @@ fn one(op: Option<&Map<String, Value>>, ctx: &Context) -> Value {
         other => return json!({"error": format!("unknown op `{other}`")}),
     };
     result.unwrap_or_else(|err| error(&err))
+}
+
+/// Send the request `spec` describes; the reply, or why none came.
+pub(crate) fn request(spec: &Value, ctx: &mut Context) -> Value {
+    let subject = spec["subject"].as_str().unwrap_or_default();
+    let payload = spec["payload"].as_str().unwrap_or_default().as_bytes().to_vec();
+    let timeout = spec["timeout_ms"].as_u64().map(std::time::Duration::from_millis);
+    match ctx.request_with(subject, Vec::new(), payload, timeout) {
+        Ok(reply) => json!({"reply": String::from_utf8_lossy(&reply.payload)}),
+        Err(err) => json!({"error": match err {
+            RequestError::NoResponders(_) => "no_responders",
+            RequestError::TimedOut(_) => "timed_out",
+            RequestError::NotAllowed(_) => "not_allowed",
+            RequestError::Unavailable => "unavailable",
+            _ => "other",
+        }}),
+    }
 }
 
 fn error(err: &KvError) -> Value {

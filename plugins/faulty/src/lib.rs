@@ -16,6 +16,7 @@
 //! | `payload_bytes` | integer        | publishes and the reply carry this many bytes (`x`) instead of the message payload |
 //! | `headers`    | object of strings | add these headers to every publish and to the reply (names and values unchecked) |
 //! | `kv`         | array of objects  | key-value operations, run first (message only; see `kv.rs`): their results become the payload of the publishes and the reply |
+//! | `request`    | object            | `{"subject", "payload", "timeout_ms"}`: a request through the host, run first (message only); `{"reply": text}` or `{"error": kind}` becomes the payload |
 //! | `action`     | string            | then: `ack` (default), `reply` (the payload), `reject` (reason `rejected by request`), `retry` (reason `retry by request`), `trap` (wasm `unreachable`), `panic` (`faulty: asked to panic`), `loop` (spin forever), `alloc` (grow memory until the limit), `garbage` (return bytes that are not an outcome), `log` (log the payload at INFO, ack) |
 //!
 //! Config only: `tag` (string) is added to every publish as header `faulty-tag`;
@@ -62,7 +63,11 @@ fn handle(msg: &Message, ctx: &mut Context) -> Outcome {
         Ok(plan) => plan,
         Err(reason) => return Outcome::reject(reason),
     };
-    let kv_results = from_message.as_ref().and_then(|m| m.get("kv")).and_then(Value::as_array).map(|ops| kv::run(ops, ctx));
+    let kv_results = match from_message.as_ref() {
+        Some(m) if m.contains_key("request") => Some(kv::request(&m["request"], ctx)),
+        Some(m) => m.get("kv").and_then(Value::as_array).map(|ops| kv::run(ops, ctx)),
+        None => None,
+    };
     // A store that is down is worth another try, as a plugin's `?` would make it.
     if kv_results.as_ref().is_some_and(kv::unavailable) {
         return Outcome::retry("faulty: key-value store unavailable");

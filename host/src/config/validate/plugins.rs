@@ -56,10 +56,11 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
         if plugin.fuel == Some(0) {
             problems.push_at(&at("fuel"), format!("{label}: `fuel` must be at least 1 (leave it out for no limit)"));
         }
-        for (j, pattern) in plugin.publish.iter().enumerate() {
-            if let Some(why) = subject_problem(pattern, true) {
-                problems
-                    .push_at(&["plugins", name, "publish", &j.to_string()], format!("{label}: invalid publish pattern `{pattern}`: {why}"));
+        for (key, patterns) in [("publish", &plugin.publish), ("request", &plugin.request)] {
+            for (j, pattern) in patterns.iter().enumerate() {
+                if let Some(why) = subject_problem(pattern, true) {
+                    problems.push_at(&["plugins", name, key, &j.to_string()], format!("{label}: invalid {key} pattern `{pattern}`: {why}"));
+                }
             }
         }
         for var in plugin.env.keys() {
