@@ -25,6 +25,17 @@ pub struct RouteSpec {
 pub enum Kind {
     Core(CoreSpec),
     JetStream(JetStreamSpec),
+    Timer(TimerSpec),
+}
+
+/// A timer route: a tick every `every`, handled like a core message (retried
+/// in process, then dead-lettered).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerSpec {
+    pub every: Duration,
+    /// Attempts in process before the dead letter; at least 1.
+    pub attempts: u64,
+    pub max_elapsed: Duration,
 }
 
 /// A core route: subscriptions, in-process retries.
@@ -60,6 +71,11 @@ pub struct JetStreamSpec {
 impl From<&RouteConfig> for RouteSpec {
     fn from(config: &RouteConfig) -> Self {
         let kind = match &config.stream {
+            None if config.every.is_some() => Kind::Timer(TimerSpec {
+                every: config.every.unwrap_or_default(),
+                attempts: u64::from(config.retry.attempts.max(1)),
+                max_elapsed: config.retry.max_elapsed,
+            }),
             None => Kind::Core(CoreSpec {
                 subjects: config.subjects.clone(),
                 queue: config.queue.clone(),
@@ -110,6 +126,7 @@ impl RouteSpec {
                 Some(queue) => format!("core {} (queue {queue})", core.subjects.join(", ")),
                 None => format!("core {}", core.subjects.join(", ")),
             },
+            Kind::Timer(timer) => format!("timer every {}", humantime::format_duration(timer.every)),
         }
     }
 }

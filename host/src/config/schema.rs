@@ -353,6 +353,10 @@ pub struct RouteConfig {
     pub stream: Option<Spanned<String>>,
     /// Durable consumer name; default: the route name.
     pub durable: Option<String>,
+    /// Present = a timer route: the plugin is called every this long with a
+    /// tick message (one host of a fleet per tick).
+    #[serde(default, deserialize_with = "super::units::option_duration")]
+    pub every: Option<Duration>,
     /// Messages handled at once (and instances kept) for this route.
     #[serde(default = "defaults::concurrency")]
     pub concurrency: usize,

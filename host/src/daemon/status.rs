@@ -61,7 +61,7 @@ impl Host {
                         breaker: route.breaker.as_ref().map(|b| breaker_state(b.state_code()).to_owned()),
                         consumer_pending: match route.spec.kind {
                             Kind::JetStream(_) => self.metrics.consumer_pending(&route.name),
-                            Kind::Core(_) => None,
+                            Kind::Core(_) | Kind::Timer(_) => None,
                         },
                         trial: route.pool.trial().0,
                     }

@@ -27,6 +27,9 @@ pub(crate) mod dispatch;
 mod jetstream;
 mod lanes;
 mod pipeline;
+mod timer;
+
+pub(crate) use timer::TICK_PREFIX;
 
 pub(crate) use convert::{header_map as convert_headers, headers_of};
 
@@ -92,6 +95,7 @@ impl Route {
         match self.spec.kind.clone() {
             Kind::Core(core) => core::start(self, core, out, cancel, workers).await,
             Kind::JetStream(js) => jetstream::start(self, js, out, cancel, workers).await,
+            Kind::Timer(timer) => timer::start(self, timer, out, cancel, workers).await,
         }
     }
 }

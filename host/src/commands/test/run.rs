@@ -164,6 +164,8 @@ impl Suite {
             .iter()
             .filter(|spec| match &spec.kind {
                 Kind::Core(core) => hit(&core.subjects),
+                // A tick is the host's own message: `switchyard.tick.<route>`.
+                Kind::Timer(_) => subject == format!("{}.{}", crate::route::TICK_PREFIX, spec.name),
                 Kind::JetStream(js) => {
                     let stream = self.config.streams.iter().find(|s| *s.name.get_ref() == js.stream);
                     stream.is_some_and(|s| hit(&s.subjects)) && (js.filter_subjects.is_empty() || hit(&js.filter_subjects))

@@ -36,8 +36,12 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
         }
 
         match &route.stream {
+            None if route.every.is_some() => check_timer(route, &label, &idx, problems),
             None => check_core(route, &label, &idx, problems),
             Some(stream_name) => {
+                if route.every.is_some() {
+                    problems.push_at(&at("every"), format!("{label}: set `every` (a timer route) or `stream`, not both"));
+                }
                 let stream = config.streams.iter().find(|s| s.name.get_ref() == stream_name.get_ref());
                 match stream {
                     Some(stream) => check_filters(route, stream, &label, &idx, problems),
@@ -81,6 +85,32 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
 
     for (stream, routes) in &work_queues {
         check_work_queue(stream, routes, problems);
+    }
+}
+
+/// The shortest `every` of a timer route.
+const MIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A timer route has its ticks and nothing to subscribe to.
+fn check_timer(route: &RouteConfig, label: &str, idx: &str, problems: &mut Problems) {
+    if route.every.is_some_and(|every| every < MIN_EVERY) {
+        problems.push_at(&["routes", idx, "every"], format!("{label}: `every` must be at least 1s"));
+    }
+    if !route.subjects.is_empty() {
+        problems
+            .push_at(&["routes", idx, "subjects"], format!("{label}: a timer route (`every`) has no `subjects`: it is called with ticks"));
+    }
+    if route.queue.is_some() {
+        problems.push_at(
+            &["routes", idx, "queue"],
+            format!("{label}: a timer route (`every`) has no `queue`: one host of a fleet handles each tick"),
+        );
+    }
+    if route.order_by.is_some() {
+        problems.push_at(
+            &["routes", idx, "order_by"],
+            format!("{label}: a timer route (`every`) has no `order_by`: its ticks come one at a time"),
+        );
     }
 }
 

@@ -130,6 +130,20 @@ pub(super) async fn start(
     Ok(())
 }
 
+/// Settling messages that come from elsewhere than a subscription (a timer's
+/// ticks) as a core route settles its own.
+pub(super) struct Settler(Subscriptions);
+
+impl Settler {
+    pub(super) fn new(route: Arc<Route>, spec: CoreSpec) -> Self {
+        Self(Subscriptions { route, spec })
+    }
+
+    pub(super) async fn handle(&self, out: &Outputs, cancel: &CancellationToken, msg: Message) {
+        settle::handle(&self.0, out, cancel, msg).await;
+    }
+}
+
 /// A queue group no other subscriber shares: the route's name and a unique token.
 fn private_queue(route: &str, client: &async_nats::Client) -> String {
     let inbox = client.new_inbox();
