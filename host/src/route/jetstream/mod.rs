@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::lanes::Lanes;
-use super::{Outputs, Route, convert, pipeline};
+use super::{Outputs, Route, convert};
 use crate::broker::{self, Failure};
 use crate::config::JetStreamSpec;
 use crate::workers::Workers;
@@ -154,15 +154,7 @@ pub(super) async fn start(
                 let (c, out, cancel, feed) = (c.clone(), out.clone(), cancel.clone(), feed.clone());
                 workers.spawn(name.clone(), async move {
                     while let Some(msg) = next(&c, &out, &cancel, &feed).await {
-                        let mut msgs = vec![msg];
-                        if pipeline::takes_together(&c.route)
-                            && let Ok(mut feed) = feed.try_lock()
-                        {
-                            prefetch(&c, &mut feed, PREFETCH);
-                            let more = feed.buffered.len().min(pipeline::MAX_TOGETHER - 1);
-                            msgs.extend(feed.buffered.drain(..more));
-                        }
-                        settle::handle_together(&c, &out, msgs).await;
+                        settle::handle(&c, &out, msg).await;
                     }
                 });
             }

@@ -23,7 +23,7 @@ use crate::telemetry::trace::MessageTrace;
 
 pub(super) async fn handle(c: &Consumer, out: &Outputs, js_msg: JsMessage) {
     if !c.held.release(&js_msg) {
-        left_to_redelivery(c);
+        tracing::warn!(route = %c.route.name, "a message held past its ack_wait (was the host paused?) is left to its redelivery");
         return;
     }
     let msg = convert::from_jetstream(&js_msg, c.spec.max_deliver);
@@ -35,49 +35,6 @@ pub(super) async fn handle(c: &Consumer, out: &Outputs, js_msg: JsMessage) {
             pipeline::dead_letter(&c.route, out, &mut settle, &plugin, &msg, Some(&trace), reason).await;
         }
         None => pipeline::handle(&c.route, out, msg, &trace, &mut settle, None).await,
-    }
-}
-
-fn left_to_redelivery(c: &Consumer) {
-    tracing::warn!(route = %c.route.name, "a message held past its ack_wait (was the host paused?) is left to its redelivery");
-}
-
-/// Handle messages a worker took together: their first calls in one batch
-/// call when the pipeline can (`pipeline::call_together`), kept alive
-/// meanwhile, then each settled as alone: all at once (an unordered route:
-/// their confirmed publishes and acks overlap), or, when the batch call was not
-/// made and each is called alone, one after the other (the route's
-/// concurrency bounds the calls). A message owed its dead letter, or held too
-/// long, goes its own way, as in [`handle`].
-pub(super) async fn handle_together(c: &Consumer, out: &Outputs, js_msgs: Vec<JsMessage>) {
-    let (owed, together): (Vec<JsMessage>, Vec<JsMessage>) =
-        js_msgs.into_iter().partition(|js_msg| js_msg.info().is_ok_and(|info| c.owed.get(info.stream_sequence).is_some()));
-    let mut msgs = Vec::with_capacity(together.len());
-    let mut js_msgs = Vec::with_capacity(together.len());
-    for js_msg in together {
-        if c.held.release(&js_msg) {
-            msgs.push(convert::from_jetstream(&js_msg, c.spec.max_deliver));
-            js_msgs.push(js_msg);
-        } else {
-            left_to_redelivery(c);
-        }
-    }
-    let traces: Vec<MessageTrace> = msgs.iter().map(|msg| pipeline::begin_trace(out, msg)).collect();
-    let called = keep_alive(c, &js_msgs, pipeline::call_together(&c.route, out, &msgs, &traces)).await;
-    let batched = called.iter().all(Option::is_some);
-    let together = msgs.into_iter().zip(&js_msgs).zip(&traces).zip(called).map(|(((msg, js_msg), trace), called)| async move {
-        let mut settle = JetStream { c, out, js_msg, trace };
-        pipeline::handle(&c.route, out, msg, trace, &mut settle, called).await;
-    });
-    if batched {
-        futures::future::join_all(together).await;
-    } else {
-        for settle in together {
-            settle.await;
-        }
-    }
-    for js_msg in owed {
-        handle(c, out, js_msg).await;
     }
 }
 
@@ -93,7 +50,7 @@ impl Settle for JetStream<'_> {
     /// for before the message was pulled.
     async fn permit(&mut self, limit: &RateLimit, msg: &Message) -> bool {
         if limit.is_keyed() {
-            keep_alive(self.c, std::slice::from_ref(&self.js_msg), limit.until_ready(Some(msg))).await;
+            keep_alive(self.c, self.js_msg, limit.until_ready(Some(msg))).await;
         }
         true
     }
@@ -105,7 +62,7 @@ impl Settle for JetStream<'_> {
     }
 
     async fn call<F: Future>(&mut self, call: F) -> F::Output {
-        keep_alive(self.c, std::slice::from_ref(&self.js_msg), call).await
+        keep_alive(self.c, self.js_msg, call).await
     }
 
     async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<Outcome, Unsent> {
@@ -170,16 +127,14 @@ impl Settle for JetStream<'_> {
 }
 
 /// Run `work` while telling the server, every third of `ack_wait`, that the
-/// messages are still being handled — so a long call is never redelivered.
-async fn keep_alive<F: Future, M: std::borrow::Borrow<JsMessage>>(c: &Consumer, js_msgs: &[M], work: F) -> F::Output {
+/// message is still being handled — so a long call is never redelivered.
+async fn keep_alive<F: Future>(c: &Consumer, js_msg: &JsMessage, work: F) -> F::Output {
     let period = (c.spec.ack_wait / 3).max(Duration::from_millis(50));
     let pulse = async {
         loop {
             tokio::time::sleep(period).await;
-            for js_msg in js_msgs {
-                if let Err(err) = js_msg.borrow().ack_with(AckKind::Progress).await {
-                    tracing::debug!(route = %c.route.name, "in-progress ack failed: {err}");
-                }
+            if let Err(err) = js_msg.ack_with(AckKind::Progress).await {
+                tracing::debug!(route = %c.route.name, "in-progress ack failed: {err}");
             }
         }
     };
