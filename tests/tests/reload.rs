@@ -67,11 +67,34 @@ async fn reload(client: &async_nats::Client) -> serde_json::Value {
     serde_json::from_slice(&answer.payload).expect("report json")
 }
 
-/// Count `seen.>` messages per `n`, with the version tag of each.
-fn watch_seen(mut sub: async_nats::Subscriber) -> tokio::task::JoinHandle<HashMap<u64, Vec<String>>> {
+/// Count `seen.>` messages per `n`, with the version tag of each, until told
+/// the test is done and then the subject is quiet for 3 s (a slow swap on a
+/// busy machine must not end the count early).
+fn watch_seen(
+    mut sub: async_nats::Subscriber,
+    mut done: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<HashMap<u64, Vec<String>>> {
     tokio::spawn(async move {
         let mut seen: HashMap<u64, Vec<String>> = HashMap::new();
-        while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(3), sub.next()).await {
+        let mut finishing = false;
+        loop {
+            let msg = if finishing {
+                match tokio::time::timeout(Duration::from_secs(3), sub.next()).await {
+                    Ok(Some(msg)) => msg,
+                    _ => break,
+                }
+            } else {
+                tokio::select! {
+                    _ = &mut done => {
+                        finishing = true;
+                        continue;
+                    }
+                    msg = sub.next() => match msg {
+                        Some(msg) => msg,
+                        None => break,
+                    },
+                }
+            };
             let n = serde_json::from_slice::<serde_json::Value>(&msg.payload).ok().and_then(|b| b["n"].as_u64());
             let tag = msg.headers.as_ref().and_then(|h| h.get("faulty-tag")).map(|v| v.to_string()).unwrap_or_default();
             if let Some(n) = n {
@@ -95,7 +118,8 @@ async fn twenty_swaps_under_load_lose_nothing() {
     let routes = format!("{JOBS_ROUTE}{ASK_ROUTE}");
     let host = Host::start(&config(nats.url(), dir.path(), false, "tag = \"v0\"", &routes)).await;
     let watcher = async_nats::ConnectOptions::new().subscription_capacity(1 << 22).connect(nats.url()).await.expect("connect");
-    let seen = watch_seen(watcher.subscribe("seen.>").await.expect("subscribe"));
+    let (done, finishing) = tokio::sync::oneshot::channel();
+    let seen = watch_seen(watcher.subscribe("seen.>").await.expect("subscribe"), finishing);
     watcher.flush().await.expect("flush");
     let client = nats.client().await;
     let js = jetstream::new(client.clone());
@@ -150,6 +174,7 @@ async fn twenty_swaps_under_load_lose_nothing() {
     assert_eq!(failures, 0, "core requests never failed: the subscription is not touched by a version swap");
     let (_, output) = host.stop().await;
     assert!(output.contains("reloads_applied=20"), "{output}");
+    let _ = done.send(());
 
     let seen = within(WAIT, "the watcher", seen).await.expect("watcher");
     let twice: Vec<_> = seen.iter().filter(|(_, tags)| tags.len() != 1).collect();
