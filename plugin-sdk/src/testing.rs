@@ -159,6 +159,21 @@ impl MockHost {
         self
     }
 
+    /// Write `value` at `key` of the declared bucket `bucket` (see [`MockHost::bucket`]), as
+    /// another plugin or service would have: state for the handler under test to read.
+    ///
+    /// # Panics
+    /// When the bucket was not declared, or `key` is not a valid key.
+    pub fn kv_put(&self, bucket: &str, key: &str, value: impl AsRef<[u8]>) -> &Self {
+        let installed = mock::Installed::new(mock::State { buckets: self.buckets.clone(), ..mock::State::default() });
+        let written = crate::host::kv_write(bucket, key, value.as_ref(), crate::host::Write::Put);
+        drop(installed);
+        if let Err(code) = written {
+            panic!("mock host: cannot put `{key}` in bucket `{bucket}`: {}", switchyard_abi::status::describe(code));
+        }
+        self
+    }
+
     /// Answer requests to `subject` (`ctx.request`) with `reply`. A subject without a responder
     /// answers `RequestError::NoResponders`.
     pub fn responder(mut self, subject: impl Into<String>, reply: impl Into<Vec<u8>>) -> Self {

@@ -110,6 +110,11 @@ async fn location_update_flow() {
     );
     streams_empty(&js).await;
     assert_eq!(pending(&js, "LOCATION", "users-location-consumer").await, (0, 0));
+    // Stored where match-propose finds it, with the seed's TTL on the bucket.
+    let locations = js.get_key_value("LOCATIONS").await.expect("the LOCATIONS bucket");
+    assert_eq!(locations.status().await.expect("status").max_age(), Duration::from_secs(300));
+    let entry = locations.get(DRIVER).await.expect("get").expect("the driver's position");
+    assert_eq!(json(&entry), data, "the record the client was told about");
     host.stop().await;
 }
 
@@ -124,7 +129,12 @@ async fn driver_matching_then_the_ride_lifecycle() {
 
     // Availability: validated and acked (nothing to notify).
     publish(&js, &format!("user.beacon.{DRIVER}"), sample(EXAMPLE, "beacon.json")).await;
-    // Matching: the nearer of the two candidates gets the proposal.
+    // Two drivers' positions, stored by the location service.
+    publish(&js, &format!("location.update.{DRIVER}"), sample(EXAMPLE, "location-update.json")).await;
+    publish(&js, &format!("location.update.{OTHER_DRIVER}"), sample(EXAMPLE, "location-update-far.json")).await;
+    let stored = next_n(&mut clients, 2, WAIT, "both positions stored").await;
+    assert!(stored.iter().all(|msg| notification(msg).1 == "location.stored"));
+    // Matching: the nearer of the two stored drivers gets the proposal.
     publish(&js, &format!("match.request.{PASSENGER}"), sample(EXAMPLE, "match-request.json")).await;
     let proposal = next_n(&mut clients, 1, WAIT, "the proposal").await;
     let (user, event, data) = notification(&proposal[0]);

@@ -11,7 +11,7 @@ mod matching;
 mod ride;
 
 pub use location::{BeaconStatus, LocationStored, LocationUpdate};
-pub use matching::{Candidate, MatchAccepted, MatchConfirmed, MatchProposal, MatchRequest};
+pub use matching::{MatchAccepted, MatchConfirmed, MatchProposal, MatchRequest};
 pub use ride::{RideComplete, RideCompleted, RideCreate, RideCreated, RidePayment, RideStart, RideStarted};
 
 use serde::de::DeserializeOwned;

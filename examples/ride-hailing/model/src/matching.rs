@@ -1,9 +1,9 @@
 //! Driver matching flow: `match.request.*` → `match.proposal.*` → `match.accepted.*` →
 //! `match.confirmed.*`.
 //!
-//! No step keeps state, so each message carries what the next step needs: the request brings the
-//! nearby candidates (in the seed the match service reads them from Redis), the proposal and the
-//! acceptance carry pickup and destination on to the ride.
+//! The candidates are the drivers whose positions the location service stored in the `LOCATIONS`
+//! key-value bucket (Redis in the seed); the proposal and the acceptance carry pickup and
+//! destination on to the ride.
 
 use serde::{Deserialize, Serialize};
 use switchyard_sdk::prelude::*;
@@ -18,36 +18,12 @@ pub struct MatchRequest {
     pub passenger_id: String,
     pub pickup: Point,
     pub destination: Point,
-    /// Available drivers near the pickup, as the users service knows them.
-    pub candidates: Vec<Candidate>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Candidate {
-    pub driver_id: String,
-    pub latitude: f64,
-    pub longitude: f64,
-}
-
-impl Candidate {
-    pub fn position(&self) -> Point {
-        Point { latitude: self.latitude, longitude: self.longitude }
-    }
-}
-
-impl Validate for Candidate {
-    fn validate(&self, v: &mut Validator) {
-        v.uuid("driver_id", &self.driver_id).latitude("latitude", self.latitude).longitude("longitude", self.longitude);
-    }
 }
 
 impl Validate for MatchRequest {
     fn validate(&self, v: &mut Validator) {
         v.uuid("request_id", &self.request_id).uuid("passenger_id", &self.passenger_id);
         v.nested("pickup", &self.pickup).nested("destination", &self.destination);
-        v.check("candidates", !self.candidates.is_empty(), || "must name at least one driver".to_owned());
-        v.each("candidates", &self.candidates);
     }
 }
 

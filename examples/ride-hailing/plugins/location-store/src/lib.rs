@@ -1,13 +1,16 @@
 //! `location-store`: the location service's step of the location update flow.
 //!
-//! `location.update.{user_id}` → validate strictly → `location.stored.{user_id}` with the time the
-//! position expires (`timestamp` + the configured TTL). In the seed the service writes the
-//! position to Redis with that TTL; a plugin reaches no Redis, so the stored record is the message
-//! itself, for the users service to confirm to the client.
+//! `location.update.{user_id}` → validate strictly → the position stored under the user's id in the
+//! `LOCATIONS` key-value bucket (Redis in the seed), whose `ttl` drops it when no update follows →
+//! `location.stored.{user_id}` with the time it expires (`timestamp` + the configured TTL, the
+//! bucket's), for the users service to confirm to the client. Match-propose reads the bucket.
+//!
+//! Storing is idempotent: a redelivered update writes the same record again.
 //!
 //! ```toml
-//! [plugins.location-store.config]
-//! ttl_seconds = 300
+//! [plugins.location-store]
+//! kv = ["LOCATIONS"]
+//! config = { ttl_seconds = 300 }   # as the bucket's ttl
 //! ```
 
 use std::time::Duration;
@@ -41,6 +44,8 @@ fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outco
         timestamp: update.timestamp,
         expires_at: update.timestamp.plus(Duration::from_secs(ttl)),
     };
+    // A store that is down is retried (`?`): the update is not lost.
+    ctx.kv("LOCATIONS")?.put_json(&stored.user_id, &stored)?;
     let subject = format!("location.stored.{}", stored.user_id);
     ctx.publish_json(&subject, &stored).or_reject_with(format!("publishing to `{subject}`"))?;
     Ok(Outcome::Ack)
@@ -55,13 +60,14 @@ mod tests {
     const DRIVER: &str = "0b7c1e52-6f1a-4f0e-9d43-2a5c8e9b1f01";
 
     fn host() -> MockHost {
-        MockHost::new().allow("location.stored.*").config(json!({"ttl_seconds": 300})).init(init).expect("accepted")
+        MockHost::new().allow("location.stored.*").bucket("LOCATIONS").config(json!({"ttl_seconds": 300})).init(init).expect("accepted")
     }
 
     #[test]
     fn an_update_is_stored_with_its_expiry() {
         let update = json!({"user_id": DRIVER, "latitude": -6.1754, "longitude": 106.8272, "timestamp": "2024-03-20T10:00:00Z"});
-        let handled = host().call(handle, &Message::builder(format!("location.update.{DRIVER}")).json(&update).build());
+        let host = host();
+        let handled = host.call(handle, &Message::builder(format!("location.update.{DRIVER}")).json(&update).build());
         assert_eq!(handled.outcome, Outcome::Ack);
         let [stored] = handled.sent() else { panic!("one publish: {:?}", handled.publishes) };
         assert_eq!(stored.subject, format!("location.stored.{DRIVER}"));
@@ -71,6 +77,15 @@ mod tests {
             json!({"user_id": DRIVER, "latitude": -6.1754, "longitude": 106.8272, "timestamp": "2024-03-20T10:00:00Z",
                    "expires_at": "2024-03-20T10:05:00Z"})
         );
+        // The same record is in the bucket, under the user's id.
+        let read = host.call(
+            |_: &Message, ctx: &mut Context| match ctx.kv("LOCATIONS").and_then(|b| b.get(DRIVER)) {
+                Ok(Some(entry)) => Outcome::reply(entry.value),
+                other => Outcome::reject(format!("{other:?}")),
+            },
+            &Message::builder("probe").build(),
+        );
+        assert_eq!(read.outcome, Outcome::reply(stored.payload.clone()));
     }
 
     #[test]
