@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Core => scenarios::core::run(&bench).await,
             Scenario::Jetstream => scenarios::jetstream::run(&bench).await,
             Scenario::Forward => scenarios::forward::run(&bench).await,
+            Scenario::Kv => scenarios::kv::run(&bench).await,
             Scenario::Request => scenarios::request::run(&bench).await,
             Scenario::Isolation => scenarios::isolation::run(&bench).await,
             Scenario::Reload => scenarios::reload::run(&bench).await,

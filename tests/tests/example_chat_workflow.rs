@@ -52,7 +52,7 @@ fn check_answer(chunks: &[async_nats::Message], correlation: &str) -> (Vec<u64>,
 #[tokio::test]
 async fn chunks_reach_each_pod_in_order_with_correlation_and_trace() {
     let checked = examples::check(EXAMPLE, "runtime.toml");
-    assert!(checked.contains("ok (2 plugin(s), 2 route(s), 0 stream(s))"), "{checked}");
+    assert!(checked.contains("ok (2 plugin(s), 3 route(s), 0 stream(s))"), "{checked}");
     let nats = NatsServer::start();
     let host = examples::start(EXAMPLE, "runtime.toml", &nats).await;
     let client = nats.client().await;
@@ -164,6 +164,7 @@ async fn pod_health_and_invalid_requests_over_request_reply() {
     let health = within(WAIT, "the health reply", client.request("chat.pod.pod-1.health", "".into())).await.expect("reply");
     let body = json(&health.payload);
     assert_eq!((body["pod_id"].as_str(), body["status"].as_str()), (Some("pod-1"), Some("healthy")));
+    assert_eq!(body["dependencies"], json!({"chat.workflow.health": "ok"}), "it asked the workers");
 
     // A request with a reply subject gets a summary of where the answer went.
     let ask = client.request_with_headers(SUBJECT, traced("pod-7"), sample(EXAMPLE, "workflow-request.json").into());

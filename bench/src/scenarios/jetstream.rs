@@ -74,12 +74,22 @@ pub(crate) fn body(bench: &Bench) -> anyhow::Result<(String, Config)> {
 /// Fresh streams (`config`'s, created exactly as the host creates them), with
 /// `n` messages published to `subject`.
 pub(crate) async fn stage(js: &jetstream::Context, config: &Config, subject: &str, n: usize) -> anyhow::Result<()> {
+    stage_payload(js, config, subject, n, setup::payload()).await
+}
+
+/// [`stage`] with `payload` in every message.
+pub(crate) async fn stage_payload(
+    js: &jetstream::Context,
+    config: &Config,
+    subject: &str,
+    n: usize,
+    payload: bytes::Bytes,
+) -> anyhow::Result<()> {
     for stream in &config.streams {
         let _ = js.delete_stream(stream.name.get_ref()).await;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     switchyard::broker::ensure_streams(js, &config.streams, deadline).await?;
-    let payload = setup::payload();
     let mut acks = VecDeque::with_capacity(PUBLISH_WINDOW);
     for _ in 0..n {
         if acks.len() == PUBLISH_WINDOW

@@ -8,6 +8,7 @@ pub(crate) mod core;
 pub(crate) mod forward;
 pub(crate) mod isolation;
 pub(crate) mod jetstream;
+pub(crate) mod kv;
 pub(crate) mod memory;
 pub(crate) mod neighbour;
 pub(crate) mod reload;
@@ -29,13 +30,15 @@ pub(crate) enum Scenario {
     Telemetry,
     Shadow,
     Forward,
+    Kv,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 10] = [
+    pub(crate) const ALL: [Scenario; 11] = [
         Scenario::Core,
         Scenario::Jetstream,
         Scenario::Forward,
+        Scenario::Kv,
         Scenario::Request,
         Scenario::Isolation,
         Scenario::Reload,

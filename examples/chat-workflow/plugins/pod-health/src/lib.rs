@@ -10,6 +10,13 @@
 //!
 //! and a request for another pod (a route subscribed to the wrong subject) is refused, which the
 //! host turns into an error reply (`Nats-Service-Error`).
+//!
+//! With `dependencies` (request subjects, on the plugin's `request` list in runtime.toml) the pod
+//! asks each, at most `dependency_timeout_ms` (default 300), and reports what each answered: `ok`,
+//! `no_responders`, `timed_out` or `error`; the status is `degraded` unless all are `ok`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 use switchyard_sdk::prelude::*;
@@ -19,6 +26,25 @@ struct HealthResponse<'a> {
     pod_id: &'a str,
     status: &'static str,
     timestamp: Timestamp,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    dependencies: BTreeMap<String, &'static str>,
+}
+
+/// Ask each dependency; what each answered.
+fn dependencies(ctx: &mut Context) -> Result<BTreeMap<String, &'static str>, Stop> {
+    let subjects: Vec<String> = ctx.config().get("dependencies").or_reject()?.unwrap_or_default();
+    let timeout = Duration::from_millis(ctx.config().get::<u64>("dependency_timeout_ms").or_reject()?.unwrap_or(300));
+    let mut answers = BTreeMap::new();
+    for subject in subjects {
+        let answer = match ctx.request_with(&subject, Vec::new(), Vec::new(), Some(timeout)) {
+            Ok(_) => "ok",
+            Err(RequestError::NoResponders(_)) => "no_responders",
+            Err(RequestError::TimedOut(_)) => "timed_out",
+            Err(_) => "error",
+        };
+        answers.insert(subject, answer);
+    }
+    Ok(answers)
 }
 
 /// This pod's id: config `pod_id`, else env `POD_ID`; it must be usable as a subject token.
@@ -45,7 +71,9 @@ fn handle(msg: &Message, ctx: &mut Context) -> Result<Outcome, Stop> {
     if asked != pod {
         return Err(Stop::reject(format!("this is pod `{pod}`; `{}` asks pod `{asked}`", msg.subject)));
     }
-    let health = HealthResponse { pod_id: &pod, status: "healthy", timestamp: Timestamp::now() };
+    let dependencies = dependencies(ctx)?;
+    let status = if dependencies.values().all(|answer| *answer == "ok") { "healthy" } else { "degraded" };
+    let health = HealthResponse { pod_id: &pod, status, timestamp: Timestamp::now(), dependencies };
     Ok(Outcome::reply_json(&health)?)
 }
 
@@ -69,6 +97,17 @@ mod tests {
 
         let other = host.call(handle, &Message::builder("chat.pod.pod-2.health").reply("_INBOX.2").build());
         assert_eq!(other.outcome, Outcome::reject("this is pod `pod-1`; `chat.pod.pod-2.health` asks pod `pod-2`"));
+    }
+
+    #[test]
+    fn dependencies_are_asked_and_reported() {
+        let config = json!({"pod_id": "pod-1", "dependencies": ["chat.workflow.health", "chat.store.health"]});
+        let host = MockHost::new().config(config).responder("chat.workflow.health", b"{}".to_vec()).init(init).expect("pod id set");
+        let handled = host.call(handle, &Message::builder("chat.pod.pod-1.health").reply("_INBOX.1").build());
+        let Outcome::Reply { payload, .. } = &handled.outcome else { panic!("{:?}", handled.outcome) };
+        let health: Value = serde_json::from_slice(payload).expect("json");
+        assert_eq!(health["status"], "degraded");
+        assert_eq!(health["dependencies"], json!({"chat.workflow.health": "ok", "chat.store.health": "no_responders"}));
     }
 
     #[test]

@@ -54,8 +54,15 @@ fn init(settings: &Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// The subject a worker answers health checks on.
+const HEALTH: &str = "chat.workflow.health";
+
 #[handler]
 fn handle(msg: &Message, ctx: &mut Context, settings: &Settings) -> Result<Outcome, Stop> {
+    // The pods' health checks ask the workers too (`chat.workflow.health`).
+    if msg.subject == HEALTH {
+        return Ok(Outcome::reply_json(&serde_json::json!({"status": "ok", "models": settings.models}))?);
+    }
     let request = request::read(msg)?;
     let pods = request::reply_pods(msg)?;
     let parent = TraceContext::from_message(msg).unwrap_or_else(|e| {
