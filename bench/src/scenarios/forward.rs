@@ -12,12 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_nats::jetstream;
 use futures::StreamExt;
 use switchyard::config::Config;
-use switchyard::telemetry::Outcome;
 
-use super::jetstream::{rate, raw_messages, stage};
+use super::jetstream::{rate, raw_messages, staged_runs};
 use crate::report::{Figure, Target};
 use crate::setup::{self, Bench};
-use crate::stats::median;
 
 const FULL: usize = 100_000;
 const SCENARIO: &str = "jetstream forward 100k x 128B";
@@ -29,34 +27,9 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let n = bench.count(FULL);
     let (body, config) = body(bench)?;
     let js = jetstream::new(bench.plain_client().await?);
-    let (mut host_rates, mut raw_rates) = (Vec::new(), Vec::new());
-    for i in 0..bench.runs {
-        let (mut raw_run, mut host_run) = ((f64::NAN, f64::NAN), (f64::NAN, f64::NAN));
-        if bench.raw_side() {
-            stage(&js, &config, SUBJECT, n).await?;
-            raw_run = raw(&js, &config, n).await?;
-        }
-        if bench.host_side() {
-            stage(&js, &config, SUBJECT, n).await?;
-            let host = bench.host("forward", &body).await?;
-            let metrics = host.metrics.clone();
-            let progress = setup::wait_for(|| metrics.total(Outcome::Ack), n as u64).await;
-            host.stop().await;
-            host_run = rate(&progress, n)?;
-        }
-        host_rates.push(host_run.0);
-        raw_rates.push(raw_run.0);
-        eprintln!(
-            "  forward run {}: host {:.0} msg/s ({:.2} µs CPU/msg), raw {:.0} msg/s ({:.2} µs CPU/msg)",
-            i + 1,
-            host_run.0,
-            host_run.1,
-            raw_run.0,
-            raw_run.1
-        );
-    }
+    let (host, raw_rate) = staged_runs(bench, "forward", &body, &config, SUBJECT, n, setup::payload(), || raw(&js, &config, n)).await?;
     let figure = "throughput, confirmed publish + ack each";
-    Ok(vec![Figure::new(SCENARIO, figure, "msg/s", median(&host_rates), median(&raw_rates), Target::RatioAtLeast(0.90))])
+    Ok(vec![Figure::new(SCENARIO, figure, "msg/s", host, raw_rate, Target::RatioAtLeast(0.90))])
 }
 
 fn body(bench: &Bench) -> anyhow::Result<(String, Config)> {

@@ -77,6 +77,54 @@ pub(crate) async fn stage(js: &jetstream::Context, config: &Config, subject: &st
     stage_payload(js, config, subject, n, setup::payload()).await
 }
 
+/// The host's route `route` on `body` against a raw consumer (`raw`), each on
+/// `n` messages of `payload` staged on `subject` anew, `bench.runs` times: the
+/// median rates, host and raw. `label` names the scenario in the per-run lines.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn staged_runs<F, Fut>(
+    bench: &Bench,
+    label: &str,
+    body: &str,
+    config: &Config,
+    subject: &str,
+    n: usize,
+    payload: bytes::Bytes,
+    raw: F,
+) -> anyhow::Result<(f64, f64)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(f64, f64)>>,
+{
+    let js = jetstream::new(bench.plain_client().await?);
+    let (mut host_rates, mut raw_rates) = (Vec::new(), Vec::new());
+    for i in 0..bench.runs {
+        let (mut raw_run, mut host_run) = ((f64::NAN, f64::NAN), (f64::NAN, f64::NAN));
+        if bench.raw_side() {
+            stage_payload(&js, config, subject, n, payload.clone()).await?;
+            raw_run = raw().await?;
+        }
+        if bench.host_side() {
+            stage_payload(&js, config, subject, n, payload.clone()).await?;
+            let host = bench.host(label, body).await?;
+            let metrics = host.metrics.clone();
+            let progress = setup::wait_for(|| metrics.total(switchyard::telemetry::Outcome::Ack), n as u64).await;
+            host.stop().await;
+            host_run = rate(&progress, n)?;
+        }
+        host_rates.push(host_run.0);
+        raw_rates.push(raw_run.0);
+        eprintln!(
+            "  {label} run {}: host {:.0} msg/s ({:.2} µs CPU/msg), raw {:.0} msg/s ({:.2} µs CPU/msg)",
+            i + 1,
+            host_run.0,
+            host_run.1,
+            raw_run.0,
+            raw_run.1
+        );
+    }
+    Ok((median(&host_rates), median(&raw_rates)))
+}
+
 /// [`stage`] with `payload` in every message.
 pub(crate) async fn stage_payload(
     js: &jetstream::Context,

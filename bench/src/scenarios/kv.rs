@@ -11,12 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_nats::jetstream;
 use futures::StreamExt;
 use switchyard::config::Config;
-use switchyard::telemetry::Outcome;
 
-use super::jetstream::{rate, raw_messages, stage_payload};
+use super::jetstream::{rate, raw_messages, staged_runs};
 use crate::report::{Figure, Target};
 use crate::setup::{self, Bench};
-use crate::stats::median;
 
 const FULL: usize = 50_000;
 const SCENARIO: &str = "kv 50k x get + put";
@@ -35,34 +33,9 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
         {"op": "put", "bucket": BUCKET, "key": KEY, "value": VALUE},
     ]});
     let payload = bytes::Bytes::from(serde_json::to_vec(&ops)?);
-    let (mut host_rates, mut raw_rates) = (Vec::new(), Vec::new());
-    for i in 0..bench.runs {
-        let (mut raw_run, mut host_run) = ((f64::NAN, f64::NAN), (f64::NAN, f64::NAN));
-        if bench.raw_side() {
-            stage_payload(&js, &config, SUBJECT, n, payload.clone()).await?;
-            raw_run = raw(&js, &config, n).await?;
-        }
-        if bench.host_side() {
-            stage_payload(&js, &config, SUBJECT, n, payload.clone()).await?;
-            let host = bench.host("kv", &body).await?;
-            let metrics = host.metrics.clone();
-            let progress = setup::wait_for(|| metrics.total(Outcome::Ack), n as u64).await;
-            host.stop().await;
-            host_run = rate(&progress, n)?;
-        }
-        host_rates.push(host_run.0);
-        raw_rates.push(raw_run.0);
-        eprintln!(
-            "  kv run {}: host {:.0} msg/s ({:.2} µs CPU/msg), raw {:.0} msg/s ({:.2} µs CPU/msg)",
-            i + 1,
-            host_run.0,
-            host_run.1,
-            raw_run.0,
-            raw_run.1
-        );
-    }
+    let (host, raw_rate) = staged_runs(bench, "kv", &body, &config, SUBJECT, n, payload, || raw(&js, &config, n)).await?;
     let figure = "throughput, kv get + put + ack each";
-    Ok(vec![Figure::new(SCENARIO, figure, "msg/s", median(&host_rates), median(&raw_rates), Target::RatioAtLeast(0.80))])
+    Ok(vec![Figure::new(SCENARIO, figure, "msg/s", host, raw_rate, Target::RatioAtLeast(0.80))])
 }
 
 fn body(bench: &Bench) -> anyhow::Result<(String, Config)> {
