@@ -95,7 +95,8 @@ pub struct Bucket {
 
 impl Bucket {
     pub(crate) fn new(name: &str) -> Result<Self, KvError> {
-        if name.is_empty() || name.contains(['.', '*', '>', ' ']) {
+        // A bucket name is one token of the `$KV.<bucket>.<key>` subjects.
+        if !crate::validate::is_subject_token(name) {
             return Err(KvError::InvalidKey);
         }
         Ok(Self { name: name.to_owned() })

@@ -138,7 +138,7 @@ impl Validator {
     /// Usable as one token of a NATS subject: not empty, no `.`, `*`, `>` or whitespace. Check
     /// ids before putting them into a subject, or the publish fails (or lands somewhere else).
     pub fn subject_token(&mut self, field: &str, value: &str) -> &mut Self {
-        let ok = !value.is_empty() && !value.chars().any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace());
+        let ok = is_subject_token(value);
         self.check(field, ok, || format!("must be usable as a subject token (no `.`, `*`, `>` or spaces), found `{value}`"))
     }
 
@@ -197,6 +197,11 @@ pub fn validated_json<T: DeserializeOwned + Validate>(payload: &[u8]) -> Result<
     })?;
     validate(&value)?;
     Ok(value)
+}
+
+/// Whether `value` can be one token of a NATS subject (see [`Validator::subject_token`]).
+pub(crate) fn is_subject_token(value: &str) -> bool {
+    !value.is_empty() && !value.chars().any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace())
 }
 
 #[cfg(test)]

@@ -30,32 +30,10 @@ const PUBLISH_WINDOW: usize = 2_000;
 pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let n = bench.count(FULL);
     let (body, config) = body(bench)?;
-    let client = bench.plain_client().await?;
-    let js = jetstream::new(client);
-
-    let (mut host_rates, mut raw_rates) = (Vec::new(), Vec::new());
-    for i in 0..bench.runs {
-        let (mut raw_run, mut host_run) = ((f64::NAN, f64::NAN), (f64::NAN, f64::NAN));
-        if bench.raw_side() {
-            stage(&js, &config, SUBJECT, n).await?;
-            raw_run = raw(&js, &config.routes[0], n).await?;
-        }
-        if bench.host_side() {
-            stage(&js, &config, SUBJECT, n).await?;
-            host_run = host(bench, &body, n).await?;
-        }
-        host_rates.push(host_run.0);
-        raw_rates.push(raw_run.0);
-        eprintln!(
-            "  jetstream run {}: host {:.0} msg/s ({:.2} µs CPU/msg), raw {:.0} msg/s ({:.2} µs CPU/msg)",
-            i + 1,
-            host_run.0,
-            host_run.1,
-            raw_run.0,
-            raw_run.1
-        );
-    }
-    Ok(vec![Figure::new(SCENARIO, "throughput, ack each", "msg/s", median(&host_rates), median(&raw_rates), Target::RatioAtLeast(0.90))])
+    let js = jetstream::new(bench.plain_client().await?);
+    let raw_run = || raw(&js, &config.routes[0], n);
+    let (host, raw_rate) = staged_runs(bench, "jetstream", &body, &config, SUBJECT, n, setup::payload(), raw_run).await?;
+    Ok(vec![Figure::new(SCENARIO, "throughput, ack each", "msg/s", host, raw_rate, Target::RatioAtLeast(0.90))])
 }
 
 /// The route's config text (after the preamble), and the config it loads as.
@@ -105,11 +83,7 @@ where
         }
         if bench.host_side() {
             stage_payload(&js, config, subject, n, payload.clone()).await?;
-            let host = bench.host(label, body).await?;
-            let metrics = host.metrics.clone();
-            let progress = setup::wait_for(|| metrics.total(switchyard::telemetry::Outcome::Ack), n as u64).await;
-            host.stop().await;
-            host_run = rate(&progress, n)?;
+            host_run = host_with(bench, label, body, n, setup::ADMIN, |_| ()).await?;
         }
         host_rates.push(host_run.0);
         raw_rates.push(raw_run.0);
@@ -192,21 +166,18 @@ pub(crate) async fn raw_messages(js: &jetstream::Context, stream: &str, route: &
     Ok(consumer.stream().max_messages_per_batch(route.batch).messages().await?)
 }
 
-async fn host(bench: &Bench, body: &str, n: usize) -> anyhow::Result<(f64, f64)> {
-    host_with(bench, body, n, setup::ADMIN, |_| ()).await
-}
-
-/// The host side with `sections` in place of the preamble's `[admin]` (the
-/// telemetry scenario's settings) and `during` started once the host is up,
-/// kept until the stream is consumed, and dropped before the host stops.
+/// The host side (named `label`) with `sections` in place of the preamble's
+/// `[admin]` (the telemetry scenario's settings) and `during` started once the
+/// host is up, kept until the stream is consumed, and dropped before the host stops.
 pub(crate) async fn host_with<T>(
     bench: &Bench,
+    label: &str,
     body: &str,
     n: usize,
     sections: &str,
     during: impl FnOnce(&Host) -> T,
 ) -> anyhow::Result<(f64, f64)> {
-    let host = bench.host_with("jetstream", sections, body).await?;
+    let host = bench.host_with(label, sections, body).await?;
     let during = during(&host);
     let metrics = host.metrics.clone();
     let progress = setup::wait_for(|| metrics.total(Outcome::Ack), n as u64).await;

@@ -175,7 +175,8 @@ async fn jetstream_runs(bench: &Bench, outside: &Outside, sink: &Sink) -> anyhow
             jetstream::stage(&js, &config, jetstream::SUBJECT, n).await?;
             let watch = Watch::begin(sink);
             let (rate, cpu_us) =
-                jetstream::host_with(bench, &body, n, &mode.sections(sink), |host| watch.scrapers(outside, host, *mode)).await?;
+                jetstream::host_with(bench, "jetstream", &body, n, &mode.sections(sink), |host| watch.scrapers(outside, host, *mode))
+                    .await?;
             runs.push(watch.end(*mode, n, rate, cpu_us, 0));
         }
         report_run("jetstream", i, &runs);

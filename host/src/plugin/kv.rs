@@ -17,6 +17,7 @@ use switchyard_abi::{IMPORT_MODULE, KvEntry, MAX_KV_KEYS, names, status};
 use wasmtime::{Caller, Linker};
 
 use super::host_fns::guest_bytes;
+use super::nats::leave_result;
 use super::state::{HostState, MAX_CALLS_PER_MESSAGE};
 
 /// Run one KV call and count it in the metrics.
@@ -78,18 +79,6 @@ async fn open(caller: &mut Caller<'_, HostState>, [bp, bl, kp, kl]: [i32; 4]) ->
     state.calls += 1;
     let nats = state.nats.clone();
     Ok((nats.store(&bucket).await?, key))
-}
-
-/// Leave `value` for `take_result`; its length.
-pub(super) fn leave_result(caller: &mut Caller<'_, HostState>, value: &impl serde::Serialize) -> i64 {
-    match switchyard_abi::encode(value) {
-        Ok(bytes) => {
-            let len = bytes.len() as i64;
-            caller.data_mut().result = bytes;
-            len
-        }
-        Err(_) => i64::from(status::BAD_ENCODING),
-    }
 }
 
 async fn get(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {

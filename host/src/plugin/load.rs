@@ -74,6 +74,10 @@ pub struct Plugin {
     pub loaded_at: SystemTime,
     pub(super) name: Arc<str>,
     pub(super) allow: Arc<[String]>,
+    /// Buckets it may use and subjects it may send requests to: shared by its
+    /// instances, like `allow`.
+    pub(super) kv_allow: Arc<[String]>,
+    pub(super) request_allow: Arc<[String]>,
     pub(super) pre: InstancePre<HostState>,
     pub(super) has_init: bool,
     /// Whether the module decodes positional messages (`features::POSITIONAL_MESSAGE`),
@@ -143,6 +147,8 @@ impl Plugin {
         let version = Arc::new(Plugin {
             name: spec.name.as_str().into(),
             allow: spec.publish.clone().into(),
+            kv_allow: spec.kv.clone().into(),
+            request_allow: spec.request.clone().into(),
             spec,
             hash,
             loaded_at: SystemTime::now(),

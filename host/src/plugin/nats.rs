@@ -90,6 +90,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Leave `value` for `take_result`; its length.
+pub(super) fn leave_result(caller: &mut Caller<'_, HostState>, value: &impl serde::Serialize) -> i64 {
+    match switchyard_abi::encode(value) {
+        Ok(bytes) => {
+            let len = bytes.len() as i64;
+            caller.data_mut().result = bytes;
+            len
+        }
+        Err(_) => i64::from(status::BAD_ENCODING),
+    }
+}
+
 /// `take_result`: copy the result the last call left into guest memory (`len` must be its length).
 pub(super) fn take_result(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
     let result = std::mem::take(&mut caller.data_mut().result);

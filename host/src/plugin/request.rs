@@ -10,7 +10,7 @@ use switchyard_abi::{IMPORT_MODULE, Reply, Request, header, names, status};
 use wasmtime::{Caller, Linker};
 
 use super::host_fns::guest_bytes;
-use super::kv::leave_result;
+use super::nats::leave_result;
 use super::state::{HostState, MAX_CALLS_PER_MESSAGE};
 use crate::config::subject;
 

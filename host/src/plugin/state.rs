@@ -138,6 +138,15 @@ pub(super) struct CurrentMessage {
     pub trace_id: Option<TraceId>,
 }
 
+impl CurrentMessage {
+    fn set(&mut self, subject: &str, stream_sequence: Option<u64>, trace_id: Option<TraceId>) {
+        self.subject.clear();
+        self.subject.push_str(subject);
+        self.stream_sequence = stream_sequence;
+        self.trace_id = trace_id;
+    }
+}
+
 impl HostState {
     pub(super) fn begin_call(&mut self, deadline: Instant, collect_publishes: bool) {
         self.started = Instant::now();
@@ -152,18 +161,14 @@ impl HostState {
         self.log_budget.begin_call();
     }
 
+    /// Name `msg` in this call's log lines.
+    pub(super) fn handling(&mut self, msg: &Message, trace_id: Option<TraceId>) {
+        self.message.set(&msg.subject, msg.delivery.as_ref().map(|d| d.stream_sequence), trace_id);
+    }
+
     /// Number the publishes of this call after the JetStream message `delivery`
     /// describes (none for a core message). The buffer is reused: no allocation
     /// per message once it has grown.
-    /// Name `msg` in this call's log lines.
-    pub(super) fn handling(&mut self, msg: &Message, trace_id: Option<TraceId>) {
-        let current = &mut self.message;
-        current.subject.clear();
-        current.subject.push_str(&msg.subject);
-        current.stream_sequence = msg.delivery.as_ref().map(|d| d.stream_sequence);
-        current.trace_id = trace_id;
-    }
-
     pub(super) fn number_publishes_after(&mut self, delivery: Option<&Delivery>) {
         self.set_msg_id_prefix(delivery.map(|d| (d.stream.as_str(), d.stream_sequence)));
     }
@@ -196,10 +201,7 @@ impl HostState {
         self.publish_bytes = 0;
         self.calls = 0;
         self.set_msg_id_prefix(item.delivery.as_ref().map(|(stream, sequence)| (stream.as_str(), *sequence)));
-        self.message.subject.clear();
-        self.message.subject.push_str(&item.subject);
-        self.message.stream_sequence = item.delivery.as_ref().map(|(_, sequence)| *sequence);
-        self.message.trace_id = item.trace_id;
+        self.message.set(&item.subject, item.delivery.as_ref().map(|(_, sequence)| *sequence), item.trace_id);
         self.started = Instant::now();
         self.deadline = self.started + batch.timeout;
         Ok(batch.fuel)
