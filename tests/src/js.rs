@@ -11,6 +11,13 @@ pub async fn count(js: &jetstream::Context, stream: &str) -> u64 {
     s.info().await.expect("stream info").state.messages
 }
 
+/// Messages in `stream`, or None when JetStream does not answer within 2 s
+/// (a cluster electing leaders after a node was killed).
+pub async fn try_count(js: &jetstream::Context, stream: &str) -> Option<u64> {
+    let info = async { js.get_stream(stream).await.ok()?.info().await.ok().map(|i| i.state.messages) };
+    tokio::time::timeout(Duration::from_secs(2), info).await.ok().flatten()
+}
+
 /// (num_pending, num_ack_pending) of a durable consumer.
 pub async fn pending(js: &jetstream::Context, stream: &str, consumer: &str) -> (u64, usize) {
     let s = js.get_stream(stream).await.expect("stream");

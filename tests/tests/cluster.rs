@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use switchyard_tests::host::preamble;
-use switchyard_tests::js::{count, drained, header, messages, publish_many};
+use switchyard_tests::js::{count, drained, header, messages, publish_many, try_count};
 use switchyard_tests::{Cluster, Host, eventually, plugin};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -97,12 +97,8 @@ async fn poison_messages_wait_for_their_dead_letter_stream() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     cluster.restart(dlq_node);
-    eventually(WAIT, "every poison message dead-lettered", || async {
-        let js = js.clone();
-        let n = tokio::time::timeout(Duration::from_secs(2), async move { count(&js, "SWITCHYARD_DLQ").await }).await.ok()?;
-        (n >= POISON).then_some(())
-    })
-    .await;
+    eventually(WAIT, "every poison message dead-lettered", || async { (try_count(&js, "SWITCHYARD_DLQ").await? >= POISON).then_some(()) })
+        .await;
     drained(&js, "JOBS", "jobs").await;
     let letters = messages(&js, "SWITCHYARD_DLQ").await;
     let sequences: BTreeSet<&str> = letters.iter().map(|m| header(m, "Switchyard-Stream-Sequence")).collect();
@@ -111,4 +107,65 @@ async fn poison_messages_wait_for_their_dead_letter_stream() {
     let (_, output) = host.stop().await;
     assert!(output.contains("cannot store the dead letter"), "an ERROR says why:\n{output}");
     assert!(!output.contains("dead_letter_failures=0"), "the failures are counted:\n{output}");
+}
+
+/// The key-value bucket (one replica) loses its node while jobs write to it:
+/// the writes find the store unavailable, the jobs are retried, and once the
+/// node is back every one is handled and its value stored. Nothing is lost
+/// or dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_whose_node_is_down_means_retries_then_every_job_handled() {
+    const HALF: usize = 30;
+    let mut cluster = Cluster::start().await;
+    let plugin_config = "{}\nkv = [\"SEEN\"]\npublish = [\"done.>\"]";
+    let route = r#"max_deliver = -1
+retry = { delays = ["300ms"] }
+
+[[buckets]]
+name = "SEEN"
+replicas = 1
+
+[[streams]]
+name = "DONE"
+subjects = ["done.>"]
+replicas = 3
+"#;
+    let host = Host::start(&jobs(&cluster.urls(), "replicas = 3", plugin_config, route)).await;
+    let js = jetstream::new(cluster.client().await);
+    let job = |n: usize| {
+        let put = serde_json::json!({"op": "put", "bucket": "SEEN", "key": format!("job-{n}"), "value": n.to_string()});
+        serde_json::json!({"n": n, "publish": ["done.x"], "kv": [put]}).to_string().into_bytes()
+    };
+    publish_many(&js, "jobs.n", HALF, job).await;
+    eventually(WAIT, "the first half handled", || async { (count(&js, "DONE").await == HALF as u64).then_some(()) }).await;
+
+    let bucket_node = cluster.stream_leader(&js, "KV_SEEN").await;
+    cluster.kill(bucket_node);
+    // JOBS (three replicas) may be electing a new leader: publish until stored.
+    for n in HALF..2 * HALF {
+        eventually(WAIT, "a job stored in JOBS", || async {
+            let ack = js.publish("jobs.n", job(n).into()).await.ok()?;
+            ack.await.ok().map(|_| ())
+        })
+        .await;
+    }
+    eventually(WAIT, "retries while the bucket's node is down", || async {
+        let s = switchyard_tests::admin::scrape(host.admin_url()).await;
+        (s.value("switchyard_kv_calls_total", &[("plugin", "faulty"), ("op", "put"), ("result", "unavailable")]) >= 3.0).then_some(())
+    })
+    .await;
+    let done = eventually(WAIT, "the count of DONE", || try_count(&js, "DONE")).await;
+    assert_eq!(done, HALF as u64, "nothing handled while the bucket is away");
+
+    cluster.restart(bucket_node);
+    eventually(WAIT, "every job handled", || async { (try_count(&js, "DONE").await? == 2 * HALF as u64).then_some(()) }).await;
+    drained(&js, "JOBS", "jobs").await;
+    let dead = eventually(WAIT, "the count of dead letters", || try_count(&js, "SWITCHYARD_DLQ")).await;
+    assert_eq!(dead, 0, "nothing dead-lettered");
+    let seen = js.get_key_value("SEEN").await.expect("the bucket");
+    for n in 0..2 * HALF {
+        assert_eq!(seen.get(format!("job-{n}")).await.expect("get").as_deref(), Some(n.to_string().as_bytes()), "job {n}");
+    }
+    let (status, output) = host.stop().await;
+    assert!(status.success(), "{output}");
 }
