@@ -53,6 +53,18 @@ pub async fn start(name: &str, file: &str, nats: &NatsServer) -> Host {
     Host::start_file(&config, nats.url()).await
 }
 
+/// [`start`] on a copy of `examples/<name>/<file>` with `from` replaced by `to` (a shorter timer,
+/// say), written beside it so its relative paths resolve the same; the copy is removed when the
+/// returned file is dropped.
+pub async fn start_edited(name: &str, file: &str, nats: &NatsServer, from: &str, to: &str) -> (Host, tempfile::NamedTempFile) {
+    let text = std::fs::read_to_string(dir(name).join(file)).expect("the example's config");
+    assert!(text.contains(from), "`{from}` is not in examples/{name}/{file}");
+    let copy = tempfile::Builder::new().prefix(".test-").suffix(".toml").tempfile_in(dir(name)).expect("a copy beside the example");
+    std::fs::write(copy.path(), text.replacen(from, to, 1)).expect("write the copy");
+    let file = copy.path().file_name().and_then(|f| f.to_str()).expect("a file name").to_owned();
+    (start(name, &file, nats).await, copy)
+}
+
 /// The payload as JSON.
 pub fn json(payload: &[u8]) -> serde_json::Value {
     serde_json::from_slice(payload).unwrap_or_else(|e| panic!("not json ({e}): {}", String::from_utf8_lossy(payload)))

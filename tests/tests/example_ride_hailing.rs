@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::AckPolicy, stream::RetentionPolicy, stream::StorageType};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use switchyard_tests::examples::{self, json, next_n, sample, sample_json, stored_header};
 use switchyard_tests::js::{count, messages, pending, quiet};
@@ -50,7 +51,7 @@ fn events_of(got: &[(String, String, Value)], user: &str) -> Vec<String> {
 #[tokio::test]
 async fn streams_and_consumers_are_the_documents() {
     let checked = examples::check(EXAMPLE, "runtime.toml");
-    assert!(checked.contains("ok (7 plugin(s), 10 route(s), 4 stream(s))"), "{checked}");
+    assert!(checked.contains("ok (7 plugin(s), 11 route(s), 4 stream(s))"), "{checked}");
     let nats = NatsServer::start();
     let host = examples::start(EXAMPLE, "runtime.toml", &nats).await;
     let js = jetstream::new(nats.client().await);
@@ -235,25 +236,38 @@ async fn invalid_payloads_are_dead_lettered_with_the_validation_error() {
     host.stop().await;
 }
 
+/// The health check asks JetStream for each stream's info: answered on request, and published to
+/// `health.streams` on each tick of its timer route (30 s in the example, 1 s here).
 #[tokio::test]
-async fn the_stream_health_check_answers_requests() {
+async fn the_stream_health_check_answers_requests_and_reports_on_its_timer() {
     let nats = NatsServer::start();
-    let host = examples::start(EXAMPLE, "runtime.toml", &nats).await;
     let client = nats.client().await;
+    let mut reports = client.subscribe("health.streams").await.expect("subscribe");
+    let (host, _config) = examples::start_edited(EXAMPLE, "runtime.toml", &nats, "every = \"30s\"", "every = \"1s\"").await;
 
     let reply = within(WAIT, "the health reply", client.request("health.check.streams", "".into())).await.expect("reply");
     assert_eq!(examples::header(&reply, "content-type"), "application/json");
     let health = json(&reply.payload);
-    assert_eq!(health["status"], "ok");
+    assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["service"], "ride-hailing");
-    assert_eq!(
-        health["streams"],
-        json!([{"name": "LOCATION", "status": "provisioned"}, {"name": "MATCH", "status": "provisioned"},
-               {"name": "RIDE", "status": "provisioned"}, {"name": "USER", "status": "provisioned"}])
-    );
+    let stream = |name: &str, consumers: u64| json!({"name": name, "status": "ok", "messages": 0, "consumers": consumers});
+    assert_eq!(health["streams"], json!([stream("LOCATION", 2), stream("MATCH", 4), stream("RIDE", 2), stream("USER", 1)]));
     let asked = client.request("health.check.streams", r#"{"streams": ["RIDE", "PAYMENTS"]}"#.into());
     let degraded = json(&within(WAIT, "the second reply", asked).await.expect("reply").payload);
     assert_eq!(degraded["status"], "degraded");
     assert_eq!(degraded["streams"][1], json!({"name": "PAYMENTS", "status": "unknown"}));
+
+    // A stream that is gone is reported missing, on the next tick.
+    jetstream::new(client.clone()).delete_stream("USER").await.expect("delete USER");
+    let missing = async {
+        loop {
+            let report = json(&reports.next().await.expect("the subscription open").payload);
+            if report["streams"][3] == json!({"name": "USER", "status": "missing"}) {
+                return report;
+            }
+        }
+    };
+    let report = within(WAIT, "a report with USER missing", missing).await;
+    assert_eq!(report["status"], "degraded");
     host.stop().await;
 }
