@@ -10,19 +10,59 @@
 //! guests yield to each other every tick. A pool whose last call moved starts
 //! its next ones there directly (see [`super::Pool`]), so a plugin that is
 //! always slow never runs a tick on the host's threads.
+//!
+//! A call that waits on the host instead (a key-value read, a request: see
+//! [`host_io`]) stays where it is: it costs the thread nothing while it waits,
+//! and the reply that wakes it arrives on the host's threads, so moving it
+//! would only add a wake across runtimes to every host call (and put its
+//! resumption behind busy guests).
 
-use std::future::Future;
+use std::cell::Cell;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::OnceLock;
 use std::task::Poll;
 
+thread_local! {
+    /// Set when the call being polled on this thread stopped to wait for a
+    /// host function's I/O (read right after the poll, on the same thread:
+    /// wasmtime runs the guest's fiber on the thread that polls it).
+    static WAITING_ON_HOST: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Wrap a host function's I/O (a round trip to NATS): while it is pending the
+/// call is waiting, not busy, and [`run`] keeps it on its task.
+pub(super) async fn host_io<F: Future>(io: F) -> F::Output {
+    let mut io = pin!(io);
+    poll_fn(|cx| {
+        let polled = io.as_mut().poll(cx);
+        if polled.is_pending() {
+            WAITING_ON_HOST.set(true);
+        }
+        polled
+    })
+    .await
+}
+
 /// Run `call`, here first when `here_first`, moving it to the guest threads when
-/// it does not finish at once. Also says whether it ran past its first poll (it
-/// yielded: it is slow, or waited on a timer), so the caller can start the next
-/// call on the guest threads.
+/// it yields for any other reason than waiting on a host function (it is busy,
+/// or waits on a timer). Also says whether it moved, so the caller can start
+/// the next call on the guest threads.
 pub(super) async fn run<T: Send + 'static>(call: impl Future<Output = T> + Send + 'static, here_first: bool) -> (T, bool) {
     let mut call = Box::pin(call);
-    if here_first && let Poll::Ready(out) = futures::poll!(call.as_mut()) {
-        return (out, false);
+    if here_first {
+        let done_here = poll_fn(|cx| {
+            WAITING_ON_HOST.set(false);
+            match call.as_mut().poll(cx) {
+                Poll::Ready(out) => Poll::Ready(Some(out)),
+                Poll::Pending if WAITING_ON_HOST.get() => Poll::Pending,
+                Poll::Pending => Poll::Ready(None),
+            }
+        })
+        .await;
+        if let Some(out) = done_here {
+            return (out, false);
+        }
     }
     let Some(guest) = guest_runtime() else {
         // No guest threads could be started: run it here, as a last resort.
@@ -79,5 +119,33 @@ fn lower_priority() {
     let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
     if let Err(err) = thread_priority::set_thread_priority_and_policy(thread_priority::thread_native_id(), ThreadPriority::Min, idle) {
         tracing::debug!("guest threads keep the host's priority: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or_default().to_owned()
+    }
+
+    /// A call that waits on a host function finishes where it started; one
+    /// that yields for another reason (busy, a timer) moves.
+    #[tokio::test]
+    async fn only_a_call_that_yields_without_waiting_on_the_host_moves() {
+        let waits = async {
+            host_io(tokio::time::sleep(std::time::Duration::from_millis(5))).await;
+            thread_name()
+        };
+        let (ran_on, moved) = run(waits, true).await;
+        assert!(!moved && !ran_on.starts_with("switchyard-guest"), "{ran_on}");
+
+        let busy = async {
+            tokio::task::yield_now().await;
+            thread_name()
+        };
+        let (ran_on, moved) = run(busy, true).await;
+        assert!(moved && ran_on.starts_with("switchyard-guest"), "{ran_on}");
     }
 }

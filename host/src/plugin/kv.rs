@@ -16,6 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 use switchyard_abi::{IMPORT_MODULE, KvEntry, MAX_KV_KEYS, names, status};
 use wasmtime::{Caller, Linker};
 
+use super::guest_threads;
 use super::host_fns::guest_bytes;
 use super::nats::leave_result;
 use super::state::{HostState, MAX_CALLS_PER_MESSAGE};
@@ -25,7 +26,7 @@ macro_rules! counted {
     ($caller:ident, $op:literal, $call:expr) => {
         Box::new(async move {
             let started = Instant::now();
-            let returned = $call.await;
+            let returned = guest_threads::host_io($call).await;
             let state = $caller.data();
             state.nats.count_kv(&state.plugin, $op, returned, started.elapsed());
             returned

@@ -9,6 +9,7 @@ use async_nats::RequestErrorKind;
 use switchyard_abi::{IMPORT_MODULE, Reply, Request, header, names, status};
 use wasmtime::{Caller, Linker};
 
+use super::guest_threads;
 use super::host_fns::guest_bytes;
 use super::nats::leave_result;
 use super::state::{HostState, MAX_CALLS_PER_MESSAGE};
@@ -18,7 +19,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap_async(IMPORT_MODULE, names::REQUEST, |mut caller, (ptr, len): (i32, i32)| {
         Box::new(async move {
             let started = Instant::now();
-            let returned = request(&mut caller, ptr, len).await;
+            let returned = guest_threads::host_io(request(&mut caller, ptr, len)).await;
             let state = caller.data();
             state.nats.count_request(&state.plugin, returned, started.elapsed());
             returned
