@@ -31,7 +31,7 @@ use std::path::Path;
 
 pub use paths::{base_dir, resolve_paths};
 pub use problems::{Problem, Problems};
-pub use route_spec::{CoreSpec, JetStreamSpec, Kind, RouteSpec, TimerSpec};
+pub use route_spec::{CoreSpec, JetStreamSpec, Kind, RouteSpec, Schedule, TimerSpec};
 pub use schema::*;
 pub use source::{Position, Source};
 /// Subject syntax and matching live with the ABI: the SDK's mock host needs them too.

@@ -28,14 +28,50 @@ pub enum Kind {
     Timer(TimerSpec),
 }
 
-/// A timer route: a tick every `every`, handled like a core message (retried
-/// in process, then dead-lettered).
+/// A timer route: a tick on its schedule, handled like a core message
+/// (retried in process, then dead-lettered).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimerSpec {
-    pub every: Duration,
+    pub schedule: Schedule,
     /// Attempts in process before the dead letter; at least 1.
     pub attempts: u64,
     pub max_elapsed: Duration,
+}
+
+/// When a timer route's ticks fall: the same instants on every host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    /// At each multiple of this since the Unix epoch.
+    Every(Duration),
+    /// At each time the expression matches, in UTC.
+    Cron(Box<croner::Cron>),
+}
+
+impl Schedule {
+    /// The first tick after `now_ms` (Unix milliseconds); `None` when a cron
+    /// expression never matches again.
+    pub fn next_after(&self, now_ms: u64) -> Option<u64> {
+        match self {
+            Schedule::Every(every) => {
+                let every_ms = (every.as_millis() as u64).max(1);
+                Some((now_ms / every_ms + 1) * every_ms)
+            }
+            Schedule::Cron(cron) => {
+                let now = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(i64::try_from(now_ms).ok()?)?;
+                let next = cron.find_next_occurrence(&now, false).ok()?;
+                u64::try_from(next.timestamp_millis()).ok()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Every(every) => write!(f, "every {}", humantime::format_duration(*every)),
+            Schedule::Cron(cron) => write!(f, "cron `{}`", cron.pattern),
+        }
+    }
 }
 
 /// A core route: subscriptions, in-process retries.
@@ -71,8 +107,11 @@ pub struct JetStreamSpec {
 impl From<&RouteConfig> for RouteSpec {
     fn from(config: &RouteConfig) -> Self {
         let kind = match &config.stream {
-            None if config.every.is_some() => Kind::Timer(TimerSpec {
-                every: config.every.unwrap_or_default(),
+            None if config.is_timer() => Kind::Timer(TimerSpec {
+                schedule: match &config.cron {
+                    Some(cron) => Schedule::Cron(Box::new(cron.clone())),
+                    None => Schedule::Every(config.every.unwrap_or_default()),
+                },
                 attempts: u64::from(config.retry.attempts.max(1)),
                 max_elapsed: config.retry.max_elapsed,
             }),
@@ -126,7 +165,7 @@ impl RouteSpec {
                 Some(queue) => format!("core {} (queue {queue})", core.subjects.join(", ")),
                 None => format!("core {}", core.subjects.join(", ")),
             },
-            Kind::Timer(timer) => format!("timer every {}", humantime::format_duration(timer.every)),
+            Kind::Timer(timer) => format!("timer {}", timer.schedule),
         }
     }
 }

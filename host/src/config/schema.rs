@@ -357,6 +357,10 @@ pub struct RouteConfig {
     /// tick message (one host of a fleet per tick).
     #[serde(default, deserialize_with = "super::units::option_duration")]
     pub every: Option<Duration>,
+    /// Present = a timer route on a cron schedule (UTC; five fields, or six
+    /// with seconds first), instead of `every`.
+    #[serde(default, deserialize_with = "super::units::option_cron")]
+    pub cron: Option<croner::Cron>,
     /// Messages handled at once (and instances kept) for this route.
     #[serde(default = "defaults::concurrency")]
     pub concurrency: usize,
@@ -576,6 +580,11 @@ impl<'de> Deserialize<'de> for ServerList {
 
 impl RouteConfig {
     /// The durable consumer name of a JetStream route.
+    /// A timer route: `every` or `cron` is set.
+    pub fn is_timer(&self) -> bool {
+        self.every.is_some() || self.cron.is_some()
+    }
+
     pub fn durable_name(&self) -> &str {
         self.durable.as_deref().unwrap_or(self.name.get_ref())
     }

@@ -22,6 +22,13 @@ pub(super) fn option_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<
     Option::<HumanDuration>::deserialize(d).map(|o| o.map(|h| h.0))
 }
 
+/// An optional cron expression: five fields, or six with seconds first.
+pub(super) fn option_cron<'de, D: Deserializer<'de>>(d: D) -> Result<Option<croner::Cron>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).build();
+    parser.parse(&text).map(Some).map_err(|err| serde::de::Error::custom(format!("invalid cron expression `{text}`: {err}")))
+}
+
 /// An optional array of humantime duration strings, e.g. `["1s", "5s"]`.
 pub(super) fn option_duration_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Duration>>, D::Error> {
     Option::<Vec<HumanDuration>>::deserialize(d).map(|o| o.map(|v| v.into_iter().map(|h| h.0).collect()))

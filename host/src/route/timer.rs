@@ -1,6 +1,7 @@
 //! The timer driver: a route with `every` gets a tick message at each multiple
-//! of `every` since the Unix epoch, handled like a core message (retried in
-//! process, then dead-lettered). Ticks fall at the same instants on every host,
+//! of `every` since the Unix epoch, one with `cron` at each time its expression
+//! matches (UTC), handled like a core message (retried in process, then
+//! dead-lettered). Ticks fall at the same instants on every host,
 //! so a fleet can agree on each: the host that first creates the key
 //! `<route>.<tick ms>` in the `SWITCHYARD_TICKS` key-value bucket handles it,
 //! the others skip it. When the bucket cannot be reached, a tick is skipped
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::core::Settler;
 use super::{Outputs, Route};
 use crate::broker::{Failure, retrying};
-use crate::config::{CoreSpec, TimerSpec};
+use crate::config::{CoreSpec, Schedule, TimerSpec};
 use crate::workers::Workers;
 
 /// Subjects of tick messages: `switchyard.tick.<route>`.
@@ -40,15 +41,17 @@ pub(super) async fn start(
     let core = CoreSpec { subjects: vec![subject.clone()], queue: None, attempts: spec.attempts, max_elapsed: spec.max_elapsed };
     let settler = Settler::new(route.clone(), core);
     workers.spawn(format!("route `{}` timer", route.name), async move {
-        let every_ms = spec.every.as_millis().max(1) as u64;
         loop {
-            let tick = next_tick(every_ms);
+            let Some(tick) = spec.schedule.next_after(unix_ms(SystemTime::now())) else {
+                tracing::warn!(route = %route.name, "its schedule ({}) has no more ticks", spec.schedule);
+                return;
+            };
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(until(tick)) => {}
             }
             if claim(&claims, &route.name, tick).await {
-                settler.handle(&out, &cancel, tick_message(&subject, &route.name, tick, every_ms)).await;
+                settler.handle(&out, &cancel, tick_message(&subject, &route.name, tick, &spec.schedule)).await;
             }
         }
     });
@@ -62,12 +65,6 @@ async fn claims_bucket(js: &async_nats::jetstream::Context) -> Result<Store, Fai
     }
     let config = kv::Config { bucket: TICKS_BUCKET.into(), history: 1, max_age: CLAIM_TTL, ..Default::default() };
     js.create_key_value(config).await.map_err(|err| Failure::Transient(anyhow::anyhow!("{err}")))
-}
-
-/// The next multiple of `every_ms` after now, in Unix milliseconds.
-fn next_tick(every_ms: u64) -> u64 {
-    let now = unix_ms(SystemTime::now());
-    (now / every_ms + 1) * every_ms
 }
 
 fn unix_ms(at: SystemTime) -> u64 {
@@ -98,9 +95,14 @@ async fn claim(claims: &Store, route: &str, tick: u64) -> bool {
 }
 
 /// The message a tick is: its subject, and the scheduled time in the payload
-/// (`{"route": …, "scheduled_unix_ms": …, "every_ms": …}`) and a header.
-fn tick_message(subject: &str, route: &str, tick: u64, every_ms: u64) -> Message {
-    let payload = serde_json::json!({"route": route, "scheduled_unix_ms": tick, "every_ms": every_ms});
+/// (`{"route": …, "scheduled_unix_ms": …, "every_ms": …}`, or `"cron": …`
+/// instead of `every_ms`) and a header.
+fn tick_message(subject: &str, route: &str, tick: u64, schedule: &Schedule) -> Message {
+    let mut payload = serde_json::json!({"route": route, "scheduled_unix_ms": tick});
+    match schedule {
+        Schedule::Every(every) => payload["every_ms"] = serde_json::json!(every.as_millis() as u64),
+        Schedule::Cron(cron) => payload["cron"] = serde_json::json!(cron.pattern.to_string()),
+    }
     Message {
         subject: subject.to_owned(),
         headers: vec![("Switchyard-Tick".to_owned(), tick.to_string())],
@@ -116,9 +118,26 @@ mod tests {
     #[test]
     fn ticks_fall_on_multiples_of_every_after_now() {
         let now = unix_ms(SystemTime::now());
-        let tick = next_tick(1000);
+        let tick = Schedule::Every(Duration::from_secs(1)).next_after(now).expect("a tick");
         assert_eq!(tick % 1000, 0);
         assert!(tick > now && tick <= now + 1000);
         assert!(until(tick) <= Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn cron_ticks_fall_where_the_expression_matches_in_utc() {
+        let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).build();
+        let quarter_past = Schedule::Cron(Box::new(parser.parse("15 * * * *").expect("parses")));
+        const TEN_O_CLOCK: u64 = 1_796_983_200_000; // 2026-12-11T10:00:00Z
+        // 10:20 -> 11:15.
+        assert_eq!(quarter_past.next_after(TEN_O_CLOCK + 20 * 60_000), Some(TEN_O_CLOCK + 75 * 60_000));
+        let every_ten_seconds = Schedule::Cron(Box::new(parser.parse("*/10 * * * * *").expect("parses")));
+        assert_eq!(every_ten_seconds.next_after(TEN_O_CLOCK), Some(TEN_O_CLOCK + 10_000));
+        assert!(parser.parse("@hourly").is_ok(), "nicknames, as docs/CONFIG.md says");
+        let payload = tick_message("s", "r", 5, &every_ten_seconds).payload;
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&payload).ok(),
+            Some(serde_json::json!({"route": "r", "scheduled_unix_ms": 5, "cron": "*/10 * * * * *"}))
+        );
     }
 }

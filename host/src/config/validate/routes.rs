@@ -36,11 +36,13 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
         }
 
         match &route.stream {
-            None if route.every.is_some() => check_timer(route, &label, &idx, problems),
+            None if route.is_timer() => check_timer(route, &label, &idx, problems),
             None => check_core(route, &label, &idx, problems),
             Some(stream_name) => {
-                if route.every.is_some() {
-                    problems.push_at(&at("every"), format!("{label}: set `every` (a timer route) or `stream`, not both"));
+                for (key, set) in [("every", route.every.is_some()), ("cron", route.cron.is_some())] {
+                    if set {
+                        problems.push_at(&at(key), format!("{label}: set `{key}` (a timer route) or `stream`, not both"));
+                    }
                 }
                 let stream = config.streams.iter().find(|s| s.name.get_ref() == stream_name.get_ref());
                 match stream {
@@ -96,20 +98,25 @@ fn check_timer(route: &RouteConfig, label: &str, idx: &str, problems: &mut Probl
     if route.every.is_some_and(|every| every < MIN_EVERY) {
         problems.push_at(&["routes", idx, "every"], format!("{label}: `every` must be at least 1s"));
     }
+    if route.cron.is_some() && route.every.is_some() {
+        problems.push_at(&["routes", idx, "cron"], format!("{label}: set `every` or `cron`, not both"));
+    }
     if !route.subjects.is_empty() {
-        problems
-            .push_at(&["routes", idx, "subjects"], format!("{label}: a timer route (`every`) has no `subjects`: it is called with ticks"));
+        problems.push_at(
+            &["routes", idx, "subjects"],
+            format!("{label}: a timer route (`every` or `cron`) has no `subjects`: it is called with ticks"),
+        );
     }
     if route.queue.is_some() {
         problems.push_at(
             &["routes", idx, "queue"],
-            format!("{label}: a timer route (`every`) has no `queue`: one host of a fleet handles each tick"),
+            format!("{label}: a timer route (`every` or `cron`) has no `queue`: one host of a fleet handles each tick"),
         );
     }
     if route.order_by.is_some() {
         problems.push_at(
             &["routes", idx, "order_by"],
-            format!("{label}: a timer route (`every`) has no `order_by`: its ticks come one at a time"),
+            format!("{label}: a timer route (`every` or `cron`) has no `order_by`: its ticks come one at a time"),
         );
     }
 }
