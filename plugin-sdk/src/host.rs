@@ -8,14 +8,7 @@ pub(crate) use wasm::{begin_message, kv_delete, kv_get, kv_keys, kv_write, log, 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use crate::testing::mock::{kv_delete, kv_get, kv_keys, kv_write, log, publish, request};
 
-/// How `kv_write` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Write {
-    Put,
-    Create,
-    /// Only if the key's revision is still this one.
-    Update(i64),
-}
+pub(crate) use switchyard_abi::kv::Write;
 
 #[cfg(target_arch = "wasm32")]
 // Declaring and calling foreign functions is `unsafe`; these are the whole host surface.

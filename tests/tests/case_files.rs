@@ -91,6 +91,38 @@ expect = {{ outcome = "ack" }}
     assert_eq!(report["cases"][0]["name"], "the welcome email goes to ada");
 }
 
+/// Buckets are in memory: a case's `kv` puts values there, `expect.kv` checks
+/// them after it, and a difference or an undeclared bucket is named.
+#[test]
+fn key_value_buckets_are_in_memory_per_case() {
+    let update = workspace().join("examples/ride-hailing/messages/location-update.json");
+    let driver = "0b7c1e52-6f1a-4f0e-9d43-2a5c8e9b1f01";
+    let dir = cases(&format!(
+        r#"
+[[case]]
+name = "stored somewhere else"
+route = "location-service-consumer"
+input = {{ subject = "location.update.{driver}", payload_file = "{}" }}
+expect = {{ outcome = "ack", kv = {{ LOCATIONS = {{ "{driver}" = {{ latitude = 1.5 }}, "other" = "x" }} }} }}
+
+[[case]]
+name = "a bucket nobody declared"
+route = "location-service-consumer"
+input = {{ subject = "location.update.{driver}", payload_file = "{}" }}
+kv = {{ NOPE = {{ a = "b" }} }}
+expect = {{ outcome = "ack" }}
+"#,
+        update.display(),
+        update.display()
+    ));
+    let ride_hailing = workspace().join("examples/ride-hailing/runtime.toml").display().to_string();
+    let (code, out) = switchyard_test(&[&ride_hailing, "--cases", path(dir.path())]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("kv LOCATIONS/{driver}: payload $.latitude: expected 1.5, got -6.195")), "{out}");
+    assert!(out.contains("kv LOCATIONS/other: expected a value, none"), "{out}");
+    assert!(out.contains("could not run: `kv` puts values in bucket `NOPE`, which no `[[buckets]]` declares"), "{out}");
+}
+
 #[test]
 fn a_bad_case_file_is_an_error_at_its_line_and_column() {
     let dir = cases(

@@ -132,6 +132,17 @@ impl Runtime {
         self.nats.connect(client, metrics);
     }
 
+    /// `switchyard test`: serve every plugin's key-value calls from these
+    /// buckets in memory (by name) instead of NATS.
+    pub fn use_memory_buckets(&self, buckets: std::collections::BTreeMap<String, switchyard_abi::kv::MemoryBucket>) {
+        self.nats.use_memory(buckets);
+    }
+
+    /// The buckets of [`Runtime::use_memory_buckets`], as the calls left them.
+    pub fn memory_buckets(&self) -> std::collections::BTreeMap<String, switchyard_abi::kv::MemoryBucket> {
+        self.nats.memory()
+    }
+
     /// The engine for a plugin with these settings.
     pub(super) fn engine(&self, fuel: bool, isolation: Isolation) -> anyhow::Result<Engine> {
         match isolation {

@@ -1,8 +1,8 @@
 //! Key-value through the host: the `kv_*` imports over the JetStream key-value
 //! buckets declared in `[[buckets]]`, each plugin limited to those its `kv`
-//! names. The stores are opened once ([`Nats::store`]) and shared by every
+//! names. The stores are opened once ([`Nats::bucket`]) and shared by every
 //! instance; until the daemon is connected (`switchyard invoke`, `check`)
-//! every call answers `UNAVAILABLE`.
+//! every call answers `UNAVAILABLE`; `switchyard test` serves them from memory.
 //!
 //! Unlike publishes, which wait for the message to be settled, a write happens
 //! during the call: a redelivered message writes again (docs/ABI.md says how to
@@ -13,12 +13,13 @@ use std::time::Instant;
 use async_nats::jetstream::kv::{CreateErrorKind, EntryErrorKind, Operation, PutErrorKind, Store, UpdateErrorKind};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use switchyard_abi::kv::Write;
 use switchyard_abi::{IMPORT_MODULE, KvEntry, MAX_KV_KEYS, names, status};
 use wasmtime::{Caller, Linker};
 
 use super::guest_threads;
 use super::host_fns::guest_bytes;
-use super::nats::leave_result;
+use super::nats::{Bucket, leave_result};
 use super::state::{HostState, MAX_CALLS_PER_MESSAGE};
 
 /// Run one KV call and count it in the metrics.
@@ -66,8 +67,8 @@ fn guest_text(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<
 }
 
 /// The bucket and key (or prefix) a call names, once the plugin may use the
-/// bucket and has calls left; the bucket's store.
-async fn open(caller: &mut Caller<'_, HostState>, [bp, bl, kp, kl]: [i32; 4]) -> Result<(Store, String), i32> {
+/// bucket and has calls left; where the bucket is.
+async fn open(caller: &mut Caller<'_, HostState>, [bp, bl, kp, kl]: [i32; 4]) -> Result<(Bucket, String), i32> {
     let bucket = guest_text(caller, bp, bl)?;
     let key = guest_text(caller, kp, kl)?;
     let state = caller.data_mut();
@@ -79,28 +80,27 @@ async fn open(caller: &mut Caller<'_, HostState>, [bp, bl, kp, kl]: [i32; 4]) ->
     }
     state.calls += 1;
     let nats = state.nats.clone();
-    Ok((nats.store(&bucket).await?, key))
+    Ok((nats.bucket(&bucket).await?, key))
 }
 
 async fn get(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
-    let (store, key) = match open(caller, at).await {
+    let (bucket, key) = match open(caller, at).await {
         Ok(opened) => opened,
         Err(code) => return i64::from(code),
     };
-    match store.entry(key).await {
-        Ok(Some(entry)) if entry.operation == Operation::Put => {
-            leave_result(caller, &KvEntry { value: entry.value.to_vec(), revision: entry.revision })
-        }
-        Ok(_) => i64::from(status::NOT_FOUND),
-        Err(err) if err.kind() == EntryErrorKind::InvalidKey => i64::from(status::BAD_ARGUMENT),
-        Err(_) => i64::from(status::STORE_UNAVAILABLE),
+    let entry = match bucket {
+        Bucket::Store(store) => match store.entry(key).await {
+            Ok(Some(entry)) if entry.operation == Operation::Put => Ok(KvEntry { value: entry.value.to_vec(), revision: entry.revision }),
+            Ok(_) => Err(status::NOT_FOUND),
+            Err(err) if err.kind() == EntryErrorKind::InvalidKey => Err(status::BAD_ARGUMENT),
+            Err(_) => Err(status::STORE_UNAVAILABLE),
+        },
+        Bucket::Memory(name) => caller.data().nats.in_memory(&name, |b| b.get(&key)),
+    };
+    match entry {
+        Ok(entry) => leave_result(caller, &entry),
+        Err(code) => i64::from(code),
     }
-}
-
-enum Write {
-    Put,
-    Create,
-    Update(i64),
 }
 
 async fn write(caller: &mut Caller<'_, HostState>, at: [i32; 4], [vp, vl]: [i32; 2], how: Write) -> i64 {
@@ -108,11 +108,19 @@ async fn write(caller: &mut Caller<'_, HostState>, at: [i32; 4], [vp, vl]: [i32;
         Ok(value) => Bytes::from(value),
         Err(code) => return i64::from(code),
     };
-    let (store, key) = match open(caller, at).await {
-        Ok(opened) => opened,
-        Err(code) => return i64::from(code),
+    let written = match open(caller, at).await {
+        Ok((Bucket::Store(store), key)) => write_store(&store, key, value, how).await,
+        Ok((Bucket::Memory(name), key)) => caller.data().nats.in_memory(&name, |b| b.write(&key, &value, how)),
+        Err(code) => Err(code),
     };
-    let written = match how {
+    match written {
+        Ok(revision) => i64::try_from(revision).unwrap_or(i64::MAX),
+        Err(code) => i64::from(code),
+    }
+}
+
+async fn write_store(store: &Store, key: String, value: Bytes, how: Write) -> Result<u64, i32> {
+    match how {
         Write::Put => store.put(key, value).await.map_err(|err| match err.kind() {
             PutErrorKind::InvalidKey => status::BAD_ARGUMENT,
             _ => status::STORE_UNAVAILABLE,
@@ -123,46 +131,45 @@ async fn write(caller: &mut Caller<'_, HostState>, at: [i32; 4], [vp, vl]: [i32;
             _ => status::STORE_UNAVAILABLE,
         }),
         Write::Update(revision) => {
-            let Ok(revision) = u64::try_from(revision) else { return i64::from(status::BAD_ARGUMENT) };
+            let revision = u64::try_from(revision).map_err(|_| status::BAD_ARGUMENT)?;
             store.update(key, value, revision).await.map_err(|err| match err.kind() {
                 UpdateErrorKind::WrongLastRevision => status::CONFLICT,
                 UpdateErrorKind::InvalidKey => status::BAD_ARGUMENT,
                 _ => status::STORE_UNAVAILABLE,
             })
         }
-    };
-    match written {
-        Ok(revision) => i64::try_from(revision).unwrap_or(i64::MAX),
-        Err(code) => i64::from(code),
     }
 }
 
 async fn delete(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
-    let (store, key) = match open(caller, at).await {
-        Ok(opened) => opened,
-        Err(code) => return i64::from(code),
+    let deleted = match open(caller, at).await {
+        Ok((Bucket::Store(store), key)) => store.delete(key).await.map_err(|_| status::STORE_UNAVAILABLE),
+        Ok((Bucket::Memory(name), key)) => caller.data().nats.in_memory(&name, |b| b.delete(&key)),
+        Err(code) => Err(code),
     };
-    match store.delete(key).await {
-        Ok(()) => 0,
-        Err(_) => i64::from(status::STORE_UNAVAILABLE),
-    }
+    deleted.map_or_else(i64::from, |()| 0)
 }
 
 /// The keys starting with the prefix, sorted, at most `MAX_KV_KEYS`.
 async fn keys(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
-    let (store, prefix) = match open(caller, at).await {
-        Ok(opened) => opened,
-        Err(code) => return i64::from(code),
+    let listed = match open(caller, at).await {
+        Ok((Bucket::Store(store), prefix)) => store_keys(&store, &prefix).await,
+        Ok((Bucket::Memory(name), prefix)) => caller.data().nats.in_memory(&name, |b| Ok(b.keys(&prefix))),
+        Err(code) => Err(code),
     };
+    match listed {
+        Ok(keys) => leave_result(caller, &keys),
+        Err(code) => i64::from(code),
+    }
+}
+
+async fn store_keys(store: &Store, prefix: &str) -> Result<Vec<String>, i32> {
     let listed = async {
         let keys = store.keys().await.map_err(|_| status::STORE_UNAVAILABLE)?;
-        let matching = keys.map_err(|_| status::STORE_UNAVAILABLE).try_filter(|key| std::future::ready(key.starts_with(&prefix)));
+        let matching = keys.map_err(|_| status::STORE_UNAVAILABLE).try_filter(|key| std::future::ready(key.starts_with(prefix)));
         let mut keys: Vec<String> = matching.take(MAX_KV_KEYS).try_collect().await?;
         keys.sort();
         Ok::<_, i32>(keys)
     };
-    match listed.await {
-        Ok(keys) => leave_result(caller, &keys),
-        Err(code) => i64::from(code),
-    }
+    listed.await
 }

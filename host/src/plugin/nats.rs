@@ -1,12 +1,14 @@
 //! How host functions reach NATS: the runtime's client, its JetStream context
-//! and the key-value stores opened so far, shared by every plugin version;
-//! and `take_result`, which hands the guest what a call left for it.
+//! and the key-value stores opened so far, shared by every plugin version (or,
+//! for `switchyard test`, buckets in memory); and `take_result`, which hands
+//! the guest what a call left for it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::kv::Store;
+use switchyard_abi::kv::MemoryBucket;
 use switchyard_abi::{names, status};
 use wasmtime::Caller;
 
@@ -18,10 +20,20 @@ use crate::telemetry::Metrics;
 pub(crate) struct Nats {
     client: Mutex<Option<async_nats::Client>>,
     js: Mutex<Option<async_nats::jetstream::Context>>,
-    /// Key-value stores, opened on first use.
-    stores: Mutex<HashMap<String, Store>>,
+    /// Key-value stores, opened on first use (a `Store` is 1.5 KiB: shared,
+    /// not copied per call).
+    stores: Mutex<HashMap<String, Arc<Store>>>,
     /// Where each call is counted, once connected.
     metrics: Mutex<Option<Arc<Metrics>>>,
+    /// `switchyard test`: the buckets, in memory, instead of the stores.
+    memory: Mutex<Option<BTreeMap<String, MemoryBucket>>>,
+}
+
+/// Where a KV call goes.
+pub(super) enum Bucket {
+    Store(Arc<Store>),
+    /// This bucket of [`Nats::use_memory`].
+    Memory(String),
 }
 
 impl std::fmt::Debug for Nats {
@@ -42,15 +54,37 @@ impl Nats {
         lock(&self.client).clone()
     }
 
-    pub(super) async fn store(&self, bucket: &str) -> Result<Store, i32> {
+    /// Serve KV calls from these buckets, in memory, instead of NATS.
+    pub(super) fn use_memory(&self, buckets: BTreeMap<String, MemoryBucket>) {
+        *lock(&self.memory) = Some(buckets);
+    }
+
+    /// The buckets in memory, as the calls left them.
+    pub(super) fn memory(&self) -> BTreeMap<String, MemoryBucket> {
+        lock(&self.memory).clone().unwrap_or_default()
+    }
+
+    /// Run `op` on in-memory bucket `bucket`.
+    pub(super) fn in_memory<T>(&self, bucket: &str, op: impl FnOnce(&mut MemoryBucket) -> Result<T, i32>) -> Result<T, i32> {
+        op(lock(&self.memory).as_mut().and_then(|buckets| buckets.get_mut(bucket)).ok_or(status::STORE_UNAVAILABLE)?)
+    }
+
+    pub(super) async fn bucket(&self, bucket: &str) -> Result<Bucket, i32> {
+        if lock(&self.memory).is_some() {
+            return Ok(Bucket::Memory(bucket.to_owned()));
+        }
+        self.store(bucket).await.map(Bucket::Store)
+    }
+
+    async fn store(&self, bucket: &str) -> Result<Arc<Store>, i32> {
         if let Some(store) = lock(&self.stores).get(bucket) {
             return Ok(store.clone());
         }
         let js = lock(&self.js).clone().ok_or(status::UNAVAILABLE)?;
-        let store = js.get_key_value(bucket).await.map_err(|err| {
+        let store = Arc::new(js.get_key_value(bucket).await.map_err(|err| {
             tracing::warn!(bucket, "cannot open the key-value bucket: {err}");
             status::STORE_UNAVAILABLE
-        })?;
+        })?);
         lock(&self.stores).insert(bucket.to_owned(), store.clone());
         Ok(store)
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod batch;
 mod bounded;
+pub mod kv;
 pub mod subject;
 
 /// The ABI version this crate describes. A module whose `switchyard_abi_version`

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 
+use switchyard_abi::kv::MemoryBucket;
 use switchyard_abi::{Publish, status};
 
 use crate::Level;
@@ -43,69 +44,38 @@ pub(crate) fn request(request: &switchyard_abi::Request) -> Result<switchyard_ab
     })
 }
 
-/// In-memory key-value buckets: bucket → key → (value, revision). Only buckets the test
-/// declared (`MockHost::bucket`) exist, standing in for the plugin's `kv` list.
-pub(crate) type Buckets = std::rc::Rc<RefCell<std::collections::BTreeMap<String, Bucket>>>;
+/// In-memory key-value buckets, by name. Only buckets the test declared (`MockHost::bucket`)
+/// exist, standing in for the plugin's `kv` list.
+pub(crate) type Buckets = std::rc::Rc<RefCell<std::collections::BTreeMap<String, MemoryBucket>>>;
 
-/// One mock bucket: its keys, and the last revision given (revisions grow per bucket, as in
-/// JetStream).
-#[derive(Debug, Default)]
-pub(crate) struct Bucket {
-    keys: std::collections::BTreeMap<String, (Vec<u8>, u64)>,
-    revision: u64,
-}
-
-/// Run `op` on `bucket` of the installed mock, with the daemon's key rules.
-fn with_bucket<T>(bucket: &str, key: &str, op: impl FnOnce(&mut Bucket) -> Result<T, i32>) -> Result<T, i32> {
+/// Run `op` on `bucket` of the installed mock.
+fn with_bucket<T>(bucket: &str, op: impl FnOnce(&mut MemoryBucket) -> Result<T, i32>) -> Result<T, i32> {
     MOCK.with(|m| {
         let mock = m.borrow();
         let Some(state) = mock.as_ref() else { return Err(status::UNAVAILABLE) };
         let mut buckets = state.buckets.borrow_mut();
-        let bucket = buckets.get_mut(bucket).ok_or(status::NOT_ALLOWED)?;
-        if key.is_empty() || key.starts_with('.') || key.ends_with('.') {
-            return Err(status::BAD_ARGUMENT);
-        }
-        op(bucket)
+        op(buckets.get_mut(bucket).ok_or(status::NOT_ALLOWED)?)
     })
 }
 
 /// The native `kv_get` import.
 pub(crate) fn kv_get(bucket: &str, key: &str) -> Result<switchyard_abi::KvEntry, i32> {
-    with_bucket(bucket, key, |b| {
-        let (value, revision) = b.keys.get(key).ok_or(status::NOT_FOUND)?;
-        Ok(switchyard_abi::KvEntry { value: value.clone(), revision: *revision })
-    })
+    with_bucket(bucket, |b| b.get(key))
 }
 
 /// The native `kv_put`, `kv_create` and `kv_update` imports.
 pub(crate) fn kv_write(bucket: &str, key: &str, value: &[u8], how: crate::host::Write) -> Result<u64, i32> {
-    with_bucket(bucket, key, |b| {
-        let current = b.keys.get(key).map(|(_, revision)| *revision);
-        let allowed = match how {
-            crate::host::Write::Put => true,
-            crate::host::Write::Create => current.is_none(),
-            crate::host::Write::Update(revision) => current.is_some_and(|current| i64::try_from(current) == Ok(revision)),
-        };
-        if !allowed {
-            return Err(status::CONFLICT);
-        }
-        b.revision += 1;
-        b.keys.insert(key.to_owned(), (value.to_vec(), b.revision));
-        Ok(b.revision)
-    })
+    with_bucket(bucket, |b| b.write(key, value, how))
 }
 
 /// The native `kv_delete` import.
 pub(crate) fn kv_delete(bucket: &str, key: &str) -> Result<(), i32> {
-    with_bucket(bucket, key, |b| {
-        b.keys.remove(key);
-        Ok(())
-    })
+    with_bucket(bucket, |b| b.delete(key))
 }
 
 /// The native `kv_keys` import.
 pub(crate) fn kv_keys(bucket: &str, prefix: &str) -> Result<Vec<String>, i32> {
-    with_bucket(bucket, "x", |b| Ok(b.keys.keys().filter(|k| k.starts_with(prefix)).take(switchyard_abi::MAX_KV_KEYS).cloned().collect()))
+    with_bucket(bucket, |b| Ok(b.keys(prefix)))
 }
 
 /// Installs a [`State`] on this thread for the duration of one call; restores whatever was there

@@ -8,6 +8,9 @@
 //! input = { subject = "orders.created", json = { id = 7, total = 12.5 } }
 //! expect = { outcome = "ack", publishes = [{ subject = "orders.stored", json = { id = 7 } }] }
 //! ```
+//!
+//! Key-value buckets (`[[buckets]]`) are in memory, empty at the start of each
+//! case but for what its `kv` puts there; `expect.kv` checks them at its end.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +44,18 @@ pub(super) struct Case {
     /// With `follow`: what each following handling must give, in order.
     #[serde(default)]
     pub then: Vec<Expect>,
+    /// Bucket → key → value in the key-value buckets before the case runs.
+    #[serde(default)]
+    pub kv: BTreeMap<String, BTreeMap<String, KvValue>>,
+}
+
+/// A value in a bucket: text as it is, anything else as JSON (in `expect.kv`,
+/// JSON containing it: objects may have more keys).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum KvValue {
+    Text(String),
+    Json(toml::Value),
 }
 
 /// The message a case sends.
@@ -80,6 +95,9 @@ pub(super) struct Expect {
     /// Regexes each of which some log line of the plugin must match.
     #[serde(default)]
     pub logs: Vec<String>,
+    /// Bucket → key → value the key-value buckets must hold once the case ran.
+    #[serde(default)]
+    pub kv: BTreeMap<String, BTreeMap<String, KvValue>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -149,4 +167,14 @@ pub(super) fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+impl KvValue {
+    /// The bytes it stands for.
+    pub(super) fn bytes(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(match self {
+            KvValue::Text(text) => text.clone().into_bytes(),
+            KvValue::Json(value) => serde_json::to_vec(value)?,
+        })
+    }
 }

@@ -7,7 +7,9 @@ use regex::Regex;
 use serde_json::Value;
 use switchyard_abi::{Header, Outcome, Publish};
 
-use super::cases::{Expect, OutcomeKind, PublishCheck, ReplyCheck};
+use switchyard_abi::kv::MemoryBucket;
+
+use super::cases::{Expect, KvValue, OutcomeKind, PublishCheck, ReplyCheck};
 use super::run::Handling;
 use crate::commands::show;
 use crate::plugin::printable;
@@ -36,6 +38,29 @@ pub(super) fn compare(want: &Expect, got: &Handling) -> Vec<String> {
         if !got.logs.iter().any(|line| matches(pattern, line)) {
             let logs = if got.logs.is_empty() { "none".to_owned() } else { got.logs.join(" | ") };
             diffs.push(format!("logs: expected a line matching /{pattern}/, got {logs}"));
+        }
+    }
+    diffs
+}
+
+/// The buckets after the case against `want` (bucket → key → value).
+pub(super) fn buckets(want: &BTreeMap<String, BTreeMap<String, KvValue>>, got: &BTreeMap<String, MemoryBucket>) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (name, entries) in want {
+        let Some(bucket) = got.get(name) else {
+            diffs.push(format!("kv: no bucket `{name}` in the runtime.toml"));
+            continue;
+        };
+        for (key, value) in entries {
+            let what = format!("kv {name}/{key}");
+            let Ok(entry) = bucket.get(key) else {
+                diffs.push(format!("{what}: expected a value, none"));
+                continue;
+            };
+            match value {
+                KvValue::Text(text) => check_payload(&what, (&Some(text.clone()), &None, &None), &entry.value, &mut diffs),
+                KvValue::Json(json) => check_payload(&what, (&None, &Some(json.clone()), &None), &entry.value, &mut diffs),
+            }
         }
     }
     diffs

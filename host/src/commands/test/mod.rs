@@ -9,10 +9,12 @@ mod cases;
 mod expect;
 mod run;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::Serialize;
+use switchyard_abi::kv::MemoryBucket;
 
 use crate::cli::TestFormat;
 use crate::config::{self, Problem};
@@ -66,7 +68,7 @@ pub(crate) async fn run(config_path: &Path, cases_dir: Option<&Path>, format: Te
         let file_name = file.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         for case in &file.cases {
             let differences = match suite.run(case, &dir).await {
-                Ok(handlings) => differences(case, &handlings),
+                Ok((handlings, buckets)) => differences(case, &handlings, &buckets),
                 Err(err) => vec![format!("could not run: {err:#}")],
             };
             let result = CaseResult { file: file_name.clone(), name: case.name.clone(), passed: differences.is_empty(), differences };
@@ -135,8 +137,9 @@ fn check(suite: &Suite, file: &Loaded) -> Vec<Problem> {
     problems
 }
 
-/// The handlings against `expect`, then `then`, step by step.
-fn differences(case: &Case, handlings: &[run::Handling]) -> Vec<String> {
+/// The handlings against `expect`, then `then`, step by step; the buckets
+/// against each step's `kv`.
+fn differences(case: &Case, handlings: &[run::Handling], buckets: &BTreeMap<String, MemoryBucket>) -> Vec<String> {
     let wanted: Vec<&cases::Expect> = std::iter::once(&case.expect).chain(&case.then).collect();
     let mut diffs = Vec::new();
     for (i, want) in wanted.iter().enumerate() {
@@ -151,6 +154,7 @@ fn differences(case: &Case, handlings: &[run::Handling]) -> Vec<String> {
             continue;
         }
         diffs.extend(expect::compare(want, got).into_iter().map(|d| format!("{step}{d}")));
+        diffs.extend(expect::buckets(&want.kv, buckets).into_iter().map(|d| format!("{step}{d}")));
     }
     for got in handlings.iter().skip(wanted.len()) {
         diffs.push(format!("unexpected handling by `{}`: {} (add a `[[case.then]]` for it)", got.route, got.describe()));

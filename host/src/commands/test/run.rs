@@ -9,8 +9,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use switchyard_abi::{Delivery, Message, Outcome, Publish};
 
+use switchyard_abi::kv::{MemoryBucket, Write};
+
 use super::capture;
-use super::cases::{Case, Input, OutcomeKind};
+use super::cases::{Case, Input, KvValue, OutcomeKind};
 use crate::config::{Config, Kind, RouteSpec, subject};
 use crate::plugin::{Instance, Plugin, PluginSpec, Runtime, printable};
 
@@ -85,9 +87,11 @@ impl Suite {
     }
 
     /// Every handling the case causes, in order: its input, then (with
-    /// `follow`) what each publish reaches, breadth first.
-    pub(super) async fn run(&mut self, case: &Case, dir: &Path) -> anyhow::Result<Vec<Handling>> {
+    /// `follow`) what each publish reaches, breadth first; and the key-value
+    /// buckets once they are done.
+    pub(super) async fn run(&mut self, case: &Case, dir: &Path) -> anyhow::Result<(Vec<Handling>, BTreeMap<String, MemoryBucket>)> {
         let first = self.message(&case.input, dir)?;
+        self.runtime.use_memory_buckets(self.seeded(&case.kv)?);
         let mut queue: VecDeque<(Option<String>, String, Message)> = VecDeque::new();
         match (&case.route, &case.plugin) {
             (Some(route), _) => {
@@ -121,7 +125,23 @@ impl Suite {
             }
             handlings.push(handling);
         }
-        Ok(handlings)
+        Ok((handlings, self.runtime.memory_buckets()))
+    }
+
+    /// Every declared bucket, empty but for `seeds`.
+    fn seeded(&self, seeds: &BTreeMap<String, BTreeMap<String, KvValue>>) -> anyhow::Result<BTreeMap<String, MemoryBucket>> {
+        let mut buckets: BTreeMap<String, MemoryBucket> =
+            self.config.buckets.iter().map(|b| (b.name.get_ref().clone(), MemoryBucket::default())).collect();
+        for (name, entries) in seeds {
+            let bucket =
+                buckets.get_mut(name).with_context(|| format!("`kv` puts values in bucket `{name}`, which no `[[buckets]]` declares"))?;
+            for (key, value) in entries {
+                bucket
+                    .write(key, &value.bytes()?, Write::Put)
+                    .map_err(|code| anyhow::anyhow!("`kv`: cannot put `{key}` in `{name}`: {}", switchyard_abi::status::describe(code)))?;
+            }
+        }
+        Ok(buckets)
     }
 
     async fn handle(&mut self, route: String, plugin: &str, msg: &Message) -> anyhow::Result<Handling> {
