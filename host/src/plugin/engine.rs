@@ -138,6 +138,12 @@ impl Runtime {
         self.nats.use_memory(buckets);
     }
 
+    /// `switchyard test`: answer every plugin's requests with these replies (by
+    /// subject) instead of NATS; other subjects have no responders.
+    pub fn use_responders(&self, responders: std::collections::BTreeMap<String, Vec<u8>>) {
+        self.nats.use_responders(responders);
+    }
+
     /// The buckets of [`Runtime::use_memory_buckets`], as the calls left them.
     pub fn memory_buckets(&self) -> std::collections::BTreeMap<String, switchyard_abi::kv::MemoryBucket> {
         self.nats.memory()

@@ -27,6 +27,8 @@ pub(crate) struct Nats {
     metrics: Mutex<Option<Arc<Metrics>>>,
     /// `switchyard test`: the buckets, in memory, instead of the stores.
     memory: Mutex<Option<BTreeMap<String, MemoryBucket>>>,
+    /// `switchyard test`: the reply to a request, by subject, instead of NATS.
+    responders: Mutex<Option<BTreeMap<String, Vec<u8>>>>,
 }
 
 /// Where a KV call goes.
@@ -57,6 +59,17 @@ impl Nats {
     /// Serve KV calls from these buckets, in memory, instead of NATS.
     pub(super) fn use_memory(&self, buckets: BTreeMap<String, MemoryBucket>) {
         *lock(&self.memory) = Some(buckets);
+    }
+
+    /// Answer requests with these replies (by subject) instead of NATS; a
+    /// subject without one has no responders.
+    pub(super) fn use_responders(&self, responders: BTreeMap<String, Vec<u8>>) {
+        *lock(&self.responders) = Some(responders);
+    }
+
+    /// `None` when requests go to NATS; else the reply to `subject`, or no responders.
+    pub(super) fn responder(&self, subject: &str) -> Option<Result<Vec<u8>, i32>> {
+        lock(&self.responders).as_ref().map(|replies| replies.get(subject).cloned().ok_or(status::NO_RESPONDERS))
     }
 
     /// The buckets in memory, as the calls left them.

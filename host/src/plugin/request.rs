@@ -52,6 +52,9 @@ async fn send(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<
         return Err(status::LIMIT_EXCEEDED);
     }
     state.calls += 1;
+    if let Some(reply) = state.nats.responder(&request.subject) {
+        return reply.map(|payload| Reply { headers: Vec::new(), payload });
+    }
     let client = state.nats.client().ok_or(status::UNAVAILABLE)?;
     // Never past the call's deadline: what is left of it, or less if asked.
     let left = state.deadline.saturating_duration_since(Instant::now());

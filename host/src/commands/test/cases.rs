@@ -11,6 +11,7 @@
 //!
 //! Key-value buckets (`[[buckets]]`) are in memory, empty at the start of each
 //! case but for what its `kv` puts there; `expect.kv` checks them at its end.
+//! Requests are answered by the case's `responders`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,10 +48,14 @@ pub(super) struct Case {
     /// Bucket → key → value in the key-value buckets before the case runs.
     #[serde(default)]
     pub kv: BTreeMap<String, BTreeMap<String, KvValue>>,
+    /// Subject → the reply a request to it gets (text, or JSON); a request
+    /// to another subject finds no responders.
+    #[serde(default)]
+    pub responders: BTreeMap<String, KvValue>,
 }
 
-/// A value in a bucket: text as it is, anything else as JSON (in `expect.kv`,
-/// JSON containing it: objects may have more keys).
+/// A value in a bucket or a reply: text as it is, anything else as JSON (in
+/// `expect.kv`, JSON containing it: objects may have more keys).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub(super) enum KvValue {

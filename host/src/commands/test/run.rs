@@ -92,6 +92,8 @@ impl Suite {
     pub(super) async fn run(&mut self, case: &Case, dir: &Path) -> anyhow::Result<(Vec<Handling>, BTreeMap<String, MemoryBucket>)> {
         let first = self.message(&case.input, dir)?;
         self.runtime.use_memory_buckets(self.seeded(&case.kv)?);
+        let replies = case.responders.iter().map(|(subject, reply)| Ok((subject.clone(), reply.bytes()?)));
+        self.runtime.use_responders(replies.collect::<anyhow::Result<_>>()?);
         let mut queue: VecDeque<(Option<String>, String, Message)> = VecDeque::new();
         match (&case.route, &case.plugin) {
             (Some(route), _) => {
