@@ -59,6 +59,9 @@ pub enum KvError {
     /// Too many key-value calls for one message.
     #[error("key-value call limit exceeded for this message")]
     LimitExceeded,
+    /// A value larger than the bucket's `max_value_size`, or the server's `max_payload`.
+    #[error("the value is larger than the bucket takes")]
+    TooLarge,
     /// A value that does not encode or decode as JSON.
     #[error("{0}")]
     Json(String),
@@ -75,6 +78,7 @@ impl KvError {
             status::UNAVAILABLE | status::STORE_UNAVAILABLE => Self::Unavailable,
             status::BAD_ARGUMENT => Self::InvalidKey,
             status::LIMIT_EXCEEDED => Self::LimitExceeded,
+            status::TOO_LARGE => Self::TooLarge,
             other => Self::Host(other),
         }
     }

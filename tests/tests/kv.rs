@@ -13,8 +13,8 @@ use switchyard_tests::{Host, NatsServer, eventually, within};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A core route `kv` on `kv.>`; the plugin may use `CARS` (values live 1 s)
-/// and `SEEN`, not `OTHER`.
+/// A core route `kv` on `kv.>`; the plugin may use `CARS` (values live 1 s,
+/// at most 16 bytes) and `SEEN`, not `OTHER`.
 const ROUTE: &str = r#"
 [[routes]]
 name = "kv"
@@ -24,6 +24,7 @@ subjects = ["kv.>"]
 [[buckets]]
 name = "CARS"
 ttl = "1s"
+max_value_size = "16B"
 
 [[buckets]]
 name = "SEEN"
@@ -90,9 +91,14 @@ async fn a_plugin_reads_and_writes_its_buckets_and_no_other() {
     assert_eq!((calls("put", "ok"), calls("put", "not_allowed"), calls("put", "invalid")), (1.0, 1.0, 1.0));
     assert_eq!((calls("create", "conflict"), calls("update", "conflict"), calls("get", "not_found")), (1.0, 1.0, 2.0));
 
-    // CARS' values live one second.
-    let put = kv(&client, json!([{"op": "put", "bucket": "CARS", "key": "car-1", "value": "here"}])).await;
+    // CARS' values live one second, and are at most 16 bytes.
+    let put = kv(
+        &client,
+        json!([{"op": "put", "bucket": "CARS", "key": "car-1", "value": "here"}, {"op": "put", "bucket": "CARS", "key": "car-2", "value": "seventeen bytes!!"}]),
+    )
+    .await;
     assert_eq!(put[0], json!({"revision": 1}));
+    assert_eq!(put[1], json!({"error": "too_large"}), "a value over the bucket's max_value_size");
     eventually(WAIT, "the value to expire", || async {
         let got = kv(&client, json!([{"op": "get", "bucket": "CARS", "key": "car-1"}])).await;
         (got[0] == json!({"missing": true})).then_some(())

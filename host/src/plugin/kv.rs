@@ -108,7 +108,9 @@ async fn write(caller: &mut Caller<'_, HostState>, at: [i32; 4], [vp, vl]: [i32;
         Ok(value) => Bytes::from(value),
         Err(code) => return i64::from(code),
     };
+    let max_payload = caller.data().max_payload.get();
     let written = match open(caller, at).await {
+        Ok((Bucket::Store(store), _)) if too_large(&store, value.len(), max_payload) => Err(status::TOO_LARGE),
         Ok((Bucket::Store(store), key)) => write_store(&store, key, value, how).await,
         Ok((Bucket::Memory(name), key)) => caller.data().nats.in_memory(&name, |b| b.write(&key, &value, how)),
         Err(code) => Err(code),
@@ -117,6 +119,14 @@ async fn write(caller: &mut Caller<'_, HostState>, at: [i32; 4], [vp, vl]: [i32;
         Ok(revision) => i64::try_from(revision).unwrap_or(i64::MAX),
         Err(code) => i64::from(code),
     }
+}
+
+/// Whether a value of `len` bytes is more than the bucket takes (its
+/// `max_value_size`) or the server (`max_payload`): the write would fail the
+/// same way every time, so it is refused as such instead of as unavailable.
+fn too_large(store: &Store, len: usize, max_payload: Option<usize>) -> bool {
+    let bucket_max = usize::try_from(store.stream.cached_info().config.max_message_size).ok();
+    [bucket_max, max_payload].into_iter().flatten().any(|max| len > max)
 }
 
 async fn write_store(store: &Store, key: String, value: Bytes, how: Write) -> Result<u64, i32> {

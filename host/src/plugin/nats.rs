@@ -127,6 +127,7 @@ fn result_label(returned: i64) -> &'static str {
         Ok(status::UNAVAILABLE | status::STORE_UNAVAILABLE) => "unavailable",
         Ok(status::BAD_ARGUMENT | status::BAD_ENCODING | status::INVALID_SUBJECT | status::INVALID_HEADER) => "invalid",
         Ok(status::LIMIT_EXCEEDED) => "limit",
+        Ok(status::TOO_LARGE) => "too_large",
         Ok(status::NO_RESPONDERS) => "no_responders",
         Ok(status::TIMED_OUT) => "timed_out",
         _ => "other",

@@ -6,7 +6,7 @@
 //! "bucket": "B", "key": "k", "value": "text", "revision": 3, "prefix": "p"}`. Each result is
 //! `{"value": "text", "revision": 3}` (get), `{"revision": 4}` (writes), `{"keys": [...]}`,
 //! `{"deleted": true}`, `{"missing": true}` (get of a key without a value) or `{"error": "conflict" |
-//! "not_allowed" | "unavailable" | "invalid" | "limit" | "other"}`. When any operation found the
+//! "not_allowed" | "unavailable" | "invalid" | "limit" | "too_large" | "other"}`. When any operation found the
 //! store unavailable, the message is retried instead, as a plugin's `?` would make it.
 
 use serde_json::{Map, Value, json};
@@ -71,6 +71,7 @@ fn error(err: &KvError) -> Value {
         KvError::Unavailable => "unavailable",
         KvError::InvalidKey => "invalid",
         KvError::LimitExceeded => "limit",
+        KvError::TooLarge => "too_large",
         _ => "other",
     };
     json!({"error": kind})
