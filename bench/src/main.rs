@@ -3,6 +3,7 @@
 //! run, against a nats-server the bench starts on loopback. Prints a table and
 //! writes it as JSON. Not a test: it never fails on speed, only on a broken setup.
 
+mod allocs;
 mod process;
 mod report;
 mod scenarios;
@@ -15,6 +16,10 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 use scenarios::Scenario;
+
+/// Counts allocations while scenario 12 asks it to (`allocs.rs`); otherwise the system allocator.
+#[global_allocator]
+static ALLOCATOR: allocs::Counting = allocs::Counting;
 
 #[derive(Debug, Parser)]
 #[command(about = "Switchyard against raw async-nats, same run, printed as ratios")]
@@ -69,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Jetstream => scenarios::jetstream::run(&bench).await,
             Scenario::Forward => scenarios::forward::run(&bench).await,
             Scenario::Kv => scenarios::kv::run(&bench).await,
+            Scenario::Allocs => scenarios::allocs::run(&bench).await,
             Scenario::Request => scenarios::request::run(&bench).await,
             Scenario::Isolation => scenarios::isolation::run(&bench).await,
             Scenario::Reload => scenarios::reload::run(&bench).await,

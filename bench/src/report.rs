@@ -20,6 +20,8 @@ pub(crate) enum Target {
     OverRawAtMost(f64),
     /// Both sides must be exactly zero (dropped messages).
     BothZero,
+    /// No target: the figure is reported (allocations per message).
+    Report,
 }
 
 /// One line of the table: the host's figure beside the raw baseline of the same run.
@@ -55,6 +57,7 @@ impl Figure {
             Target::HostAtMost(t) => self.host.map(|h| h <= t),
             Target::OverRawAtMost(t) => self.host.zip(self.raw).map(|(h, r)| h - r <= t),
             Target::BothZero => self.host.zip(self.raw).map(|(h, r)| h == 0.0 && r == 0.0),
+            Target::Report => None,
         }
     }
 
@@ -65,6 +68,7 @@ impl Figure {
             Target::HostAtMost(t) => format!("host <= {t} {}", self.unit),
             Target::OverRawAtMost(t) => format!("host - raw <= {t} {}", self.unit),
             Target::BothZero => "0 on both sides".into(),
+            Target::Report => "-".into(),
         }
     }
 }

@@ -62,7 +62,7 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     ])
 }
 
-async fn raw(bench: &Bench, n: usize) -> anyhow::Result<Run> {
+pub(crate) async fn raw(bench: &Bench, n: usize) -> anyhow::Result<Run> {
     let slow = Arc::new(AtomicU64::new(0));
     let client = bench.client(slow.clone()).await?;
     let mut subscriber = client.subscribe("bench.core.raw").await?;
@@ -79,7 +79,7 @@ async fn raw(bench: &Bench, n: usize) -> anyhow::Result<Run> {
     Ok(run)
 }
 
-async fn host(bench: &Bench, n: usize) -> anyhow::Result<Run> {
+pub(crate) async fn host(bench: &Bench, n: usize) -> anyhow::Result<Run> {
     host_with(bench, n, setup::ADMIN, |_| ()).await
 }
 

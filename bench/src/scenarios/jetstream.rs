@@ -133,7 +133,7 @@ async fn ack_of(ack: jetstream::context::PublishAckFuture) -> anyhow::Result<jet
 
 /// A raw pull consumer with the route's settings, acking every message.
 /// Messages per second and busy CPU µs per message.
-async fn raw(js: &jetstream::Context, route: &RouteConfig, n: usize) -> anyhow::Result<(f64, f64)> {
+pub(crate) async fn raw(js: &jetstream::Context, route: &RouteConfig, n: usize) -> anyhow::Result<(f64, f64)> {
     let mut messages = raw_messages(js, STREAM, route).await?;
     let count = Arc::new(AtomicU64::new(0));
     let counted = count.clone();

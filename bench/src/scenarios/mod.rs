@@ -4,6 +4,7 @@
 //! itself instead (quiet vs busy, telemetry off vs on): their "raw" column holds
 //! the baseline setting.
 
+pub(crate) mod allocs;
 pub(crate) mod core;
 pub(crate) mod forward;
 pub(crate) mod isolation;
@@ -31,14 +32,16 @@ pub(crate) enum Scenario {
     Shadow,
     Forward,
     Kv,
+    Allocs,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 11] = [
+    pub(crate) const ALL: [Scenario; 12] = [
         Scenario::Core,
         Scenario::Jetstream,
         Scenario::Forward,
         Scenario::Kv,
+        Scenario::Allocs,
         Scenario::Request,
         Scenario::Isolation,
         Scenario::Reload,
