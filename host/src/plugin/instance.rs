@@ -13,7 +13,7 @@ use super::engine::EPOCH_TICK;
 use super::error::CallError;
 use super::load::Plugin;
 use super::log_budget::LogBudget;
-use super::state::{Batch, DeadlineHit, HostState, MemoryLimitHit};
+use super::state::{DeadlineHit, HostState, MemoryLimitHit};
 use super::stdio::LogStream;
 use super::text::printable;
 use crate::telemetry::trace::TraceId;
@@ -75,7 +75,7 @@ impl Instance {
             plugin: plugin.name.clone(),
             version: plugin.hash.as_str().into(),
             message: Default::default(),
-            batch: None,
+            batch: Default::default(),
             kv_allow: plugin.kv_allow.clone(),
             nats: plugin.nats.clone(),
             request_allow: plugin.request_allow.clone(),
@@ -263,8 +263,7 @@ impl Instance {
                 .map_err(|err| CallError::Abi(format!("encoding the message: {err}")))?;
         }
         begin(&mut self.store, &self.plugin, true);
-        let items = msgs.iter().copied().zip(trace_ids.iter().copied());
-        self.store.data_mut().batch = Some(Batch::new(items, self.plugin.spec.timeout, self.plugin.spec.fuel));
+        self.store.data_mut().batch.start(msgs, trace_ids, self.plugin.spec.timeout, self.plugin.spec.fuel);
         Ok(())
     }
 

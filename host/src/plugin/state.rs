@@ -76,7 +76,7 @@ pub(super) struct HostState {
     pub message: CurrentMessage,
     /// While `switchyard_handle_batch` runs: its messages, and the publishes of
     /// those the guest is done with.
-    pub batch: Option<Batch>,
+    pub batch: Batch,
     /// Buckets this plugin may use, and the runtime's way to NATS.
     pub kv_allow: Arc<[String]>,
     pub nats: Arc<Nats>,
@@ -88,10 +88,16 @@ pub(super) struct HostState {
     pub result: Vec<u8>,
 }
 
-/// The messages of a batch call, as `begin_message` switches from one to the next.
+/// The messages of a batch call, as `begin_message` switches from one to the
+/// next. Kept from call to call, so naming the messages allocates nothing once
+/// its buffers have grown.
 #[derive(Debug, Default)]
 pub(super) struct Batch {
+    /// A batch call is running.
+    active: bool,
+    /// The first `len` are this call's.
     items: Vec<BatchItem>,
+    len: usize,
     /// The index the next `begin_message` must name.
     next: usize,
     /// Publishes of the messages before the current one, in order.
@@ -101,10 +107,12 @@ pub(super) struct Batch {
     fuel: Option<u64>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct BatchItem {
     subject: String,
-    delivery: Option<(String, u64)>,
+    /// Empty without a delivery.
+    stream: String,
+    stream_sequence: Option<u64>,
     trace_id: Option<TraceId>,
 }
 
@@ -117,15 +125,24 @@ pub(super) enum NotBegun {
 }
 
 impl Batch {
-    pub(super) fn new<'a>(msgs: impl Iterator<Item = (&'a Message, Option<TraceId>)>, timeout: Duration, fuel: Option<u64>) -> Self {
-        let items = msgs
-            .map(|(msg, trace_id)| BatchItem {
-                subject: msg.subject.clone(),
-                delivery: msg.delivery.as_ref().map(|d| (d.stream.clone(), d.stream_sequence)),
-                trace_id,
-            })
-            .collect();
-        Self { items, next: 0, done: Vec::new(), timeout, fuel }
+    /// A batch call of `msgs` begins.
+    pub(super) fn start(&mut self, msgs: &[&Message], trace_ids: &[Option<TraceId>], timeout: Duration, fuel: Option<u64>) {
+        if self.items.len() < msgs.len() {
+            self.items.resize_with(msgs.len(), BatchItem::default);
+        }
+        for ((item, msg), trace_id) in self.items.iter_mut().zip(msgs).zip(trace_ids) {
+            item.subject.clear();
+            item.subject.push_str(&msg.subject);
+            item.stream.clear();
+            item.stream.push_str(msg.delivery.as_ref().map_or("", |d| d.stream.as_str()));
+            item.stream_sequence = msg.delivery.as_ref().map(|d| d.stream_sequence);
+            item.trace_id = *trace_id;
+        }
+        self.active = true;
+        self.len = msgs.len();
+        self.next = 0;
+        self.done = Vec::with_capacity(msgs.len());
+        (self.timeout, self.fuel) = (timeout, fuel);
     }
 }
 
@@ -155,7 +172,7 @@ impl HostState {
         self.publish_bytes = 0;
         self.msg_id_prefix.clear();
         self.last_error = None;
-        self.batch = None;
+        self.batch.active = false;
         self.calls = 0;
         self.result = Vec::new();
         self.log_budget.begin_call();
@@ -184,14 +201,17 @@ impl HostState {
     /// `begin_message(index)`: the publishes, log lines and budget that follow
     /// are message `index`'s. Returns the fuel to give it.
     pub(super) fn begin_message(&mut self, index: i32) -> Result<Option<u64>, NotBegun> {
-        let Some(mut batch) = self.batch.take() else { return Err(NotBegun::NoBatch) };
+        if !self.batch.active {
+            return Err(NotBegun::NoBatch);
+        }
+        let mut batch = std::mem::take(&mut self.batch);
         let result = self.switch_to(&mut batch, index);
-        self.batch = Some(batch);
+        self.batch = batch;
         result
     }
 
     fn switch_to(&mut self, batch: &mut Batch, index: i32) -> Result<Option<u64>, NotBegun> {
-        let Some(item) = usize::try_from(index).ok().filter(|&i| i == batch.next).and_then(|i| batch.items.get(i)) else {
+        let Some(item) = usize::try_from(index).ok().filter(|&i| i == batch.next && i < batch.len).and_then(|i| batch.items.get(i)) else {
             return Err(NotBegun::OutOfOrder);
         };
         if batch.next > 0 {
@@ -200,8 +220,8 @@ impl HostState {
         batch.next += 1;
         self.publish_bytes = 0;
         self.calls = 0;
-        self.set_msg_id_prefix(item.delivery.as_ref().map(|(stream, sequence)| (stream.as_str(), *sequence)));
-        self.message.set(&item.subject, item.delivery.as_ref().map(|(_, sequence)| *sequence), item.trace_id);
+        self.set_msg_id_prefix(item.stream_sequence.map(|sequence| (item.stream.as_str(), sequence)));
+        self.message.set(&item.subject, item.stream_sequence, item.trace_id);
         self.started = Instant::now();
         self.deadline = self.started + batch.timeout;
         Ok(batch.fuel)
@@ -210,12 +230,14 @@ impl HostState {
     /// The batch call returned: each message's publishes, in order, or why the
     /// guest's account does not hold (a message it never began).
     pub(super) fn finish_batch(&mut self) -> Result<Vec<Vec<Publish>>, String> {
-        let mut batch = self.batch.take().unwrap_or_default();
-        if batch.next != batch.items.len() {
-            return Err(format!("began {} of the batch's {} messages", batch.next, batch.items.len()));
+        let batch = &mut self.batch;
+        batch.active = false;
+        if batch.next != batch.len {
+            return Err(format!("began {} of the batch's {} messages", batch.next, batch.len));
         }
-        batch.done.extend(self.publishes.take());
-        Ok(batch.done)
+        let mut done = std::mem::take(&mut batch.done);
+        done.extend(self.publishes.take());
+        Ok(done)
     }
 }
 

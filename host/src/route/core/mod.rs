@@ -55,7 +55,8 @@ impl Feed {
     /// subscription already holds, never waiting for more.
     async fn next_together(&mut self, cancel: &CancellationToken, max: usize) -> Vec<Message> {
         let Some(first) = self.next(cancel).await else { return Vec::new() };
-        let mut msgs = vec![convert::from_core(&first)];
+        let mut msgs = Vec::with_capacity(max);
+        msgs.push(convert::from_core(&first));
         while msgs.len() < max
             && let Some(Some(msg)) = self.subscriber.next().now_or_never()
         {
