@@ -1,7 +1,8 @@
 //! Rollouts on live traffic: a canary that fails is rolled back at its first
 //! step with nothing lost or dead-lettered; a good canary climbs every step
 //! with each key's messages in order; a shadow's differences are shown, what
-//! it produced never reaches NATS, and promote makes it current.
+//! it produced never reaches NATS (nor a key-value bucket), and promote makes
+//! it current.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -227,6 +228,42 @@ async fn a_shadow_shows_what_it_would_change_sends_nothing_and_is_promoted() {
     assert_eq!(body["status"], "new", "the promoted version answers");
     let (ok, out) = switchyard(&["rollout", "abort", "faulty", "--url", url]).await;
     assert!(!ok && out.contains("nothing done: no version of `faulty` is on trial"), "{out}");
+    let (status, output) = host.stop().await;
+    assert!(status.success(), "{output}");
+}
+
+/// A shadow may read a bucket but not write it: its writes answer
+/// `unavailable` (and so differ), and each key holds the current version's
+/// write only.
+#[tokio::test]
+async fn a_shadow_writes_nothing_to_a_bucket() {
+    const REQUESTS: usize = 10;
+    let nats = NatsServer::start();
+    let routes = "\n[[routes]]\nname = \"ask\"\nplugin = \"faulty\"\nsubjects = [\"ask.*\"]\n\n[[buckets]]\nname = \"SEEN\"\nhistory = 5\n";
+    let with_kv = |text: String| text.replacen("[plugins.faulty]\n", "[plugins.faulty]\nkv = [\"SEEN\"]\n", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(plugin("faulty"), dir.path().join("faulty.wasm")).expect("copy plugin");
+    let v1 = with_kv(config(nats.url(), dir.path(), "", "", routes));
+    let host = Host::start_in(dir, &v1).await;
+    let client = nats.client().await;
+    let v2 = with_kv(config(nats.url(), host.dir(), "", r#"strategy = "shadow", sample = 1.0"#, routes));
+    deploy_v2(&host, &client, &v2).await;
+
+    for i in 0..REQUESTS {
+        let put = serde_json::json!({"action": "reply", "kv": [{"op": "put", "bucket": "SEEN", "key": format!("k-{i}"), "value": "v"}]});
+        let answer = within(WAIT, "a reply", client.request("ask.x", put.to_string().into())).await.expect("request");
+        let body: serde_json::Value = serde_json::from_slice(&answer.payload).expect("json reply");
+        assert_eq!(body, serde_json::json!([{"revision": i + 1}]), "the current version writes");
+    }
+    let status = eventually(WAIT, "every request compared", || async {
+        let status = rollout(&client, "status").await;
+        let shadow = &status["routes"][0]["trial"]["shadow"];
+        (shadow["different"].as_u64().unwrap_or(0) + shadow["dropped"].as_u64().unwrap_or(0) == REQUESTS as u64).then_some(status)
+    })
+    .await;
+    assert!(status["routes"][0]["trial"]["shadow"]["different"].as_u64() > Some(0), "{status}");
+    let js = jetstream::new(client.clone());
+    assert_eq!(count(&js, "KV_SEEN").await, REQUESTS as u64, "one write per key: none from the shadow");
     let (status, output) = host.stop().await;
     assert!(status.success(), "{output}");
 }

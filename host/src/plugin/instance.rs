@@ -77,6 +77,7 @@ impl Instance {
             message: Default::default(),
             batch: Default::default(),
             kv_allow: plugin.kv_allow.clone(),
+            shadow: false,
             nats: plugin.nats.clone(),
             request_allow: plugin.request_allow.clone(),
             calls: 0,
@@ -201,6 +202,13 @@ impl Instance {
         let bytes = self.read_output(packed).map_err(NewError::Call)?;
         // The plugin's own text, bound for logs and terminals: escaped and cut.
         Err(NewError::Refused(printable(&String::from_utf8_lossy(&bytes))))
+    }
+
+    /// Make this a shadow's instance: nothing it does may act outside it (see
+    /// [`HostState::shadow`]).
+    pub(super) fn shadowed(mut self) -> Self {
+        self.store.data_mut().shadow = true;
+        self
     }
 
     /// Run `switchyard_handle` on one message under the plugin's limits.

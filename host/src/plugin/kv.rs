@@ -104,6 +104,9 @@ async fn get(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
 }
 
 async fn write(caller: &mut Caller<'_, HostState>, at: [i32; 4], [vp, vl]: [i32; 2], how: Write) -> i64 {
+    if caller.data().shadow {
+        return i64::from(status::UNAVAILABLE);
+    }
     let value = match guest_bytes(caller, vp, vl) {
         Ok(value) => Bytes::from(value),
         Err(code) => return i64::from(code),
@@ -152,6 +155,9 @@ async fn write_store(store: &Store, key: String, value: Bytes, how: Write) -> Re
 }
 
 async fn delete(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
+    if caller.data().shadow {
+        return i64::from(status::UNAVAILABLE);
+    }
     let deleted = match open(caller, at).await {
         Ok((Bucket::Store(store), key)) => store.delete(key).await.map_err(|_| status::STORE_UNAVAILABLE),
         Ok((Bucket::Memory(name), key)) => caller.data().nats.in_memory(&name, |b| b.delete(&key)),

@@ -42,6 +42,9 @@ async fn send(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<
         return Err(status::INVALID_SUBJECT);
     }
     let state = caller.data_mut();
+    if state.shadow {
+        return Err(status::UNAVAILABLE);
+    }
     if !state.request_allow.iter().any(|pattern| subject::matches(pattern, &request.subject)) {
         return Err(status::NOT_ALLOWED);
     }

@@ -182,7 +182,7 @@ impl State {
         let instance = match instance {
             Some(instance) => instance,
             None => match guest_threads::run(Instance::new(self.candidate.clone()), true).await.0 {
-                Ok(instance) => instance,
+                Ok(instance) => instance.shadowed(),
                 Err(err) => return Observed { kind: format!("plugin error: no instance: {err:?}"), publishes: Vec::new(), reply: None },
             },
         };

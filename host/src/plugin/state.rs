@@ -79,6 +79,9 @@ pub(super) struct HostState {
     pub batch: Batch,
     /// Buckets this plugin may use, and the runtime's way to NATS.
     pub kv_allow: Arc<[String]>,
+    /// A shadow's instance: it may read buckets, but its key-value writes and
+    /// requests answer `UNAVAILABLE`, as they would act for real.
+    pub shadow: bool,
     pub nats: Arc<Nats>,
     /// Subject patterns this plugin may send requests to.
     pub request_allow: Arc<[String]>,
