@@ -100,6 +100,14 @@ impl Bench {
         self.write_config_with(name, ADMIN, body)
     }
 
+    /// `body` written as [`Bench::write_config`] does, and the config it loads
+    /// as (for a raw side with the same settings).
+    pub(crate) fn loaded_config(&self, name: &str, body: String) -> anyhow::Result<(String, switchyard::config::Config)> {
+        let path = self.write_config(name, &body)?;
+        let config = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
+        Ok((body, config))
+    }
+
     /// [`Bench::write_config`] with `sections` in place of [`ADMIN`].
     pub(crate) fn write_config_with(&self, name: &str, sections: &str, body: &str) -> anyhow::Result<PathBuf> {
         let path = self.scratch.path().join(format!("{name}.toml"));

@@ -44,9 +44,7 @@ pub(crate) fn body(bench: &Bench) -> anyhow::Result<(String, Config)> {
          [[routes]]\nname = \"host\"\nplugin = \"noop\"\nstream = \"{STREAM}\"\n",
         bench.plugin("noop")?.display()
     );
-    let path = bench.write_config("jetstream", &body)?;
-    let config = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
-    Ok((body, config))
+    bench.loaded_config("jetstream", body)
 }
 
 /// Fresh streams (`config`'s, created exactly as the host creates them), with

@@ -46,9 +46,7 @@ fn body(bench: &Bench) -> anyhow::Result<(String, Config)> {
          [[routes]]\nname = \"kv\"\nplugin = \"kv\"\nstream = \"{IN}\"\n",
         bench.plugin("faulty")?.display()
     );
-    let path = bench.write_config("kv", &body)?;
-    let config = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
-    Ok((body, config))
+    bench.loaded_config("kv", body)
 }
 
 async fn raw(js: &jetstream::Context, config: &Config, n: usize) -> anyhow::Result<(f64, f64)> {

@@ -9,7 +9,8 @@ use async_nats::jetstream::context::{CreateKeyValueErrorKind, KeyValueErrorKind}
 use async_nats::jetstream::{self, kv, stream};
 
 use super::startup::{Failure, retrying};
-use crate::config::{BucketConfig, Storage};
+use super::streams::storage;
+use crate::config::BucketConfig;
 
 /// Create or check every declared bucket.
 pub async fn ensure_buckets(js: &jetstream::Context, buckets: &[BucketConfig], deadline: Instant) -> anyhow::Result<()> {
@@ -83,11 +84,4 @@ fn differences(bucket: &BucketConfig, server: &stream::Config) -> Vec<String> {
 
 fn age(age: Duration) -> String {
     if age.is_zero() { "none".to_owned() } else { humantime::format_duration(age).to_string() }
-}
-
-fn storage(storage: Storage) -> stream::StorageType {
-    match storage {
-        Storage::File => stream::StorageType::File,
-        Storage::Memory => stream::StorageType::Memory,
-    }
 }

@@ -249,7 +249,7 @@ fn refusal(wanted: &Wanted, differences: &[Difference], lossy: &[&Difference]) -
     text
 }
 
-fn storage(storage: Storage) -> stream::StorageType {
+pub(super) fn storage(storage: Storage) -> stream::StorageType {
     match storage {
         Storage::File => stream::StorageType::File,
         Storage::Memory => stream::StorageType::Memory,

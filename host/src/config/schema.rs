@@ -579,12 +579,12 @@ impl<'de> Deserialize<'de> for ServerList {
 }
 
 impl RouteConfig {
-    /// The durable consumer name of a JetStream route.
     /// A timer route: `every` or `cron` is set.
     pub fn is_timer(&self) -> bool {
         self.every.is_some() || self.cron.is_some()
     }
 
+    /// The durable consumer name of a JetStream route.
     pub fn durable_name(&self) -> &str {
         self.durable.as_deref().unwrap_or(self.name.get_ref())
     }

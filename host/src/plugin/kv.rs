@@ -66,14 +66,25 @@ fn guest_text(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<
     String::from_utf8(guest_bytes(caller, ptr, len)?).map_err(|_| status::BAD_ENCODING)
 }
 
+/// Whether a call changes the bucket: a shadow's instance may only read
+/// (`HostState::shadow`).
+#[derive(PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
 /// The bucket and key (or prefix) a call names, once the plugin may use the
-/// bucket and has calls left; where the bucket is.
-async fn open(caller: &mut Caller<'_, HostState>, [bp, bl, kp, kl]: [i32; 4]) -> Result<(Bucket, String), i32> {
+/// bucket this way and has calls left; where the bucket is.
+async fn open(caller: &mut Caller<'_, HostState>, [bp, bl, kp, kl]: [i32; 4], access: Access) -> Result<(Bucket, String), i32> {
     let bucket = guest_text(caller, bp, bl)?;
     let key = guest_text(caller, kp, kl)?;
     let state = caller.data_mut();
     if !state.kv_allow.contains(&bucket) {
         return Err(status::NOT_ALLOWED);
+    }
+    if access == Access::Write && state.shadow {
+        return Err(status::UNAVAILABLE);
     }
     if state.calls >= MAX_CALLS_PER_MESSAGE {
         return Err(status::LIMIT_EXCEEDED);
@@ -84,7 +95,7 @@ async fn open(caller: &mut Caller<'_, HostState>, [bp, bl, kp, kl]: [i32; 4]) ->
 }
 
 async fn get(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
-    let (bucket, key) = match open(caller, at).await {
+    let (bucket, key) = match open(caller, at, Access::Read).await {
         Ok(opened) => opened,
         Err(code) => return i64::from(code),
     };
@@ -104,15 +115,12 @@ async fn get(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
 }
 
 async fn write(caller: &mut Caller<'_, HostState>, at: [i32; 4], [vp, vl]: [i32; 2], how: Write) -> i64 {
-    if caller.data().shadow {
-        return i64::from(status::UNAVAILABLE);
-    }
     let value = match guest_bytes(caller, vp, vl) {
         Ok(value) => Bytes::from(value),
         Err(code) => return i64::from(code),
     };
     let max_payload = caller.data().max_payload.get();
-    let written = match open(caller, at).await {
+    let written = match open(caller, at, Access::Write).await {
         Ok((Bucket::Store(store), _)) if too_large(&store, value.len(), max_payload) => Err(status::TOO_LARGE),
         Ok((Bucket::Store(store), key)) => write_store(&store, key, value, how).await,
         Ok((Bucket::Memory(name), key)) => caller.data().nats.in_memory(&name, |b| b.write(&key, &value, how)),
@@ -155,10 +163,7 @@ async fn write_store(store: &Store, key: String, value: Bytes, how: Write) -> Re
 }
 
 async fn delete(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
-    if caller.data().shadow {
-        return i64::from(status::UNAVAILABLE);
-    }
-    let deleted = match open(caller, at).await {
+    let deleted = match open(caller, at, Access::Write).await {
         Ok((Bucket::Store(store), key)) => store.delete(key).await.map_err(|_| status::STORE_UNAVAILABLE),
         Ok((Bucket::Memory(name), key)) => caller.data().nats.in_memory(&name, |b| b.delete(&key)),
         Err(code) => Err(code),
@@ -168,7 +173,7 @@ async fn delete(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
 
 /// The keys starting with the prefix, sorted, at most `MAX_KV_KEYS`.
 async fn keys(caller: &mut Caller<'_, HostState>, at: [i32; 4]) -> i64 {
-    let listed = match open(caller, at).await {
+    let listed = match open(caller, at, Access::Read).await {
         Ok((Bucket::Store(store), prefix)) => store_keys(&store, &prefix).await,
         Ok((Bucket::Memory(name), prefix)) => caller.data().nats.in_memory(&name, |b| Ok(b.keys(&prefix))),
         Err(code) => Err(code),

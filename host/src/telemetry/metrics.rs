@@ -243,7 +243,7 @@ impl Metrics {
         registry.register("plugin_traps", "Plugin calls that failed, by kind: trap, timeout, memory, fuel, abi", m.traps.clone());
         registry.register(
             "kv_calls",
-            "Key-value calls plugins made, by operation and result: ok, not_found, conflict, not_allowed, unavailable, invalid, limit, other",
+            "Key-value calls plugins made, by operation and result: ok, not_found, conflict, not_allowed, unavailable, invalid, limit, too_large, other",
             m.kv_calls.clone(),
         );
         registry.register("kv_duration_seconds", "Time a plugin's key-value call took", m.kv_duration.clone());

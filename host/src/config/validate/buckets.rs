@@ -1,8 +1,8 @@
 //! Checks of `[[buckets]]` and of the buckets plugins name in `kv`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::super::load::Broken;
+use super::super::load::{Broken, quoted};
 use super::super::problems::Problems;
 use super::super::schema::Config;
 use super::entry_name;
@@ -36,18 +36,14 @@ pub(super) fn check(config: &Config, broken: &Broken, problems: &mut Problems) {
             problems.push_at(&["buckets", &idx, "max_value_size"], format!("{label}: `max_value_size` must be between 1 byte and 2GiB"));
         }
     }
+    // Each declared name once, in file order, for the hint.
+    let mut listed = HashSet::new();
+    let declared: Vec<&str> = config.buckets.iter().map(|b| b.name.get_ref().as_str()).filter(|name| listed.insert(*name)).collect();
+    let known = if declared.is_empty() { "none is declared".to_owned() } else { format!("declared: {}", quoted(&declared)) };
     for (name, plugin) in &config.plugins {
         for bucket in &plugin.kv {
             let wanted = bucket.get_ref();
-            if !config.buckets.iter().any(|b| b.name.get_ref() == wanted) && !broken.bucket(wanted) {
-                let mut declared: Vec<String> = Vec::new();
-                for b in &config.buckets {
-                    let name = format!("`{}`", b.name.get_ref());
-                    if !declared.contains(&name) {
-                        declared.push(name);
-                    }
-                }
-                let known = if declared.is_empty() { "none is declared".to_owned() } else { format!("declared: {}", declared.join(", ")) };
+            if !declared.contains(&wanted.as_str()) && !broken.bucket(wanted) {
                 problems.push_spanned(
                     bucket.span(),
                     format!("plugin `{name}`: `kv` names bucket `{wanted}`, which no `[[buckets]]` declares ({known})"),

@@ -77,7 +77,6 @@ fn line_of(problems: &Problems, span: &Range<usize>) -> Option<usize> {
     problems.source().map(|s| s.position(span.start).line)
 }
 
-/// " (first declared at line N)" or nothing when the line is unknown.
 /// Check the name of the `i`-th `noun` (`stream`, `bucket`, `route`): one
 /// subject token, not used by an earlier one (`seen` keeps those). Returns
 /// how its problems call the entry, and whether the name is valid and unique.
@@ -104,6 +103,7 @@ fn entry_name<'a>(
     (label, true)
 }
 
+/// " (first declared at line N)" or nothing when the line is unknown.
 fn first_declared(problems: &Problems, span: &Range<usize>) -> String {
     line_of(problems, span).map(|l| format!(" (first declared at line {l})")).unwrap_or_default()
 }
