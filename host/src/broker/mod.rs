@@ -2,6 +2,7 @@
 //! the host starts when no URL is configured, and the JetStream streams that
 //! runtime.toml declares.
 
+mod acks;
 mod barrier;
 mod buckets;
 mod connect;
@@ -12,6 +13,7 @@ mod startup;
 mod stream_index;
 mod streams;
 
+pub use acks::Acks;
 pub use barrier::barrier;
 pub use buckets::ensure_buckets;
 pub use connect::{client_options, connect, describe_failure};

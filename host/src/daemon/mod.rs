@@ -135,6 +135,7 @@ impl Host {
         broker::ensure_dead_letter_stream(&js, &config.dead_letter, deadline).await?;
         let out = Outputs {
             client: client.clone(),
+            acks: broker::Acks::start(client.clone()),
             js: js.clone(),
             dead_letters: DeadLetters::new(js.clone(), &config.dead_letter.subject_prefix),
             streams: Arc::new(StreamIndex::new(js)),
@@ -226,11 +227,16 @@ impl Host {
         if !still_busy.is_empty() {
             tracing::warn!("shutdown deadline ({deadline:?}) passed; aborted: {}", still_busy.join(", "));
         }
-        // The last acks and publishes may still sit in the client's write buffer:
+        // The last acks may still be queued (`broker::Acks`), and the last acks
+        // and publishes in the client's write buffer:
         // `drain` only queues the unsubscribes and returns, so wait for the
         // server's PONG to everything first, or a finished message's ack can be
         // lost with the process and the message handled again elsewhere.
-        match tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await {
+        let flushed = async {
+            self.out.acks.flush().await;
+            self.client.flush().await
+        };
+        match tokio::time::timeout(FLUSH_TIMEOUT, flushed).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!("flushing the NATS connection: {err}; the last acks may be lost"),
             Err(_) => tracing::warn!("flushing the NATS connection took over {FLUSH_TIMEOUT:?}; the last acks may be lost"),

@@ -62,6 +62,8 @@ pub(crate) struct Route {
 #[derive(Debug, Clone)]
 pub(crate) struct Outputs {
     pub client: async_nats::Client,
+    /// JetStream acks go out through here, written together.
+    pub acks: crate::broker::Acks,
     pub js: JetStream,
     pub dead_letters: DeadLetters,
     pub streams: Arc<StreamIndex>,

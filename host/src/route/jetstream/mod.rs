@@ -102,6 +102,8 @@ pub(super) struct Consumer {
     owed: OwedDeadLetters,
     /// Deliveries an open breaker spent, per stream sequence.
     breaker_naks: BreakerNaks,
+    /// Where its acks go (`out.acks`), for the ack paths without `out` at hand.
+    acks: broker::Acks,
 }
 
 pub(super) async fn start(
@@ -118,6 +120,7 @@ pub(super) async fn start(
         held: Held::new(ack_wait),
         owed: OwedDeadLetters::default(),
         breaker_naks: BreakerNaks::default(),
+        acks: out.acks.clone(),
     });
     // Bind once now so a bad stream or consumer config fails startup loudly; a
     // cluster that is not ready yet is waited for.

@@ -179,8 +179,14 @@ async fn publish_confirmed(out: &Outputs, publishes: Vec<Publish>) -> Result<(),
     Ok(())
 }
 
+/// Settle `js_msg` with `kind`: queued to go out with other acks, or, with `double_ack`,
+/// sent and confirmed by the server.
 pub(super) async fn ack(c: &Consumer, js_msg: &JsMessage, kind: AckKind) {
-    let result = if c.spec.double_ack { js_msg.double_ack_with(kind).await } else { js_msg.ack_with(kind).await };
+    let result = match &js_msg.reply {
+        _ if c.spec.double_ack => js_msg.double_ack_with(kind).await.map_err(|err| err.to_string()),
+        Some(reply) => c.acks.send(reply.clone(), kind).await,
+        None => Err("not a JetStream message: it has no reply subject".to_owned()),
+    };
     if let Err(err) = result {
         tracing::warn!(route = %c.route.name, "ack failed (the server will redeliver): {err}");
     }
