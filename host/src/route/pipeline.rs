@@ -48,7 +48,9 @@ pub(super) trait Settle {
     /// The breaker is open for `wait`: the plugin is not called.
     async fn breaker_open(&mut self, msg: &Message, wait: Duration);
     /// Run the plugin call (a JetStream message is kept alive meanwhile).
-    async fn call<F: Future>(&mut self, call: F) -> F::Output;
+    /// Not an `async fn`: one would hold `call` twice (argument and awaited),
+    /// and every message's future moves that size on its way to being polled.
+    fn call<F: Future>(&mut self, call: F) -> impl Future<Output = F::Output>;
     /// Send the publishes and the reply, then ack: `Ack`, or `Reply` when a
     /// reply was sent.
     async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<Outcome, Unsent>;

@@ -65,8 +65,8 @@ impl Settle for Core<'_> {
         error_reply(self.out, msg, self.trace, "circuit open", "503").await;
     }
 
-    async fn call<F: Future>(&mut self, call: F) -> F::Output {
-        call.await
+    fn call<F: Future>(&mut self, call: F) -> impl Future<Output = F::Output> {
+        call
     }
 
     async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<Outcome, Unsent> {

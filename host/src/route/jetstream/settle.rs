@@ -61,8 +61,8 @@ impl Settle for JetStream<'_> {
         ack(self.c, self.js_msg, AckKind::Nak(Some(wait))).await;
     }
 
-    async fn call<F: Future>(&mut self, call: F) -> F::Output {
-        keep_alive(self.c, self.js_msg, call).await
+    fn call<F: Future>(&mut self, call: F) -> impl Future<Output = F::Output> {
+        keep_alive(self.c, self.js_msg, call)
     }
 
     async fn done(&mut self, plugin: &Plugin, msg: &Message, reply: Option<Reply>, publishes: Vec<Publish>) -> Result<Outcome, Unsent> {
