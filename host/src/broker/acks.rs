@@ -3,9 +3,9 @@
 //! The client writes what it holds each time its connection task runs. Acked
 //! by each route worker as it finished, every message cost a `writev` of its
 //! own: the connection task, woken on the other core, wrote each ack as it
-//! came. In `make bench`'s JetStream scenario that was a third of the host's
-//! CPU per message (79k `writev` for 200k messages, against 13k for a raw
-//! consumer acking from one task). The routes queue their acks here instead;
+//! came. In `make bench`'s JetStream scenario that was a sixth of the host's
+//! CPU, more than the wasm calls (79k `writev` for 200k messages, against
+//! 13k for a raw consumer acking from one task). The routes queue their acks here instead;
 //! one task takes what is queued, lets the workers settle what they hold
 //! first (one pass through the scheduler), and hands it all to the client at
 //! once: one write for many acks.
