@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream::{AckKind, Message as JsMessage};
 use switchyard_abi::Message;
 
+use super::super::Outputs;
 use super::{Consumer, Feed, settle, take_received};
 
 /// Entries kept at most; the oldest knowledge is dropped wholesale beyond it.
@@ -21,20 +22,20 @@ const MAX_TRACKED: usize = 100_000;
 
 /// Stop pulling until the breaker lets probes through: nak what this host
 /// holds with the breaker's delay.
-pub(super) async fn pause(c: &Consumer, feed: &tokio::sync::Mutex<Feed>, wait: Duration) {
+pub(super) async fn pause(c: &Consumer, out: &Outputs, feed: &tokio::sync::Mutex<Feed>, wait: Duration) {
     let mut feed = feed.lock().await;
     if feed.messages.is_some() || !feed.buffered.is_empty() {
         tracing::info!(route = %c.route.name, ?wait, "breaker open: pausing the consumer");
-        nak_received(c, &mut feed, wait).await;
+        nak_received(c, out, &mut feed, wait).await;
     }
 }
 
 /// Nak (with `delay`) every message received and not started, and drop the
 /// pull stream (it is re-opened with the batch size the breaker's phase allows).
-pub(super) async fn nak_received(c: &Consumer, feed: &mut Feed, delay: Duration) {
+pub(super) async fn nak_received(c: &Consumer, out: &Outputs, feed: &mut Feed, delay: Duration) {
     for msg in take_received(c, feed) {
         spent(c, &msg);
-        settle::ack(c, &msg, AckKind::Nak(Some(delay))).await;
+        settle::ack(c, out, &msg, AckKind::Nak(Some(delay))).await;
     }
 }
 

@@ -102,8 +102,6 @@ pub(super) struct Consumer {
     owed: OwedDeadLetters,
     /// Deliveries an open breaker spent, per stream sequence.
     breaker_naks: BreakerNaks,
-    /// Where its acks go (`out.acks`), for the ack paths without `out` at hand.
-    acks: broker::Acks,
 }
 
 pub(super) async fn start(
@@ -120,7 +118,6 @@ pub(super) async fn start(
         held: Held::new(ack_wait),
         owed: OwedDeadLetters::default(),
         breaker_naks: BreakerNaks::default(),
-        acks: out.acks.clone(),
     });
     // Bind once now so a bad stream or consumer config fails startup loudly; a
     // cluster that is not ready yet is waited for.
@@ -211,7 +208,7 @@ async fn next(c: &Consumer, out: &Outputs, cancel: &CancellationToken, feed: &Mu
             return None;
         }
         if let Some(wait) = c.route.breaker.as_ref().and_then(|b| b.blocked_for()) {
-            breaker::pause(c, feed, wait).await;
+            breaker::pause(c, out, feed, wait).await;
             tokio::select! {
                 () = cancel.cancelled() => return None,
                 () = tokio::time::sleep(wait) => continue,
@@ -234,7 +231,7 @@ async fn next(c: &Consumer, out: &Outputs, cancel: &CancellationToken, feed: &Mu
         let probing = c.route.breaker.as_ref().is_some_and(|b| b.is_probing());
         if feed.messages.is_some() && feed.probing != probing {
             // The breaker changed phase: re-open with the batch size that fits.
-            breaker::nak_received(c, &mut feed, Duration::from_millis(1)).await;
+            breaker::nak_received(c, out, &mut feed, Duration::from_millis(1)).await;
         }
         if let Some(msg) = feed.buffered.pop_front() {
             return Some(msg);
@@ -289,13 +286,13 @@ async fn next(c: &Consumer, out: &Outputs, cancel: &CancellationToken, feed: &Mu
 
 /// Shutting down: give back at once what was received and not started, so
 /// another host handles it now rather than after `ack_wait`.
-async fn return_buffered(c: &Consumer, feed: &mut Feed) {
+async fn return_buffered(c: &Consumer, out: &Outputs, feed: &mut Feed) {
     let returned = take_received(c, feed);
     if !returned.is_empty() {
         tracing::info!(route = %c.route.name, count = returned.len(), "shutting down: returning messages not started");
     }
     for msg in returned {
-        settle::ack(c, &msg, AckKind::Nak(None)).await;
+        settle::ack(c, out, &msg, AckKind::Nak(None)).await;
     }
 }
 
@@ -350,7 +347,7 @@ async fn keep_held_alive(c: &Consumer, out: &Outputs, cancel: &CancellationToken
         tokio::select! {
             () = cancel.cancelled() => {
                 // Workers waiting on the pull stream let go of the lock on cancel.
-                return return_buffered(c, &mut *feed.lock().await).await;
+                return return_buffered(c, out, &mut *feed.lock().await).await;
             }
             () = tokio::time::sleep(period) => {}
         }

@@ -58,7 +58,7 @@ impl Settle for JetStream<'_> {
     /// Nak with the breaker's delay; the delivery is not counted as an attempt.
     async fn breaker_open(&mut self, _msg: &Message, wait: Duration) {
         breaker::spent(self.c, self.js_msg);
-        ack(self.c, self.js_msg, AckKind::Nak(Some(wait))).await;
+        ack(self.c, self.out, self.js_msg, AckKind::Nak(Some(wait))).await;
     }
 
     fn call<F: Future>(&mut self, call: F) -> impl Future<Output = F::Output> {
@@ -72,7 +72,7 @@ impl Settle for JetStream<'_> {
         }
         match publish_confirmed(self.out, publishes).await {
             Ok(()) => {
-                ack(c, self.js_msg, AckKind::Ack).await;
+                ack(c, self.out, self.js_msg, AckKind::Ack).await;
                 forget(c, msg);
                 Ok(Outcome::Ack)
             }
@@ -96,7 +96,7 @@ impl Settle for JetStream<'_> {
         }
         let delay = delay.unwrap_or_else(|| c.route.backoff.delay_after(failed_attempts));
         message_event!(debug, c.route, msg, self.trace, ?delay, "nak: {reason}");
-        ack(c, self.js_msg, AckKind::Nak(Some(delay))).await;
+        ack(c, self.out, self.js_msg, AckKind::Nak(Some(delay))).await;
         Failed::Later
     }
 
@@ -108,7 +108,7 @@ impl Settle for JetStream<'_> {
         match stored {
             Ok(()) => {
                 message_event!(info, c.route, msg, self.trace, plugin = %plugin.spec.name, version = %plugin.hash, "dead-lettered: {reason}");
-                ack(c, self.js_msg, AckKind::Term).await;
+                ack(c, self.out, self.js_msg, AckKind::Term).await;
                 forget(c, msg);
             }
             Err(err) => {
@@ -120,7 +120,7 @@ impl Settle for JetStream<'_> {
                 if let Some(delivery) = &msg.delivery {
                     c.owed.owe(delivery.stream_sequence, plugin.clone(), reason);
                 }
-                ack(c, self.js_msg, AckKind::Nak(Some(delay))).await;
+                ack(c, self.out, self.js_msg, AckKind::Nak(Some(delay))).await;
             }
         }
     }
@@ -179,13 +179,15 @@ async fn publish_confirmed(out: &Outputs, publishes: Vec<Publish>) -> Result<(),
     Ok(())
 }
 
-/// Settle `js_msg` with `kind`: queued to go out with other acks, or, with `double_ack`,
-/// sent and confirmed by the server.
-pub(super) async fn ack(c: &Consumer, js_msg: &JsMessage, kind: AckKind) {
-    let result = match &js_msg.reply {
-        _ if c.spec.double_ack => js_msg.double_ack_with(kind).await.map_err(|err| err.to_string()),
-        Some(reply) => c.acks.send(reply.clone(), kind).await,
-        None => Err("not a JetStream message: it has no reply subject".to_owned()),
+/// Settle `js_msg` with `kind`: queued to go out with other acks
+/// (`broker::Acks`), or, with `double_ack`, sent and confirmed by the server.
+pub(super) async fn ack(c: &Consumer, out: &Outputs, js_msg: &JsMessage, kind: AckKind) {
+    let result = if c.spec.double_ack {
+        js_msg.double_ack_with(kind).await.map_err(|err| err.to_string())
+    } else if let Some(reply) = &js_msg.reply {
+        out.acks.send(reply.clone(), kind).await
+    } else {
+        Err("not a JetStream message: it has no reply subject".to_owned())
     };
     if let Err(err) = result {
         tracing::warn!(route = %c.route.name, "ack failed (the server will redeliver): {err}");
