@@ -4,6 +4,7 @@
 //! writes it as JSON. Not a test: it never fails on speed, only on a broken setup.
 
 mod allocs;
+mod floor;
 mod process;
 mod report;
 mod scenarios;

@@ -22,7 +22,7 @@ const SCENARIO: &str = "allocations";
 pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let n = bench.count(CORE);
     let core_host = per_message(n, |k| allocs::during(core::host(bench, k))).await?;
-    let core_raw = per_message(n, |k| allocs::during(core::raw(bench, k))).await?;
+    let core_raw = per_message(n, |k| allocs::during(core::raw(bench, k, None))).await?;
 
     let m = bench.count(JETSTREAM);
     let (body, config) = js_scenario::body(bench)?;
@@ -39,7 +39,7 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
         let (js, config) = (&js, &config);
         async move {
             js_scenario::stage_payload(js, config, js_scenario::SUBJECT, k, setup::payload()).await?;
-            Ok::<_, anyhow::Error>(allocs::during(js_scenario::raw(js, &config.routes[0], k)).await)
+            Ok::<_, anyhow::Error>(allocs::during(js_scenario::raw(js, &config.routes[0], k, None)).await)
         }
     };
     let js_raw = per_message_staged(m, staged_raw).await?;

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use switchyard::plugin::Pool;
 
+use crate::floor;
 use crate::report::{Figure, Target};
 use crate::setup::{self, Bench};
 use crate::stats::median;
@@ -17,6 +19,8 @@ use switchyard::telemetry::Outcome;
 
 pub(crate) const FULL: usize = 1_000_000;
 const SCENARIO: &str = "core 1M x 128B";
+/// A core route's largest batch (`route/pipeline.rs`).
+const MAX_TOGETHER: usize = 32;
 
 /// One side's run: throughput, messages lost, and the machine's busy CPU per
 /// message (bench, host and nats-server together), which says whether the run
@@ -35,21 +39,15 @@ impl Run {
 
 pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let n = bench.count(FULL);
-    let (mut host_runs, mut raw_runs) = (Vec::new(), Vec::new());
+    let (mut host_runs, mut raw_runs, mut call_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let pool = floor::noop_pool(bench, "pooled", 4).await?;
     for i in 0..bench.runs {
         // Alternate so drift on the machine touches both sides alike.
-        raw_runs.push(if bench.raw_side() { raw(bench, n).await? } else { Run::SKIPPED });
+        raw_runs.push(if bench.raw_side() { raw(bench, n, None).await? } else { Run::SKIPPED });
+        call_runs.push(if bench.raw_side() { raw(bench, n, Some(pool.clone())).await? } else { Run::SKIPPED });
         host_runs.push(if bench.host_side() { host(bench, n).await? } else { Run::SKIPPED });
-        eprintln!(
-            "  core run {}: host {:.0} msg/s ({:.2} µs CPU/msg, {:.2} in process), raw {:.0} msg/s ({:.2} µs CPU/msg, {:.2} in process)",
-            i + 1,
-            host_runs[i].rate,
-            host_runs[i].cpu_us,
-            host_runs[i].process_us,
-            raw_runs[i].rate,
-            raw_runs[i].cpu_us,
-            raw_runs[i].process_us
-        );
+        let line = |run: &Run| format!("{:.0} msg/s ({:.2} µs CPU/msg, {:.2} in process)", run.rate, run.cpu_us, run.process_us);
+        eprintln!("  core run {}: host {}, raw {}, raw + call {}", i + 1, line(&host_runs[i]), line(&raw_runs[i]), line(&call_runs[i]));
     }
     let rates = |runs: &[Run]| median(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
     let dropped = |runs: &[Run]| runs.iter().map(|r| r.dropped).sum::<u64>() as f64;
@@ -59,10 +57,23 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
         // Publisher and host against publisher and subscriber, in this one process.
         Figure::new(SCENARIO, "process CPU per message", "µs", process(&host_runs), process(&raw_runs), Target::OverRawAtMost(0.5)),
         Figure::new(SCENARIO, "dropped, all runs", "msgs", dropped(&host_runs), dropped(&raw_runs), Target::BothZero),
+        // The same two beside a raw subscriber that also calls the plugin (`floor.rs`).
+        Figure::new(SCENARIO, "throughput vs raw + plugin call", "msg/s", rates(&host_runs), rates(&call_runs), Target::Report),
+        Figure::new(
+            SCENARIO,
+            "process CPU per message vs raw + plugin call",
+            "µs",
+            process(&host_runs),
+            process(&call_runs),
+            Target::Report,
+        ),
     ])
 }
 
-pub(crate) async fn raw(bench: &Bench, n: usize) -> anyhow::Result<Run> {
+/// A raw subscriber that counts the messages; with `pool`, it first calls the
+/// plugin on them, as a core route does: what the subscription holds (up to
+/// the route's batch), in one call.
+pub(crate) async fn raw(bench: &Bench, n: usize, pool: Option<Arc<Pool>>) -> anyhow::Result<Run> {
     let slow = Arc::new(AtomicU64::new(0));
     let client = bench.client(slow.clone()).await?;
     let mut subscriber = client.subscribe("bench.core.raw").await?;
@@ -70,8 +81,22 @@ pub(crate) async fn raw(bench: &Bench, n: usize) -> anyhow::Result<Run> {
     let count = Arc::new(AtomicU64::new(0));
     let counted = count.clone();
     let task = tokio::spawn(async move {
-        while subscriber.next().await.is_some() {
-            counted.fetch_add(1, Ordering::Relaxed);
+        let mut held = Vec::with_capacity(MAX_TOGETHER);
+        while let Some(msg) = subscriber.next().await {
+            let Some(pool) = &pool else {
+                counted.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            held.push(switchyard::from_core(&msg));
+            while held.len() < MAX_TOGETHER
+                && let Some(Some(msg)) = subscriber.next().now_or_never()
+            {
+                held.push(switchyard::from_core(&msg));
+            }
+            if floor::call_together(pool, &held).await.is_ok() {
+                counted.fetch_add(held.len() as u64, Ordering::Relaxed);
+            }
+            held.clear();
         }
     });
     let run = publish_and_wait(bench, "bench.core.raw", n, || count.load(Ordering::Relaxed)).await?;

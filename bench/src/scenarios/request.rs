@@ -2,11 +2,14 @@
 //! then 64 requesters at once (throughput), answered by the no-op plugin (which
 //! replies with the payload) against a raw async-nats responder doing the same.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt;
+use switchyard::plugin::Pool;
 
+use crate::floor;
 use crate::report::{Figure, Target};
 use crate::setup::{self, Bench};
 use crate::stats::{median, percentile_us};
@@ -34,19 +37,25 @@ impl Runs {
 }
 
 pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
-    let (mut host, mut raw) = (Runs::default(), Runs::default());
+    let (mut host, mut raw, mut with_call) = (Runs::default(), Runs::default(), Runs::default());
+    let pool = floor::noop_pool(bench, "pooled", 4).await?;
     let config = format!(
         "[plugins.noop]\npath = \"{}\"\n\n[[routes]]\nname = \"reply\"\nplugin = \"noop\"\nsubjects = [\"bench.rr.host\"]\n",
         bench.plugin("noop")?.display()
     );
     for i in 0..bench.runs {
         if bench.raw_side() {
-            let responder = raw_responder(bench).await?;
+            let responder = raw_responder(bench, None).await?;
             let result = measure(bench, "bench.rr.raw", &mut raw).await;
+            responder.abort();
+            result?;
+            let responder = raw_responder(bench, Some(pool.clone())).await?;
+            let result = measure(bench, "bench.rr.raw", &mut with_call).await;
             responder.abort();
             result?;
         } else {
             raw.skip();
+            with_call.skip();
         }
         if bench.host_side() {
             let served = bench.host("request", &config).await?;
@@ -57,40 +66,58 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
             host.skip();
         }
         eprintln!(
-            "  request run {}: p50 host {:.0} µs raw {:.0} µs; p99 host {:.0} µs raw {:.0} µs; 64 at once host {:.0}/s raw {:.0}/s",
+            "  request run {}: p50 host {:.0} µs raw {:.0} µs (+ call {:.0}); p99 host {:.0} µs raw {:.0} µs (+ call {:.0}); \
+             64 at once host {:.0}/s raw {:.0}/s (+ call {:.0}/s)",
             i + 1,
             host.p50[i],
             raw.p50[i],
+            with_call.p50[i],
             host.p99[i],
             raw.p99[i],
+            with_call.p99[i],
             host.throughput[i],
-            raw.throughput[i]
+            raw.throughput[i],
+            with_call.throughput[i]
         );
     }
-    Ok(vec![
-        Figure::new(SCENARIO, "latency p50, sequential", "µs", median(&host.p50), median(&raw.p50), Target::RatioAtMost(1.10)),
-        Figure::new(SCENARIO, "latency p99, sequential", "µs", median(&host.p99), median(&raw.p99), Target::RatioAtMost(1.10)),
-        // ≤ 1.10 × raw time per request is ≥ 1/1.10 of raw throughput.
-        Figure::new(
-            SCENARIO,
-            "throughput, 64 requesters",
-            "req/s",
-            median(&host.throughput),
-            median(&raw.throughput),
-            Target::RatioAtLeast(1.0 / 1.10),
-        ),
-    ])
+    let figures = |baseline: &Runs, versus: &str, [p50, p99, throughput]: [Target; 3]| {
+        [
+            Figure::new(SCENARIO, format!("latency p50, sequential{versus}"), "µs", median(&host.p50), median(&baseline.p50), p50),
+            Figure::new(SCENARIO, format!("latency p99, sequential{versus}"), "µs", median(&host.p99), median(&baseline.p99), p99),
+            Figure::new(
+                SCENARIO,
+                format!("throughput, 64 requesters{versus}"),
+                "req/s",
+                median(&host.throughput),
+                median(&baseline.throughput),
+                throughput,
+            ),
+        ]
+    };
+    // ≤ 1.10 × raw time per request is ≥ 1/1.10 of raw throughput.
+    let mut all = figures(&raw, "", [Target::RatioAtMost(1.10), Target::RatioAtMost(1.10), Target::RatioAtLeast(1.0 / 1.10)]).to_vec();
+    // The same beside a raw responder that also calls the plugin (`floor.rs`).
+    all.extend(figures(&with_call, " vs raw + plugin call", [Target::Report; 3]));
+    Ok(all)
 }
 
-/// The raw baseline: answer every request with its payload.
-async fn raw_responder(bench: &Bench) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// The raw baseline: answer every request with its payload; with `pool`, with
+/// what the plugin replied, one request at a time.
+async fn raw_responder(bench: &Bench, pool: Option<Arc<Pool>>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let client = bench.plain_client().await?;
     let mut requests = client.subscribe("bench.rr.raw").await?;
     client.flush().await?;
     Ok(tokio::spawn(async move {
         while let Some(msg) = requests.next().await {
+            let payload = match &pool {
+                Some(pool) => match floor::call(pool, &switchyard::from_core(&msg)).await {
+                    Ok(payload) => payload.into(),
+                    Err(_) => continue,
+                },
+                None => msg.payload,
+            };
             if let Some(reply) = msg.reply {
-                let _ = client.publish(reply, msg.payload).await;
+                let _ = client.publish(reply, payload).await;
             }
         }
     }))

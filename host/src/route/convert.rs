@@ -6,7 +6,7 @@ use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use switchyard_abi::{Delivery, Header, Message};
 
 /// A core NATS message as the plugin sees it.
-pub(super) fn from_core(msg: &async_nats::Message) -> Message {
+pub fn from_core(msg: &async_nats::Message) -> Message {
     Message {
         // `as_str`, not `to_string`: the latter goes through the formatter.
         subject: msg.subject.as_str().to_owned(),
@@ -20,7 +20,7 @@ pub(super) fn from_core(msg: &async_nats::Message) -> Message {
 
 /// A JetStream message as the plugin sees it. The NATS reply subject of a
 /// JetStream delivery is the ack subject, so it is not passed on.
-pub(super) fn from_jetstream(msg: &async_nats::jetstream::Message, max_deliver: i64) -> Message {
+pub fn from_jetstream(msg: &async_nats::jetstream::Message, max_deliver: i64) -> Message {
     let (attempt, delivery) = match msg.info() {
         Ok(info) => (
             u64::try_from(info.delivered).unwrap_or(1),

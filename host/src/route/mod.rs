@@ -31,6 +31,7 @@ mod timer;
 
 pub(crate) use timer::TICK_PREFIX;
 
+pub use convert::{from_core, from_jetstream};
 pub(crate) use convert::{header_map as convert_headers, headers_of};
 
 use std::sync::Arc;
