@@ -4,7 +4,7 @@
 //! beyond the sandboxed call itself; this baseline beside the plain raw one
 //! shows what the call costs on this machine, which no host can avoid.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use switchyard::plugin::{Plugin, PluginSpec, Pool, Runtime};
@@ -13,14 +13,22 @@ use switchyard_abi::{Message, Outcome};
 use crate::setup::Bench;
 
 /// The no-op plugin loaded as a route loads it, with `isolation`, in a pool of
-/// `concurrency` idle instances (a route's default is 4).
+/// `concurrency` idle instances (a route's default is 4). Every pool shares one
+/// wasm runtime (engines, epoch ticker), as a host's routes do.
 pub(crate) async fn noop_pool(bench: &Bench, isolation: &str, concurrency: usize) -> anyhow::Result<Arc<Pool>> {
-    let runtime = Runtime::new(Some(bench.cache_dir()))?;
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    let runtime = match RUNTIME.get() {
+        Some(runtime) => runtime,
+        None => {
+            let made = Runtime::new(Some(bench.cache_dir()))?;
+            RUNTIME.get_or_init(|| made)
+        }
+    };
     let body = format!("[plugins.noop]\npath = \"{}\"\nisolation = \"{isolation}\"\n", bench.plugin("noop")?.display());
     let path = bench.write_config(&format!("noop-{isolation}"), &body)?;
     let config = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
     let spec = PluginSpec::from_config("noop", config.plugins.get("noop").context("the noop plugin is configured")?)?;
-    let (plugin, first) = Plugin::load(&runtime, spec).await?;
+    let (plugin, first) = Plugin::load(runtime, spec).await?;
     Ok(Arc::new(Pool::new(plugin, first, concurrency)))
 }
 
