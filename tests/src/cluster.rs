@@ -13,6 +13,8 @@ use crate::nats::binary;
 
 const NODES: usize = 3;
 const START_ATTEMPTS: usize = 3;
+/// A healthy fresh cluster elects in a few seconds, even on a loaded machine.
+const ELECTION: Duration = Duration::from_secs(30);
 
 struct Node {
     name: String,
@@ -23,6 +25,7 @@ struct Node {
 }
 
 pub struct Cluster {
+    name: String,
     nodes: Vec<Node>,
     _dir: tempfile::TempDir,
 }
@@ -31,17 +34,15 @@ impl Cluster {
     /// Start three nodes and wait until JetStream has a meta leader.
     ///
     /// A port picked free may be taken before the node binds it (another
-    /// test's outgoing connection, say), and the node then exits at once:
-    /// the cluster is started again on fresh ports, a few times.
+    /// test's outgoing connection, say): the node then exits, at once or
+    /// (its route port taken) just after it opened its client port. The
+    /// cluster is started again on fresh ports, a few times.
     pub async fn start() -> Self {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let mut cluster = Self::on_fresh_ports();
-            match (0..NODES).try_for_each(|i| cluster.spawn(i)) {
-                Ok(()) => {
-                    cluster.ready().await;
-                    return cluster;
-                }
+            match cluster.attempt().await {
+                Ok(()) => return cluster,
                 Err(failure) => failures.push(failure),
             }
         }
@@ -50,6 +51,9 @@ impl Cluster {
 
     fn on_fresh_ports() -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the cluster");
+        // Its own cluster name: a node of another test's cluster that comes
+        // to listen on a port this one routes to is refused, not merged.
+        let name = format!("switchyard-test-{}", dir.path().file_name().expect("temp dir name").to_string_lossy());
         let nodes = (0..NODES)
             .map(|i| Node {
                 name: format!("n{}", i + 1),
@@ -59,7 +63,7 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        Self { nodes, _dir: dir }
+        Self { name, nodes, _dir: dir }
     }
 
     /// The URL of node `i`.
@@ -107,14 +111,36 @@ impl Cluster {
         }
     }
 
-    /// Wait (bounded) until JetStream answers through the cluster: a meta
-    /// leader is elected.
-    pub async fn ready(&self) {
+    /// Spawn every node and wait (bounded) until JetStream answers through
+    /// the cluster: a meta leader is elected. A fresh cluster elects only
+    /// once every node has joined, so a node that exits (its route port
+    /// taken) fails the attempt at once. The error quotes the nodes' logs.
+    async fn attempt(&mut self) -> Result<(), String> {
+        (0..NODES).try_for_each(|i| self.spawn(i))?;
         let js = jetstream::new(self.client().await);
-        crate::eventually(Duration::from_secs(30), "the cluster to elect a JetStream meta leader", || async {
-            js.query_account().await.ok().map(|_| ())
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + ELECTION;
+        loop {
+            if let Some(i) = (0..NODES).find(|&i| self.nodes[i].child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some())) {
+                return Err(format!("node {} exited; its log ends:\n  {}", self.nodes[i].name, self.log_tail(i)));
+            }
+            if tokio::time::timeout_at(deadline, js.query_account()).await.is_ok_and(|answer| answer.is_ok()) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let logs: Vec<String> =
+                    (0..NODES).map(|i| format!("node {}'s log ends:\n  {}", self.nodes[i].name, self.log_tail(i))).collect();
+                return Err(format!("no JetStream meta leader within {ELECTION:?}; {}", logs.join("\n")));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The last lines of node `i`'s log.
+    fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.nodes[i].store.with_extension("log")).unwrap_or_default();
+        let mut tail: Vec<&str> = text.lines().rev().take(8).collect();
+        tail.reverse();
+        tail.join("\n  ")
     }
 
     /// The index of the node leading `stream`'s replicas.
@@ -133,25 +159,27 @@ impl Cluster {
     fn spawn(&mut self, i: usize) -> Result<(), String> {
         let routes: Vec<String> = self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.cluster_port)).collect();
         let node = &mut self.nodes[i];
-        let log = node.store.with_extension("log");
-        let child = command(node, &routes.join(","), &log)
+        let child = command(node, &self.name, &routes.join(","))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make tools`)", binary().display()));
         let child = node.child.insert(child);
+        let port = node.client_port;
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", node.client_port)).is_err() {
-            let exited = child.try_wait().ok().flatten();
-            if exited.is_some() || std::time::Instant::now() >= deadline {
-                let how = exited.map_or_else(|| "did not listen within 15 s".to_owned(), |status| format!("exited ({status})"));
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(5).collect();
-                let failure = format!("node {} on port {} {how}; its log ends:\n  {}", node.name, node.client_port, tail.join("\n  "));
-                self.kill(i);
-                return Err(failure);
+        let how = loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = child.try_wait().ok().flatten() {
+                break format!("exited ({status})");
+            }
+            if std::time::Instant::now() >= deadline {
+                break "did not listen within 15 s".to_owned();
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        };
+        let failure = format!("node {} on port {port} {how}; its log ends:\n  {}", self.nodes[i].name, self.log_tail(i));
+        self.kill(i);
+        Err(failure)
     }
 }
 
@@ -164,17 +192,17 @@ impl Drop for Cluster {
     }
 }
 
-fn command(node: &Node, routes: &str, log: &Path) -> Command {
+fn command(node: &Node, cluster_name: &str, routes: &str) -> Command {
     let mut command = Command::new(binary());
     command
         .args(["--addr", "127.0.0.1", "--port", &node.client_port.to_string()])
-        .args(["--server_name", &node.name, "--cluster_name", "switchyard-test"])
+        .args(["--server_name", &node.name, "--cluster_name", cluster_name])
         .args(["--cluster", &format!("nats://127.0.0.1:{}", node.cluster_port), "--routes", routes])
         .args(["--jetstream", "--store_dir"])
         .arg(store_dir(&node.store))
         .stdin(Stdio::null())
         .arg("--log")
-        .arg(log)
+        .arg(node.store.with_extension("log"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
@@ -188,4 +216,22 @@ fn store_dir(path: &Path) -> &Path {
 /// A port nothing listens on now (the OS picks it; it is released at once).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node whose route port is taken exits after opening its client
+    /// port; the attempt fails at once, naming why, instead of waiting for
+    /// an election that cannot happen (seen in CI).
+    #[tokio::test]
+    async fn a_node_that_cannot_listen_for_routes_fails_the_attempt_at_once() {
+        let mut cluster = Cluster::on_fresh_ports();
+        let _taken = TcpListener::bind(("127.0.0.1", cluster.nodes[2].cluster_port)).expect("take n3's route port");
+        let failure = crate::within(Duration::from_secs(20), "the attempt to fail", cluster.attempt())
+            .await
+            .expect_err("n3 cannot listen for routes");
+        assert!(failure.contains("node n3") && failure.contains("exited") && failure.contains("router port"), "{failure}");
+    }
 }
