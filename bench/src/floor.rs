@@ -7,15 +7,25 @@
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
-use switchyard::plugin::{Plugin, PluginSpec, Pool, Runtime};
-use switchyard_abi::{Message, Outcome};
+use switchyard::config::Config;
+use switchyard::plugin::{Handled, Plugin, PluginSpec, Pool, Runtime};
+use switchyard_abi::{Message, Outcome, Publish};
 
 use crate::setup::Bench;
 
 /// The no-op plugin loaded as a route loads it, with `isolation`, in a pool of
-/// `concurrency` idle instances (a route's default is 4). Every pool shares one
-/// wasm runtime (engines, epoch ticker), as a host's routes do.
+/// `concurrency` idle instances (a route's default is 4).
 pub(crate) async fn noop_pool(bench: &Bench, isolation: &str, concurrency: usize) -> anyhow::Result<Arc<Pool>> {
+    let body = format!("[plugins.noop]\npath = \"{}\"\nisolation = \"{isolation}\"\n", bench.plugin("noop")?.display());
+    let path = bench.write_config(&format!("noop-{isolation}"), &body)?;
+    let config = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
+    pool_of(bench, &config, "noop", concurrency).await
+}
+
+/// Plugin `name` of `config`, loaded as a route loads it, in a pool of
+/// `concurrency`. Every pool shares one wasm runtime (engines, epoch ticker),
+/// as a host's routes do.
+pub(crate) async fn pool_of(bench: &Bench, config: &Config, name: &str, concurrency: usize) -> anyhow::Result<Arc<Pool>> {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     let runtime = match RUNTIME.get() {
         Some(runtime) => runtime,
@@ -24,10 +34,7 @@ pub(crate) async fn noop_pool(bench: &Bench, isolation: &str, concurrency: usize
             RUNTIME.get_or_init(|| made)
         }
     };
-    let body = format!("[plugins.noop]\npath = \"{}\"\nisolation = \"{isolation}\"\n", bench.plugin("noop")?.display());
-    let path = bench.write_config(&format!("noop-{isolation}"), &body)?;
-    let config = switchyard::config::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?.config;
-    let spec = PluginSpec::from_config("noop", config.plugins.get("noop").context("the noop plugin is configured")?)?;
+    let spec = PluginSpec::from_config(name, config.plugins.get(name).with_context(|| format!("plugin `{name}` is configured"))?)?;
     let (plugin, first) = Plugin::load(runtime, spec).await?;
     Ok(Arc::new(Pool::new(plugin, first, concurrency)))
 }
@@ -38,6 +45,14 @@ pub(crate) async fn call(pool: &Pool, msg: &Message) -> anyhow::Result<Vec<u8>> 
         Ok(Outcome::Reply { payload, .. }) => Ok(payload),
         Ok(Outcome::Ack) => Ok(Vec::new()),
         other => anyhow::bail!("the noop plugin neither acked nor replied: {other:?}"),
+    }
+}
+
+/// Call the plugin on `msg`, which must ack: what it asked to publish.
+pub(crate) async fn publishes(pool: &Pool, msg: &Message) -> anyhow::Result<Vec<Publish>> {
+    match pool.call(msg).await.result {
+        Ok(Handled { outcome: Outcome::Ack, publishes }) => Ok(publishes),
+        other => anyhow::bail!("the plugin did not ack: {other:?}"),
     }
 }
 

@@ -4,7 +4,9 @@
 //! publish the payload once (about the least a plugin that forwards can do);
 //! the raw side is a pull consumer with the route's settings handling
 //! `concurrency` (4) messages at a time, each a confirmed publish with the
-//! same `Nats-Msg-Id` the host gives it, then the ack.
+//! same `Nats-Msg-Id` the host gives it, then the ack. The "raw + plugin call"
+//! side (`floor.rs`) is that consumer calling the same plugin first and
+//! publishing what it asked to.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,10 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_nats::jetstream;
 use futures::StreamExt;
 use switchyard::config::Config;
+use switchyard::plugin::Pool;
 
-use super::jetstream::{rate, raw_messages, staged_runs};
+use super::jetstream::{rate, raw_messages, stage_payload, staged_runs};
+use crate::floor;
 use crate::report::{Figure, Target};
 use crate::setup::{self, Bench};
+use crate::stats::median;
 
 const FULL: usize = 100_000;
 const SCENARIO: &str = "jetstream forward 100k x 128B";
@@ -27,9 +32,24 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let n = bench.count(FULL);
     let (body, config) = body(bench)?;
     let js = jetstream::new(bench.plain_client().await?);
-    let (host, raw_rate) = staged_runs(bench, "forward", &body, &config, SUBJECT, n, setup::payload(), || raw(&js, &config, n)).await?;
+    let route = &config.routes[0];
+    let pool = floor::pool_of(bench, &config, "forward", route.concurrency).await?;
+    let floor_rates = std::cell::RefCell::new(Vec::new());
+    // As in the JetStream scenario: the raw side with the call runs on its own staging.
+    let raw_run = || async {
+        let plain = raw(&js, &config, n, None).await?;
+        stage_payload(&js, &config, SUBJECT, n, setup::payload()).await?;
+        let with_call = raw(&js, &config, n, Some(pool.clone())).await?;
+        eprintln!("  forward raw + plugin call: {:.0} msg/s ({:.2} µs CPU/msg)", with_call.0, with_call.1);
+        floor_rates.borrow_mut().push(with_call.0);
+        Ok(plain)
+    };
+    let (host, raw_rate) = staged_runs(bench, "forward", &body, &config, SUBJECT, n, setup::payload(), raw_run).await?;
     let figure = "throughput, confirmed publish + ack each";
-    Ok(vec![Figure::new(SCENARIO, figure, "msg/s", host, raw_rate, Target::RatioAtLeast(0.90))])
+    Ok(vec![
+        Figure::new(SCENARIO, figure, "msg/s", host, raw_rate, Target::RatioAtLeast(0.90)),
+        Figure::new(SCENARIO, format!("{figure} vs raw + plugin call"), "msg/s", host, median(&floor_rates.into_inner()), Target::Report),
+    ])
 }
 
 fn body(bench: &Bench) -> anyhow::Result<(String, Config)> {
@@ -43,24 +63,39 @@ fn body(bench: &Bench) -> anyhow::Result<(String, Config)> {
     bench.loaded_config("forward", body)
 }
 
-async fn raw(js: &jetstream::Context, config: &Config, n: usize) -> anyhow::Result<(f64, f64)> {
+/// The raw consumer; with `pool`, each message is first given to the plugin and
+/// what it asked to publish is published instead of the message itself.
+async fn raw(js: &jetstream::Context, config: &Config, n: usize, pool: Option<Arc<Pool>>) -> anyhow::Result<(f64, f64)> {
     let route = &config.routes[0];
     let messages = raw_messages(js, IN, route).await?;
     let count = Arc::new(AtomicU64::new(0));
     let (counted, js) = (count.clone(), js.clone());
-    let concurrency = route.concurrency;
+    let (concurrency, max_deliver) = (route.concurrency, route.max_deliver);
     let task = tokio::spawn(messages.for_each_concurrent(concurrency, move |msg| {
-        let (counted, js) = (counted.clone(), js.clone());
+        let (counted, js, pool) = (counted.clone(), js.clone(), pool.clone());
         async move {
             let Ok(msg) = msg else { return };
             let Ok(info) = msg.info() else { return };
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", format!("{IN}:{}:0", info.stream_sequence).as_str());
-            let confirmed = match js.publish_with_headers(OUT, headers, msg.payload.clone()).await {
-                Ok(ack) => ack.await.is_ok(),
-                Err(_) => false,
+            let id = format!("{IN}:{}:0", info.stream_sequence);
+            let publishes = match &pool {
+                Some(pool) => match floor::publishes(pool, &switchyard::from_jetstream(&msg, max_deliver)).await {
+                    Ok(publishes) => publishes.into_iter().map(|p| (p.subject, p.payload.into())).collect(),
+                    Err(_) => return,
+                },
+                None => vec![(OUT.to_owned(), msg.payload.clone())],
             };
-            if confirmed && msg.ack().await.is_ok() {
+            for (subject, payload) in publishes {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", id.as_str());
+                let confirmed = match js.publish_with_headers(subject, headers, payload).await {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                };
+                if !confirmed {
+                    return;
+                }
+            }
+            if msg.ack().await.is_ok() {
                 counted.fetch_add(1, Ordering::Relaxed);
             }
         }
