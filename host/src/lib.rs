@@ -15,8 +15,8 @@ pub mod plugin;
 mod policy;
 mod reload;
 mod route;
-/// How a route turns a NATS message into the plugin's (the bench's baselines
-/// that call a plugin convert as the host does).
-pub use route::{from_core, from_jetstream};
+/// How a route turns a NATS message into the plugin's, and how many it calls
+/// together (the bench's baselines that call a plugin do as the host does).
+pub use route::{MAX_TOGETHER, from_core, from_jetstream};
 pub mod telemetry;
 mod workers;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use futures::{FutureExt, StreamExt};
+use switchyard::MAX_TOGETHER;
 use switchyard::plugin::Pool;
 
 use crate::floor;
@@ -19,8 +20,6 @@ use switchyard::telemetry::Outcome;
 
 pub(crate) const FULL: usize = 1_000_000;
 const SCENARIO: &str = "core 1M x 128B";
-/// A core route's largest batch (`route/pipeline.rs`).
-const MAX_TOGETHER: usize = 32;
 
 /// One side's run: throughput, messages lost, and the machine's busy CPU per
 /// message (bench, host and nats-server together), which says whether the run

@@ -16,11 +16,10 @@ use futures::StreamExt;
 use switchyard::config::Config;
 use switchyard::plugin::Pool;
 
-use super::jetstream::{rate, raw_messages, stage_payload, staged_runs};
+use super::jetstream::{rate, raw_messages, staged_runs};
 use crate::floor;
 use crate::report::{Figure, Target};
 use crate::setup::{self, Bench};
-use crate::stats::median;
 
 const FULL: usize = 100_000;
 const SCENARIO: &str = "jetstream forward 100k x 128B";
@@ -34,21 +33,12 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let js = jetstream::new(bench.plain_client().await?);
     let route = &config.routes[0];
     let pool = floor::pool_of(bench, &config, "forward", route.concurrency).await?;
-    let floor_rates = std::cell::RefCell::new(Vec::new());
-    // As in the JetStream scenario: the raw side with the call runs on its own staging.
-    let raw_run = || async {
-        let plain = raw(&js, &config, n, None).await?;
-        stage_payload(&js, &config, SUBJECT, n, setup::payload()).await?;
-        let with_call = raw(&js, &config, n, Some(pool.clone())).await?;
-        eprintln!("  forward raw + plugin call: {:.0} msg/s ({:.2} µs CPU/msg)", with_call.0, with_call.1);
-        floor_rates.borrow_mut().push(with_call.0);
-        Ok(plain)
-    };
-    let (host, raw_rate) = staged_runs(bench, "forward", &body, &config, SUBJECT, n, setup::payload(), raw_run).await?;
+    let raw_run = |pool| raw(&js, &config, n, pool);
+    let rates = staged_runs(bench, "forward", &body, &config, SUBJECT, n, setup::payload(), Some(pool), raw_run).await?;
     let figure = "throughput, confirmed publish + ack each";
     Ok(vec![
-        Figure::new(SCENARIO, figure, "msg/s", host, raw_rate, Target::RatioAtLeast(0.90)),
-        Figure::new(SCENARIO, format!("{figure} vs raw + plugin call"), "msg/s", host, median(&floor_rates.into_inner()), Target::Report),
+        Figure::new(SCENARIO, figure, "msg/s", rates.host, rates.raw, Target::RatioAtLeast(0.90)),
+        Figure::new(SCENARIO, format!("{figure} vs raw + plugin call"), "msg/s", rates.host, rates.floor, Target::Report),
     ])
 }
 

@@ -34,28 +34,12 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
     let (body, config) = body(bench)?;
     let js = jetstream::new(bench.plain_client().await?);
     let pool = floor::noop_pool(bench, "pooled", 4).await?;
-    let (floor_rates, route) = (std::cell::RefCell::new(Vec::new()), &config.routes[0]);
-    // Each run stages anew for the raw side and the host: the raw consumer that
-    // also calls the plugin (`floor.rs`) runs on its own staging, after the raw one.
-    let raw_run = || async {
-        let plain = raw(&js, route, n, None).await?;
-        stage(&js, &config, SUBJECT, n).await?;
-        let with_call = raw(&js, route, n, Some(pool.clone())).await?;
-        eprintln!("  jetstream raw + plugin call: {:.0} msg/s ({:.2} µs CPU/msg)", with_call.0, with_call.1);
-        floor_rates.borrow_mut().push(with_call.0);
-        Ok(plain)
-    };
-    let (host, raw_rate) = staged_runs(bench, "jetstream", &body, &config, SUBJECT, n, setup::payload(), raw_run).await?;
+    let route = &config.routes[0];
+    let raw_run = |pool| raw(&js, route, n, pool);
+    let rates = staged_runs(bench, "jetstream", &body, &config, SUBJECT, n, setup::payload(), Some(pool), raw_run).await?;
     Ok(vec![
-        Figure::new(SCENARIO, "throughput, ack each", "msg/s", host, raw_rate, Target::RatioAtLeast(0.90)),
-        Figure::new(
-            SCENARIO,
-            "throughput, ack each vs raw + plugin call",
-            "msg/s",
-            host,
-            median(&floor_rates.into_inner()),
-            Target::Report,
-        ),
+        Figure::new(SCENARIO, "throughput, ack each", "msg/s", rates.host, rates.raw, Target::RatioAtLeast(0.90)),
+        Figure::new(SCENARIO, "throughput, ack each vs raw + plugin call", "msg/s", rates.host, rates.floor, Target::Report),
     ])
 }
 
@@ -76,9 +60,18 @@ pub(crate) async fn stage(js: &jetstream::Context, config: &Config, subject: &st
     stage_payload(js, config, subject, n, setup::payload()).await
 }
 
-/// The host's route `route` on `body` against a raw consumer (`raw`), each on
-/// `n` messages of `payload` staged on `subject` anew, `bench.runs` times: the
-/// median rates, host and raw. `label` names the scenario in the per-run lines.
+/// Median rates of [`staged_runs`], in messages per second.
+pub(crate) struct Rates {
+    pub(crate) host: f64,
+    pub(crate) raw: f64,
+    /// The raw side calling the plugin (`floor.rs`); NaN when not measured.
+    pub(crate) floor: f64,
+}
+
+/// The host's route on `body` against a raw consumer (`raw(None)`), and with
+/// `floor` against the same consumer calling that pool's plugin
+/// (`raw(Some(pool))`), each on `n` messages of `payload` staged on `subject`
+/// anew, `bench.runs` times. `label` names the scenario in the per-run lines.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn staged_runs<F, Fut>(
     bench: &Bench,
@@ -88,19 +81,26 @@ pub(crate) async fn staged_runs<F, Fut>(
     subject: &str,
     n: usize,
     payload: bytes::Bytes,
+    floor: Option<Arc<Pool>>,
     raw: F,
-) -> anyhow::Result<(f64, f64)>
+) -> anyhow::Result<Rates>
 where
-    F: Fn() -> Fut,
+    F: Fn(Option<Arc<Pool>>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(f64, f64)>>,
 {
     let js = jetstream::new(bench.plain_client().await?);
-    let (mut host_rates, mut raw_rates) = (Vec::new(), Vec::new());
+    let (mut host_rates, mut raw_rates, mut floor_rates) = (Vec::new(), Vec::new(), Vec::new());
+    let line = |(rate, cpu): (f64, f64)| format!("{rate:.0} msg/s ({cpu:.2} µs CPU/msg)");
     for i in 0..bench.runs {
-        let (mut raw_run, mut host_run) = ((f64::NAN, f64::NAN), (f64::NAN, f64::NAN));
+        let skipped = (f64::NAN, f64::NAN);
+        let (mut raw_run, mut floor_run, mut host_run) = (skipped, skipped, skipped);
         if bench.raw_side() {
             stage_payload(&js, config, subject, n, payload.clone()).await?;
-            raw_run = raw().await?;
+            raw_run = raw(None).await?;
+            if let Some(pool) = &floor {
+                stage_payload(&js, config, subject, n, payload.clone()).await?;
+                floor_run = raw(Some(pool.clone())).await?;
+            }
         }
         if bench.host_side() {
             stage_payload(&js, config, subject, n, payload.clone()).await?;
@@ -108,16 +108,11 @@ where
         }
         host_rates.push(host_run.0);
         raw_rates.push(raw_run.0);
-        eprintln!(
-            "  {label} run {}: host {:.0} msg/s ({:.2} µs CPU/msg), raw {:.0} msg/s ({:.2} µs CPU/msg)",
-            i + 1,
-            host_run.0,
-            host_run.1,
-            raw_run.0,
-            raw_run.1
-        );
+        floor_rates.push(floor_run.0);
+        let with_call = if floor.is_some() { format!(", raw + call {}", line(floor_run)) } else { String::new() };
+        eprintln!("  {label} run {}: host {}, raw {}{with_call}", i + 1, line(host_run), line(raw_run));
     }
-    Ok((median(&host_rates), median(&raw_rates)))
+    Ok(Rates { host: median(&host_rates), raw: median(&raw_rates), floor: median(&floor_rates) })
 }
 
 /// [`stage`] with `payload` in every message.

@@ -33,9 +33,9 @@ pub(crate) async fn run(bench: &Bench) -> anyhow::Result<Vec<Figure>> {
         {"op": "put", "bucket": BUCKET, "key": KEY, "value": VALUE},
     ]});
     let payload = bytes::Bytes::from(serde_json::to_vec(&ops)?);
-    let (host, raw_rate) = staged_runs(bench, "kv", &body, &config, SUBJECT, n, payload, || raw(&js, &config, n)).await?;
+    let rates = staged_runs(bench, "kv", &body, &config, SUBJECT, n, payload, None, |_| raw(&js, &config, n)).await?;
     let figure = "throughput, kv get + put + ack each";
-    Ok(vec![Figure::new(SCENARIO, figure, "msg/s", host, raw_rate, Target::RatioAtLeast(0.80))])
+    Ok(vec![Figure::new(SCENARIO, figure, "msg/s", rates.host, rates.raw, Target::RatioAtLeast(0.80))])
 }
 
 fn body(bench: &Bench) -> anyhow::Result<(String, Config)> {

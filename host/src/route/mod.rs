@@ -33,6 +33,7 @@ pub(crate) use timer::TICK_PREFIX;
 
 pub use convert::{from_core, from_jetstream};
 pub(crate) use convert::{header_map as convert_headers, headers_of};
+pub use pipeline::MAX_TOGETHER;
 
 use std::sync::Arc;
 

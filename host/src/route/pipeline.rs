@@ -80,7 +80,7 @@ struct ShadowRun {
 }
 
 /// The most messages a worker takes together for one batch call.
-pub(super) const MAX_TOGETHER: usize = 32;
+pub const MAX_TOGETHER: usize = 32;
 
 /// Whether a worker should take more than one message at a time: the plugin
 /// handles batches now, and nothing decides message by message before the
